@@ -1,0 +1,150 @@
+// Typed errors shared by the gateway and the orchestrator. Each carries a stable machine-readable `code` and
+// the HTTP status it maps to; `toHttpError` is the one place that turns any thrown value into an answer.
+
+export abstract class PodgateError extends Error {
+  abstract readonly code: string;
+  abstract readonly status: number;
+  /** Extra headers the answer must carry (e.g. Retry-After). */
+  headers(): Record<string, string> {
+    return {};
+  }
+}
+
+/** The Host header is not a well-formed pod hostname under one of our base domains. */
+export class InvalidHostError extends PodgateError {
+  readonly code = 'invalid_host';
+  readonly status = 400;
+  readonly host: string;
+  constructor(host: string, reason: string) {
+    super(`invalid pod hostname ${JSON.stringify(host.slice(0, 300))}: ${reason}`);
+    this.host = host;
+  }
+}
+
+/** The Host is not under any base domain this gateway serves (IP literal, foreign domain). */
+export class HostNotServedError extends PodgateError {
+  readonly code = 'host_not_served';
+  readonly status = 421;
+  constructor(host: string) {
+    super(`this gateway does not serve ${JSON.stringify(host.slice(0, 300))}`);
+  }
+}
+
+/** No such pod. The message never says whether the slug exists elsewhere. */
+export class PodNotFoundError extends PodgateError {
+  readonly code = 'pod_not_found';
+  readonly status = 404;
+  readonly slug: string;
+  constructor(slug: string) {
+    super(`no pod named ${JSON.stringify(slug)}`);
+    this.slug = slug;
+  }
+}
+
+/** The pod exists but is stopped or still starting. */
+export class PodUnavailableError extends PodgateError {
+  readonly code = 'pod_unavailable';
+  readonly status = 503;
+  readonly slug: string;
+  readonly podStatus: string;
+  readonly retryAfterSeconds: number;
+  constructor(slug: string, podStatus: string, retryAfterSeconds: number) {
+    super(`pod ${JSON.stringify(slug)} is ${podStatus}`);
+    this.slug = slug;
+    this.podStatus = podStatus;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(this.retryAfterSeconds) };
+  }
+}
+
+/** The pod's port refused the connection, reset it, or is not listening. */
+export class UpstreamUnreachableError extends PodgateError {
+  readonly code = 'upstream_unreachable';
+  readonly status = 502;
+  constructor(detail: string) {
+    super(`the pod's service is not reachable: ${detail}`);
+  }
+}
+
+/** The pod's service did not connect or answer within the configured timeout. */
+export class UpstreamTimeoutError extends PodgateError {
+  readonly code = 'upstream_timeout';
+  readonly status = 504;
+  constructor(detail: string) {
+    super(`the pod's service did not answer in time: ${detail}`);
+  }
+}
+
+/** A request body, spec or parameter failed validation; `field` names the culprit. */
+export class ValidationError extends PodgateError {
+  readonly code = 'invalid_request';
+  readonly status = 400;
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+export class UnauthorizedError extends PodgateError {
+  readonly code = 'unauthorized';
+  readonly status = 401;
+  constructor(message = 'authentication required') {
+    super(message);
+  }
+}
+
+export class NotFoundError extends PodgateError {
+  readonly code = 'not_found';
+  readonly status = 404;
+}
+
+export class ConflictError extends PodgateError {
+  readonly code = 'conflict';
+  readonly status = 409;
+}
+
+export class TooManyRequestsError extends PodgateError {
+  readonly code = 'too_many_requests';
+  readonly status = 429;
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(this.retryAfterSeconds) };
+  }
+}
+
+/** A dependency (Docker, Redis, the CA) is missing or failing; the message says what to do. */
+export class ServiceUnavailableError extends PodgateError {
+  readonly code = 'service_unavailable';
+  readonly status = 503;
+}
+
+/** Configuration is invalid; `variable` names the setting. Thrown at start, never per request. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.variable = variable;
+  }
+}
+
+export interface HttpError {
+  status: number;
+  code: string;
+  message: string;
+  headers: Record<string, string>;
+}
+
+/** The one mapping from thrown values to HTTP answers. Unknown errors become an opaque 500. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof PodgateError) {
+    return { status: err.status, code: err.code, message: err.message, headers: err.headers() };
+  }
+  return { status: 500, code: 'internal_error', message: 'internal error', headers: {} };
+}

@@ -1,0 +1,59 @@
+// Embedded route store for a single process (no REDIS_URL). Same semantics as the Redis store.
+import { nextGenerationAfter, type Route, type RouteEvent } from './route.ts';
+import type { RouteStore, RouteSubscription } from './route-store.ts';
+
+export class MemoryRouteStore implements RouteStore {
+  private readonly routes = new Map<string, Route>();
+  private readonly tombstones = new Map<string, number>();
+  private readonly subscribers = new Set<RouteSubscription>();
+  private lastGeneration = 0;
+
+  async get(slug: string): Promise<Route | undefined> {
+    return this.routes.get(slug);
+  }
+
+  async *scan(): AsyncIterable<Route[]> {
+    const all = [...this.routes.values()];
+    for (let i = 0; i < all.length; i += 1000) yield all.slice(i, i + 1000);
+  }
+
+  async put(route: Route): Promise<boolean> {
+    const held = this.routes.get(route.slug)?.generation ?? this.tombstones.get(route.slug) ?? -1;
+    if (route.generation <= held) return false;
+    this.routes.set(route.slug, route);
+    this.tombstones.delete(route.slug);
+    this.publish({ type: 'put', route });
+    return true;
+  }
+
+  async delete(slug: string, generation: number): Promise<boolean> {
+    const held = this.routes.get(slug);
+    if (held && held.generation > generation) return false;
+    if ((this.tombstones.get(slug) ?? -1) >= generation && !held) return false;
+    this.routes.delete(slug);
+    this.tombstones.set(slug, generation);
+    this.publish({ type: 'delete', slug, generation });
+    return true;
+  }
+
+  async nextGeneration(): Promise<number> {
+    this.lastGeneration = nextGenerationAfter(this.lastGeneration, Date.now() * 1000);
+    return this.lastGeneration;
+  }
+
+  async subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {
+    this.subscribers.add(subscription);
+    return async () => {
+      this.subscribers.delete(subscription);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.subscribers.clear();
+  }
+
+  private publish(event: RouteEvent): void {
+    // Deliver asynchronously, like pub/sub: a writer never runs reader code on its own stack.
+    for (const s of this.subscribers) queueMicrotask(() => s.onEvent(event));
+  }
+}

@@ -1,0 +1,139 @@
+// The shared route table in Redis (see README "Route-table contract"). Writes are Lua scripts, so the
+// generation check, the write and the change event are one atomic step.
+import type { Redis } from 'ioredis';
+import { parseRoute, parseRouteEvent, routeKeys, type Route, type RouteEvent } from './route.ts';
+import type { RouteStore, RouteSubscription } from './route-store.ts';
+
+// Held generation of a slug: the stored route's, else its tombstone's, else -1.
+const HELD = `
+local held = -1
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, decoded = pcall(cjson.decode, cur)
+  if ok and type(decoded) == 'table' and tonumber(decoded.generation) then held = tonumber(decoded.generation) end
+else
+  local t = redis.call('HGET', KEYS[2], ARGV[1])
+  if t then held = tonumber(t) end
+end
+`;
+// KEYS: routes, tombstones, events. ARGV: slug, generation, route JSON, event JSON.
+const PUT = `${HELD}
+if tonumber(ARGV[2]) <= held then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1`;
+// KEYS: routes, tombstones, events. ARGV: slug, generation, event JSON.
+const DELETE = `${HELD}
+if held > tonumber(ARGV[2]) then return 0 end
+if held == tonumber(ARGV[2]) and not cur then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1`;
+// KEYS: generation counter. Microseconds of Redis' clock, or last + 1: increases even if the data was lost.
+const NEXT_GENERATION = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local g = math.max(now, last + 1)
+redis.call('SET', KEYS[1], string.format('%.0f', g))
+return string.format('%.0f', g)`;
+
+const SCAN_BATCH = 1000;
+
+export interface RedisRouteStoreOptions {
+  prefix?: string;
+  /** Told about entries that fail validation; they are skipped, never served. */
+  onInvalid?: (where: string, error: string) => void;
+}
+
+export class RedisRouteStore implements RouteStore {
+  private readonly keys: ReturnType<typeof routeKeys>;
+  private readonly onInvalid: (where: string, error: string) => void;
+  private readonly subscribers: Redis[] = [];
+  private readonly redis: Redis;
+
+  constructor(redis: Redis, options: RedisRouteStoreOptions = {}) {
+    this.redis = redis;
+    this.keys = routeKeys(options.prefix ?? 'podgate:');
+    this.onInvalid = options.onInvalid ?? (() => {});
+  }
+
+  async get(slug: string): Promise<Route | undefined> {
+    const json = await this.redis.hget(this.keys.routes, slug);
+    if (json === null) return undefined;
+    const { route, error } = parseRoute(json);
+    if (error) this.onInvalid(`${this.keys.routes}[${slug}]`, error);
+    return route;
+  }
+
+  async *scan(): AsyncIterable<Route[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.routes, cursor, 'COUNT', SCAN_BATCH);
+      cursor = next;
+      const batch: Route[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const { route, error } = parseRoute(flat[i + 1]!);
+        if (route && route.slug === flat[i]) batch.push(route);
+        else this.onInvalid(`${this.keys.routes}[${flat[i]}]`, error ?? 'slug does not match its field');
+      }
+      if (batch.length > 0) yield batch;
+    } while (cursor !== '0');
+  }
+
+  async put(route: Route): Promise<boolean> {
+    const event: RouteEvent = { type: 'put', route };
+    const { routes, tombstones, events } = this.keys;
+    const done = await this.redis.eval(
+      PUT, 3, routes, tombstones, events,
+      route.slug, route.generation, JSON.stringify(route), JSON.stringify(event),
+    );
+    return done === 1;
+  }
+
+  async delete(slug: string, generation: number): Promise<boolean> {
+    const event: RouteEvent = { type: 'delete', slug, generation };
+    const { routes, tombstones, events } = this.keys;
+    const done = await this.redis.eval(DELETE, 3, routes, tombstones, events, slug, generation, JSON.stringify(event));
+    return done === 1;
+  }
+
+  async nextGeneration(): Promise<number> {
+    return Number(await this.redis.eval(NEXT_GENERATION, 1, this.keys.generation));
+  }
+
+  async subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {
+    // Pub/sub needs its own connection; it queues commands while offline so ioredis can re-subscribe itself.
+    const sub = this.redis.duplicate({ enableOfflineQueue: true });
+    sub.on('error', () => {});
+    this.subscribers.push(sub);
+    let lost = false;
+    sub.on('close', () => {
+      lost = true;
+    });
+    sub.on('ready', () => {
+      // Messages published while we were away are gone: the reader must re-read everything.
+      if (lost) {
+        lost = false;
+        subscription.onResync();
+      }
+    });
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.events) return;
+      const { event, error } = parseRouteEvent(message);
+      if (event) subscription.onEvent(event);
+      else this.onInvalid(this.keys.events, error ?? 'invalid event');
+    });
+    await sub.subscribe(this.keys.events);
+    return async () => {
+      this.subscribers.splice(this.subscribers.indexOf(sub), 1);
+      sub.disconnect();
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const sub of this.subscribers.splice(0)) sub.disconnect();
+  }
+}

@@ -1,0 +1,87 @@
+// The route table: the public contract between orchestrators (writers) and gateways (readers).
+// Documented in README.md ("Route-table contract"); every read and write is validated with these schemas.
+import { z } from 'zod';
+
+/** A pod slug is a DNS label short enough that `localhost-65535-pod-<slug>` still fits in one 63-byte label. */
+export const SLUG_MAX_LENGTH = 40;
+export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+export const SlugSchema = z
+  .string()
+  .max(SLUG_MAX_LENGTH, `at most ${SLUG_MAX_LENGTH} characters`)
+  .regex(SLUG_PATTERN, 'lowercase letters, digits and inner hyphens (a DNS label)');
+
+export const PortSchema = z.number().int().min(1).max(65535);
+
+export const RouteStatusSchema = z.enum(['running', 'starting', 'stopped']);
+export type RouteStatus = z.infer<typeof RouteStatusSchema>;
+
+export const DEFAULT_POD_PORT = 3000;
+
+export const RouteSchema = z.object({
+  slug: SlugSchema,
+  /** Address of the pod's host as the gateway reaches it (IP or DNS name). */
+  host: z.string().min(1).max(253),
+  /** The pod's single published host port (its in-pod router). */
+  port: PortSchema,
+  status: RouteStatusSchema,
+  /** Increases on every change of the pod; a lower generation never replaces a higher one. */
+  generation: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** The in-pod port served for `pod-<slug>.<base>` (no port in the hostname). */
+  defaultPort: PortSchema.default(DEFAULT_POD_PORT),
+  updatedAt: z.iso.datetime({ offset: true }),
+});
+export type Route = z.infer<typeof RouteSchema>;
+export type RouteInput = z.input<typeof RouteSchema>;
+
+export const RouteEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('put'), route: RouteSchema }),
+  z.object({ type: z.literal('delete'), slug: SlugSchema, generation: z.number().int().nonnegative() }),
+]);
+export type RouteEvent = z.infer<typeof RouteEventSchema>;
+
+/** Redis key names, all under one configurable prefix (default `podgate:`). */
+export function routeKeys(prefix: string) {
+  return {
+    /** hash: slug -> JSON Route */
+    routes: `${prefix}routes`,
+    /** hash: slug -> generation of its deletion, so a late write of an older generation cannot resurrect it */
+    tombstones: `${prefix}routes:tombstones`,
+    /** pub/sub channel: JSON RouteEvent */
+    events: `${prefix}routes:events`,
+    /** string: last generation handed out */
+    generation: `${prefix}generation`,
+  };
+}
+
+/** Parse a stored or received route; returns undefined (and the reason) instead of throwing. */
+export function parseRoute(json: string): { route?: Route; error?: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return { error: 'not JSON' };
+  }
+  const parsed = RouteSchema.safeParse(raw);
+  if (!parsed.success) return { error: z.prettifyError(parsed.error) };
+  return { route: parsed.data };
+}
+
+export function parseRouteEvent(json: string): { event?: RouteEvent; error?: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return { error: 'not JSON' };
+  }
+  const parsed = RouteEventSchema.safeParse(raw);
+  if (!parsed.success) return { error: z.prettifyError(parsed.error) };
+  return { event: parsed.data };
+}
+
+/**
+ * A generation that keeps increasing even if the store loses its data: microseconds since the epoch, or one
+ * more than the last one handed out if the clock has not moved on. Stays below 2^53 until the year 2255.
+ */
+export function nextGenerationAfter(last: number, nowMicros: number): number {
+  return Math.max(nowMicros, last + 1);
+}
