@@ -110,6 +110,7 @@ export class RedisRouteStore implements RouteStore {
     sub.on('error', () => {});
     this.subscribers.push(sub);
     let lost = false;
+    let closed = false;
     sub.on('close', () => {
       lost = true;
     });
@@ -121,13 +122,14 @@ export class RedisRouteStore implements RouteStore {
       }
     });
     sub.on('message', (channel: string, message: string) => {
-      if (channel !== this.keys.events) return;
+      if (closed || channel !== this.keys.events) return;
       const { event, error } = parseRouteEvent(message);
       if (event) subscription.onEvent(event);
       else this.onInvalid(this.keys.events, error ?? 'invalid event');
     });
     await sub.subscribe(this.keys.events);
     return async () => {
+      closed = true;
       this.subscribers.splice(this.subscribers.indexOf(sub), 1);
       sub.disconnect();
     };
