@@ -1,0 +1,76 @@
+// Gateway settings: environment variables (see README "Configuration"), validated once at start.
+import { BlockList, isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { envBool, envList, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
+import { normaliseBaseDomains } from '../shared/hostname.ts';
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+const GatewayEnv = z.object({
+  HTTP_PORT: envPort(8080),
+  HTTP_HOST: z.string().default('0.0.0.0'),
+  BASE_DOMAINS: envList('localhost').pipe(
+    z.array(z.string().regex(DOMAIN, 'each entry must be a domain name')).min(1, 'at least one base domain'),
+  ),
+  REDIS_URL: envRedisUrl,
+  REDIS_PREFIX: envRedisPrefix,
+  ADMIN_PORT: envPort(9090),
+  ADMIN_HOST: z.string().default('127.0.0.1'),
+  /** Peers whose X-Forwarded-* headers are trusted (IPs or CIDRs, comma list). */
+  TRUSTED_PROXIES: envList('').pipe(z.array(z.string().refine(isAddressOrCidr, 'each entry must be an IP or CIDR'))),
+  /** Slowloris guard: the whole request head must arrive within this time. */
+  HEADERS_TIMEOUT_MS: envMs(15_000),
+  /** Idle keep-alive connections from clients are closed after this. */
+  CLIENT_KEEPALIVE_MS: envMs(65_000),
+  UPSTREAM_CONNECT_TIMEOUT_MS: envMs(5_000),
+  /** Time allowed between sending a request and the pod's response headers (504 after). */
+  UPSTREAM_RESPONSE_TIMEOUT_MS: envMs(60_000),
+  /** Idle sockets kept in each pod's pool. */
+  UPSTREAM_MAX_FREE_SOCKETS: z.coerce.number().int().min(0).max(10_000).default(256),
+  /** Close WebSockets with no traffic for this long; 0 keeps them forever (VS Code, terminals). */
+  WS_IDLE_TIMEOUT_MS: envMs(0),
+  /** Full route-table re-read period. */
+  ROUTE_RESYNC_INTERVAL_MS: envMs(30_000).pipe(z.number().min(100)),
+  RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
+  SHUTDOWN_TIMEOUT_MS: envMs(10_000),
+  /** Worker processes sharing the HTTP port: a number, or `auto` for one per core. */
+  GATEWAY_WORKERS: z
+    .union([z.literal('auto'), z.coerce.number().int().min(1).max(256)])
+    .default(1)
+    .transform((v) => (v === 'auto' ? availableParallelism() : v)),
+  ACCESS_LOG: envBool(true),
+});
+
+export type GatewayEnv = z.infer<typeof GatewayEnv>;
+
+export interface GatewayConfig extends GatewayEnv {
+  baseDomains: string[];
+  trustedProxies: BlockList;
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split('/');
+  if (rest.length > 0 || !address) return false;
+  const family = isIP(address);
+  if (!family) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n <= (family === 4 ? 32 : 128);
+}
+
+function blockList(entries: string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split('/') as [string, string | undefined];
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(bits), type);
+  }
+  return list;
+}
+
+export function loadGatewayConfig(env: Record<string, string | undefined>): GatewayConfig {
+  const parsed = parseEnv(GatewayEnv, env);
+  return { ...parsed, baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
+}

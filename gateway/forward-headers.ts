@@ -1,0 +1,57 @@
+// Header rules at the edge (pure). Requests to pods get X-Forwarded-* set by the gateway (client-supplied
+// values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop headers.
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** RFC 9110 section 7.6.1 hop-by-hop headers, plus the de-facto Proxy-* ones. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate'];
+
+export interface ForwardContext {
+  /** The connecting peer's address (IPv4-mapped IPv6 is unwrapped). */
+  remoteAddress: string;
+  /** Whether that peer is a configured trusted proxy. */
+  trustedPeer: boolean;
+  proto: 'http' | 'https';
+  /** The gateway listener's port as the client reached it. */
+  port: number;
+  /** An Upgrade (WebSocket) request: keeps `Connection: upgrade` and `Upgrade`. */
+  upgrade: boolean;
+}
+
+export function unwrapMappedAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
+  const connection = headers.connection;
+  if (typeof connection === 'string') {
+    for (const token of connection.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
+    }
+  }
+  for (const name of HOP_BY_HOP) {
+    if (!(keepUpgrade && name === 'upgrade')) delete headers[name];
+  }
+}
+
+/** Rewrite an incoming request's headers in place for the upstream pod. */
+export function prepareRequestHeaders(headers: IncomingHttpHeaders, ctx: ForwardContext): void {
+  const upgradeValue = headers.upgrade;
+  stripHopByHop(headers, ctx.upgrade);
+  if (ctx.upgrade && upgradeValue) {
+    headers.connection = 'upgrade';
+    headers.upgrade = upgradeValue;
+  }
+  const priorFor = ctx.trustedPeer ? headers['x-forwarded-for'] : undefined;
+  headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${ctx.remoteAddress}` : ctx.remoteAddress;
+  if (!ctx.trustedPeer || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = ctx.proto;
+  if (!ctx.trustedPeer || !headers['x-forwarded-host']) headers['x-forwarded-host'] = headers.host ?? '';
+  if (!ctx.trustedPeer || !headers['x-forwarded-port']) headers['x-forwarded-port'] = String(ctx.port);
+  if (!ctx.trustedPeer) delete headers.forwarded;
+}
+
+/** Remove hop-by-hop headers from a pod's response before it is copied to the client. */
+export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
+  stripHopByHop(headers, false);
+}

@@ -1,0 +1,222 @@
+// Assembles one gateway: route table -> resolve -> proxy, the HTTP listener, the admin listener, shutdown.
+// Concrete stores are built by main.ts and handed in.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
+import { ServiceUnavailableError, toHttpError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { RouteStore } from '../shared/route-store.ts';
+import { createAdminApp } from './admin.ts';
+import type { GatewayConfig } from './config.ts';
+import { rawHttpError, renderError } from './error-page.ts';
+import { prepareRequestHeaders, unwrapMappedAddress } from './forward-headers.ts';
+import { createMetrics } from './metrics.ts';
+import { createPodProxy } from './proxy.ts';
+import { resolveTarget, type Target } from './resolve.ts';
+import { RouteTable } from './route-table.ts';
+import { UpstreamPool } from './upstream-pool.ts';
+import { WebSocketTunnels } from './websockets.ts';
+
+export interface GatewayDeps {
+  store: RouteStore;
+  log: Logger;
+  /** Runs before routing; returns true when it answered the request itself (ACME challenges, redirects). */
+  intercept?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Extra admin routes. */
+  mountAdmin?: (app: Hono) => void;
+  /** Skip the admin listener (worker processes share the primary's). */
+  noAdmin?: boolean;
+}
+
+export interface RunningGateway {
+  httpPort: number;
+  adminPort: number | undefined;
+  table: RouteTable;
+  handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
+  handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Stop accepting, let in-flight requests finish, close WebSockets with 1001; resolves when all is closed. */
+  shutdown(deadlineMs?: number): Promise<void>;
+}
+
+/** Status recorded for requests whose client went away before the answer was complete (nginx's convention). */
+const CLIENT_CLOSED = 499;
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host }, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<RunningGateway> {
+  const { log, store } = deps;
+  const pool = new UpstreamPool(config.UPSTREAM_MAX_FREE_SOCKETS);
+  const table = new RouteTable(store, {
+    resyncIntervalMs: config.ROUTE_RESYNC_INTERVAL_MS,
+    log,
+    onChange: (slug) => pool.retire(slug),
+  });
+  const metrics = createMetrics({ routeCount: () => table.size, lastSyncAt: () => table.lastSyncAt });
+  const tunnels = new WebSocketTunnels((delta) => metrics.websocketsOpen.inc(delta));
+  let closing = false;
+
+  const proxy = createPodProxy(
+    pool,
+    {
+      connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+      wsIdleTimeoutMs: config.WS_IDLE_TIMEOUT_MS,
+    },
+    {
+      onError: (err, req, res) => {
+        log.warn({ host: req.headers.host, url: req.url?.slice(0, 200), code: err.code, msg: err.message }, 'upstream error');
+        answerError(err, req, res);
+      },
+      onWebSocketOpen: (client, upstream) => {
+        metrics.websocketsTotal.inc();
+        tunnels.add(client, upstream);
+      },
+    },
+  );
+
+  function answerError(err: unknown, req: IncomingMessage, res: ServerResponse | Duplex): void {
+    const answer = renderError(toHttpError(err), req.headers.accept);
+    if ('writeHead' in res) {
+      if (res.headersSent) {
+        res.destroy(); // the pod failed mid-response: cut the stream rather than append an error to it
+        return;
+      }
+      res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
+      res.end(req.method === 'HEAD' ? undefined : answer.body);
+    } else if (res.writable) {
+      res.end(rawHttpError(answer));
+    } else {
+      res.destroy();
+    }
+  }
+
+  function forwardContext(req: IncomingMessage, upgrade: boolean) {
+    const remoteAddress = unwrapMappedAddress(req.socket.remoteAddress);
+    return {
+      remoteAddress,
+      trustedPeer: remoteAddress !== '' && config.trustedProxies.check(remoteAddress, remoteAddress.includes(':') ? 'ipv6' : 'ipv4'),
+      proto: (req.socket as TLSSocket).encrypted ? ('https' as const) : ('http' as const),
+      port: req.socket.localPort ?? 0,
+      upgrade,
+    };
+  }
+
+  function resolve(req: IncomingMessage): Target {
+    return resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
+  }
+
+  function record(req: IncomingMessage, status: number, pod: string, started: number): void {
+    const seconds = (performance.now() - started) / 1000;
+    metrics.requests.inc({ status: String(status), pod });
+    metrics.duration.observe({ status_class: `${Math.floor(status / 100)}xx` }, seconds);
+    if (config.ACCESS_LOG) {
+      log.info({ method: req.method, host: req.headers.host, path: req.url?.slice(0, 200), status, pod, ms: Math.round(seconds * 1000) }, 'request');
+    }
+  }
+
+  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    let pod = '-';
+    res.once('close', () => record(req, res.writableFinished ? res.statusCode : CLIENT_CLOSED, pod, started));
+    if (closing) res.shouldKeepAlive = false;
+    if (deps.intercept?.(req, res)) return;
+    let target: Target;
+    try {
+      target = resolve(req);
+    } catch (err) {
+      answerError(err, req, res);
+      return;
+    }
+    pod = target.slug;
+    prepareRequestHeaders(req.headers, forwardContext(req, false));
+    proxy.web(req, res, target);
+  }
+
+  function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // An error handler before anything else: a reset client socket must never become an uncaught exception.
+    socket.on('error', () => {});
+    const started = performance.now();
+    let target: Target;
+    try {
+      if (closing) throw new ServiceUnavailableError('the gateway is shutting down');
+      target = resolve(req);
+    } catch (err) {
+      answerError(err, req, socket);
+      record(req, toHttpError(err).status, '-', started);
+      return;
+    }
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
+      const answer = renderError({ status: 400, code: 'unsupported_upgrade', message: 'only WebSocket upgrades (GET) are proxied', headers: {} }, req.headers.accept);
+      socket.end(rawHttpError(answer));
+      record(req, 400, target.slug, started);
+      return;
+    }
+    prepareRequestHeaders(req.headers, forwardContext(req, true));
+    record(req, 101, target.slug, started);
+    proxy.ws(req, socket, head, target);
+  }
+
+  const server = createServer({
+    headersTimeout: config.HEADERS_TIMEOUT_MS,
+    // No whole-request deadline: it would cut long uploads and streams. Slowloris is bounded by headersTimeout.
+    requestTimeout: 0,
+    keepAliveTimeout: config.CLIENT_KEEPALIVE_MS,
+  });
+  server.on('request', handleRequest);
+  server.on('upgrade', handleUpgrade);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Malformed requests from clients: a precise status when the socket can still take one, never a crash.
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
+  });
+
+  await table.start();
+  const httpPort = await listen(server, config.HTTP_PORT, config.HTTP_HOST);
+
+  let admin: ServerType | undefined;
+  let adminPort: number | undefined;
+  if (!deps.noAdmin) {
+    const app = createAdminApp({ ready: () => table.ready && !closing, registry: metrics.registry, mount: deps.mountAdmin });
+    admin = await new Promise<ServerType>((resolveAdmin, reject) => {
+      const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolveAdmin(s));
+      s.once('error', reject);
+    });
+    adminPort = (admin.address() as AddressInfo).port;
+  }
+  log.info({ httpPort, adminPort, routes: table.size, baseDomains: config.baseDomains }, 'gateway listening');
+
+  async function shutdown(deadlineMs = config.SHUTDOWN_TIMEOUT_MS): Promise<void> {
+    if (closing) return;
+    closing = true;
+    log.info({ inFlightWebSockets: tunnels.size }, 'gateway shutting down');
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    server.closeIdleConnections();
+    tunnels.closeAll(Math.min(deadlineMs, 2000));
+    const deadline = setTimeout(() => server.closeAllConnections(), deadlineMs);
+    await closed;
+    clearTimeout(deadline);
+    proxy.close();
+    pool.close();
+    await table.close();
+    if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+  }
+
+  return { httpPort, adminPort, table, handleRequest, handleUpgrade, shutdown };
+}
+

@@ -1,0 +1,78 @@
+// Gateway composition root: configuration from the environment, the route store, the listeners, signals.
+// `npm run gateway` runs this file; the all-in-one main.ts at the top calls runGateway().
+import { loadEnv } from '../shared/config.ts';
+import { ConfigError } from '../shared/errors.ts';
+import { createLogger, type Logger } from '../shared/log.ts';
+import { createRouteStore } from '../shared/route-store-factory.ts';
+import type { RouteStore } from '../shared/route-store.ts';
+import { loadGatewayConfig, type GatewayConfig } from './config.ts';
+import { startGateway, type GatewayDeps, type RunningGateway } from './gateway.ts';
+
+export { startGateway, loadGatewayConfig };
+export type { GatewayConfig, RunningGateway };
+
+export interface GatewayProcess {
+  gateway: RunningGateway;
+  store: RouteStore;
+  stop(): Promise<void>;
+}
+
+/** Start a gateway from settings; `store` may be shared with an orchestrator in the same process. */
+export async function runGateway(
+  config: GatewayConfig,
+  options: { log?: Logger; store?: RouteStore } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
+): Promise<GatewayProcess> {
+  const log = options.log ?? createLogger('gateway');
+  const store = options.store ?? createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, log);
+  const gateway = await startGateway(config, { ...options, store, log });
+  return {
+    gateway,
+    store,
+    async stop() {
+      await gateway.shutdown();
+      if (!options.store) await store.close();
+    },
+  };
+}
+
+/** Exit cleanly on SIGTERM/SIGINT within the shutdown deadline. */
+export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number, log: Logger): void {
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    // The deadline is enforced here too, in case something refuses to close.
+    setTimeout(() => process.exit(1), deadlineMs + 1000).unref();
+    stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err: String(err) }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}
+
+/** Print a configuration error naming the variable and exit; rethrow anything else. */
+export function exitOnConfigError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`podgate: invalid configuration: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+if (import.meta.main) {
+  let config: GatewayConfig;
+  try {
+    config = loadGatewayConfig(loadEnv());
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+  const log = createLogger('gateway');
+  const running = await runGateway(config, { log });
+  stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
+}

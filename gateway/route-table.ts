@@ -1,0 +1,141 @@
+// The gateway's in-memory snapshot of the route table. The request path only ever calls lookup(): it never
+// waits on Redis. The snapshot is loaded at start, patched by change events, and fully re-read after every
+// reconnect and periodically (pub/sub drops messages while disconnected), and it keeps serving while the
+// store is down.
+import type { Logger } from '../shared/log.ts';
+import type { Route, RouteEvent } from '../shared/route.ts';
+import type { RouteStore } from '../shared/route-store.ts';
+
+export interface RouteTableOptions {
+  /** Full re-read period; bounds how long a missed event can go unnoticed. */
+  resyncIntervalMs: number;
+  log: Logger;
+  /** Told when a slug's route is replaced or removed, so per-generation resources can be retired. */
+  onChange?: (slug: string, previous: Route | undefined, next: Route | undefined) => void;
+}
+
+interface Entry {
+  route: Route | undefined; // undefined: deleted at `generation`
+  generation: number;
+  /** Value of `changes` when this entry was written: tells a resync which entries it may have missed. */
+  stamp: number;
+}
+
+export class RouteTable {
+  private readonly entries = new Map<string, Entry>();
+  private readonly store: RouteStore;
+  private readonly options: RouteTableOptions;
+  private changes = 0;
+  private liveRoutes = 0;
+  private unsubscribe: (() => Promise<void>) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<boolean> | undefined;
+  private resyncWanted = false;
+  private closed = false;
+  /** Time of the last complete re-read (ms since epoch), 0 before the first. */
+  lastSyncAt = 0;
+
+  constructor(store: RouteStore, options: RouteTableOptions) {
+    this.store = store;
+    this.options = options;
+  }
+
+  /** Subscribe, then load everything. Resolves even if the store is down (the timer retries). */
+  async start(): Promise<void> {
+    try {
+      this.unsubscribe = await this.store.subscribe({
+        onEvent: (event) => this.apply(event),
+        onResync: () => void this.resync(),
+      });
+    } catch (err) {
+      this.options.log.warn({ err: String(err) }, 'route events subscription failed; relying on periodic resync');
+    }
+    await this.resync();
+    this.timer = setInterval(() => void this.resync(), this.options.resyncIntervalMs);
+    this.timer.unref();
+  }
+
+  lookup(slug: string): Route | undefined {
+    return this.entries.get(slug)?.route;
+  }
+
+  get size(): number {
+    return this.liveRoutes;
+  }
+
+  get ready(): boolean {
+    return this.lastSyncAt > 0;
+  }
+
+  /** Apply one change event; an older generation than the one held never wins. */
+  apply(event: RouteEvent): void {
+    if (event.type === 'put') this.set(event.route.slug, event.route, event.route.generation);
+    else this.set(event.slug, undefined, event.generation);
+  }
+
+  /**
+   * Re-read the whole table. The store is authoritative: entries it no longer has are dropped, unless an
+   * event touched them while the scan ran (the scan may have missed a very recent change).
+   */
+  resync(): Promise<boolean> {
+    if (this.syncing) {
+      this.resyncWanted = true;
+      return this.syncing;
+    }
+    this.syncing = this.scan().finally(() => {
+      this.syncing = undefined;
+      if (this.resyncWanted && !this.closed) {
+        this.resyncWanted = false;
+        void this.resync();
+      }
+    });
+    return this.syncing;
+  }
+
+  private async scan(): Promise<boolean> {
+    const startStamp = this.changes;
+    const seen = new Set<string>();
+    try {
+      for await (const batch of this.store.scan()) {
+        for (const route of batch) {
+          seen.add(route.slug);
+          const held = this.entries.get(route.slug);
+          if (held?.route && held.generation === route.generation) continue; // unchanged
+          // Events newer than the scan win; otherwise the stored route is the truth, even at a lower
+          // generation (the store may have lost its data and started again).
+          if (held && held.stamp > startStamp && held.generation >= route.generation) continue;
+          this.replace(route.slug, route, route.generation);
+        }
+      }
+    } catch (err) {
+      this.options.log.warn({ err: String(err) }, 'route table resync failed; serving the last snapshot');
+      return false;
+    }
+    for (const [slug, entry] of this.entries) {
+      if (!seen.has(slug) && entry.stamp <= startStamp && entry.route) this.replace(slug, undefined, entry.generation);
+      else if (!entry.route && entry.stamp <= startStamp) this.entries.delete(slug); // forget old tombstones
+    }
+    this.lastSyncAt = Date.now();
+    return true;
+  }
+
+  private set(slug: string, route: Route | undefined, generation: number): void {
+    const held = this.entries.get(slug);
+    if (held && held.generation >= generation) return;
+    this.replace(slug, route, generation);
+  }
+
+  private replace(slug: string, route: Route | undefined, generation: number): void {
+    const previous = this.entries.get(slug)?.route;
+    if (previous && !route) this.liveRoutes--;
+    if (!previous && route) this.liveRoutes++;
+    this.entries.set(slug, { route, generation, stamp: ++this.changes });
+    if (previous && previous.generation !== route?.generation) this.options.onChange?.(slug, previous, route);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.unsubscribe?.();
+  }
+}

@@ -1,0 +1,55 @@
+// Configuration from the environment (and an optional JSON file), validated with zod once at start.
+// A bad value stops the process with a message naming the variable.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/** Parse `env` with a zod object schema whose keys are the variable names. */
+export function parseEnv<S extends z.ZodObject>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const variable = String(issue.path[0] ?? 'environment');
+  const value = env[variable];
+  const shown = value === undefined ? 'unset' : JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  throw new ConfigError(variable, `${issue.message} (got ${shown})`);
+}
+
+/**
+ * The environment, with defaults from the JSON file named by CONFIG_FILE (if any) underneath it:
+ * the file holds `{ "VARIABLE": "value" }` pairs, and the environment wins.
+ */
+export function loadEnv(env: Record<string, string | undefined> = process.env): Record<string, string | undefined> {
+  const file = env.CONFIG_FILE;
+  if (!file) return env;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('CONFIG_FILE', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  const values = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).safeParse(parsed);
+  if (!values.success) throw new ConfigError('CONFIG_FILE', `${file} must be a JSON object of VARIABLE: value`);
+  const fromFile = Object.fromEntries(Object.entries(values.data).map(([k, v]) => [k, String(v)]));
+  return { ...fromFile, ...env };
+}
+
+// Reusable field schemas (environment values are strings).
+export const envPort = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+export const envMs = (fallback: number) => z.coerce.number().int().min(0).max(2_147_483_647).default(fallback);
+export const envList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+export const envBool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+export const envRedisUrl = z
+  .string()
+  .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+  .optional()
+  .or(z.literal('').transform(() => undefined));
+export const envRedisPrefix = z.string().regex(/^[\w:.-]{1,64}$/, 'letters, digits, _ : . - (at most 64)').default('podgate:');
