@@ -125,6 +125,26 @@ export class ServiceUnavailableError extends PodgateError {
   readonly status = 503;
 }
 
+/** Every host port of the orchestrator's range is handed out (or bound by something else). */
+export class PortsExhaustedError extends PodgateError {
+  readonly code = 'ports_exhausted';
+  readonly status = 503;
+  constructor(detail: string) {
+    super(`no free host port for a pod: ${detail}`);
+  }
+}
+
+/** The pod could not be created or started; what was made has been rolled back. */
+export class PodStartFailedError extends PodgateError {
+  readonly code = 'pod_start_failed';
+  readonly status = 502;
+  readonly slug: string;
+  constructor(slug: string, detail: string) {
+    super(`pod ${JSON.stringify(slug)} did not start: ${detail}`);
+    this.slug = slug;
+  }
+}
+
 /** Configuration is invalid; `variable` names the setting. Thrown at start, never per request. */
 export class ConfigError extends Error {
   readonly variable: string;

@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { RedisPortAllocator, portKeys } from './redis-port-allocator.ts';
+import { runPortAllocatorContract } from './port-allocator.contract.ts';
+
+let server: RedisServer;
+const clients: ReturnType<typeof createRedis>[] = [];
+beforeAll(async () => {
+  server = await startRedis();
+});
+afterAll(async () => {
+  clients.forEach((c) => c.disconnect());
+  await server.stop();
+});
+
+async function client() {
+  const redis = createRedis(server.url);
+  clients.push(redis);
+  await waitReady(redis);
+  return redis;
+}
+
+let n = 0;
+runPortAllocatorContract('redis', async (range) => new RedisPortAllocator(await client(), range, { prefix: `pa${++n}:` }));
+
+describe('RedisPortAllocator across processes', () => {
+  it('two orchestrators allocating 50 ports each at once never get the same port', async () => {
+    const prefix = `race${++n}:`;
+    const range = { first: 30000, last: 39999 };
+    // Two connections, as two orchestrator processes would have.
+    const a = new RedisPortAllocator(await client(), range, { prefix });
+    const b = new RedisPortAllocator(await client(), range, { prefix });
+    const got = await Promise.all([
+      ...Array.from({ length: 50 }, (_, i) => a.allocate(`a${i}`)),
+      ...Array.from({ length: 50 }, (_, i) => b.allocate(`b${i}`)),
+    ]);
+    expect(new Set(got).size).toBe(100);
+    expect((await a.owners()).size).toBe(100);
+  });
+
+  it('after Redis lost its data, claimed ports are not handed out again', async () => {
+    const prefix = `loss${++n}:`;
+    const redis = await client();
+    const range = { first: 31000, last: 31002 };
+    const a = new RedisPortAllocator(redis, range, { prefix });
+    const p = await a.allocate('pod');
+    const keys = portKeys(prefix);
+    await redis.del(keys.free, keys.owners, keys.seeded);
+    // Reconcile finds the container in Docker and claims its port back.
+    expect(await a.claim(p, 'pod')).toBe(true);
+    const others = [await a.allocate('x'), await a.allocate('y')];
+    expect(others).not.toContain(p);
+  });
+
+  it('seeds the free set once, in O(range), not per allocation', async () => {
+    const prefix = `seed${++n}:`;
+    const redis = await client();
+    const a = new RedisPortAllocator(redis, { first: 30000, last: 39999 }, { prefix });
+    await a.allocate('one');
+    expect(await redis.scard(portKeys(prefix).free)).toBe(9999);
+    await a.allocate('two');
+    expect(await redis.scard(portKeys(prefix).free)).toBe(9998);
+  });
+});
