@@ -145,6 +145,25 @@ export class PodStartFailedError extends PodgateError {
   }
 }
 
+/**
+ * The ACME CA refused or failed an issuance (rate limit, failed validation, outage). `retryAfterSeconds` is the
+ * CA's Retry-After when it gave one; `rateLimited` is true for its rateLimited problem or HTTP 429.
+ */
+export class CertificateAuthorityError extends PodgateError {
+  readonly code = 'certificate_authority_error';
+  readonly status = 502;
+  readonly retryAfterSeconds: number | undefined;
+  readonly rateLimited: boolean;
+  constructor(message: string, options: { retryAfterSeconds?: number; rateLimited?: boolean } = {}) {
+    super(message);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.rateLimited = options.rateLimited ?? false;
+  }
+  override headers(): Record<string, string> {
+    return this.retryAfterSeconds === undefined ? {} : { 'retry-after': String(this.retryAfterSeconds) };
+  }
+}
+
 /** Configuration is invalid; `variable` names the setting. Thrown at start, never per request. */
 export class ConfigError extends Error {
   readonly variable: string;
