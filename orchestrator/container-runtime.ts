@@ -1,0 +1,100 @@
+// What the orchestrator needs from a container engine. DockerRuntime (docker-runtime.ts) is the real one; the
+// pod lifecycle (pods.ts) and reconcile only see this interface.
+
+/** Labels every pod container carries: Docker is the source of truth, these rebuild everything else. */
+export const LABELS = {
+  managed: 'podgate.managed',
+  slug: 'podgate.slug',
+  generation: 'podgate.generation',
+  hostPort: 'podgate.host-port',
+  defaultPort: 'podgate.default-port',
+  /** The pod spec as JSON, so a restarted orchestrator knows the pod without any other store. */
+  spec: 'podgate.spec',
+} as const;
+
+/** The in-pod router listens here; it is the only port a pod publishes. */
+export const POD_ROUTER_PORT = 80;
+
+export interface PodContainerSpec {
+  slug: string;
+  generation: number;
+  image: string;
+  runtime: string;
+  bindAddress: string;
+  hostPort: number;
+  defaultPort: number;
+  env: Record<string, string>;
+  /** User labels plus the orchestrator's (LABELS). */
+  labels: Record<string, string>;
+  nanoCpus: number;
+  cpuShares: number;
+  memoryBytes: number;
+}
+
+export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+export interface PodContainer {
+  id: string;
+  name: string;
+  state: ContainerState;
+  labels: Record<string, string>;
+  /** Seconds since the epoch, as Docker reports it. */
+  created: number;
+}
+
+export interface ExecResult {
+  /** null when the command did not finish (timeout). */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  /** Output beyond the limit was dropped. */
+  truncated: boolean;
+  timedOut: boolean;
+}
+
+export interface ExecOptions {
+  timeoutMs: number;
+  /** Bytes kept per stream. */
+  outputLimit: number;
+}
+
+export interface RuntimeEvent {
+  /** Docker's action: start, die, stop, destroy, ... */
+  action: string;
+  slug: string | undefined;
+  id: string;
+}
+
+export interface PodNetwork {
+  id: string;
+  name: string;
+  slug: string | undefined;
+}
+
+export interface ContainerRuntime {
+  /** Throws ServiceUnavailableError (saying how to fix it) if the daemon lacks `runtime`. */
+  checkRuntime(runtime: string): Promise<void>;
+  /** CPUs of the Docker host (limits are clamped to it). */
+  hostCpus(): Promise<number>;
+  imageExists(image: string): Promise<boolean>;
+  /** Create the pod's own network and its container (not started). Leaves nothing behind if it fails. */
+  create(spec: PodContainerSpec): Promise<PodContainer>;
+  start(slug: string): Promise<void>;
+  /** Stop with a grace period; a stopped container is fine. */
+  stop(slug: string, graceSeconds: number): Promise<void>;
+  /** Remove the container and its network; missing ones are fine. */
+  remove(slug: string): Promise<void>;
+  inspect(slug: string): Promise<PodContainer | undefined>;
+  /** Every pod container (all states). */
+  list(): Promise<PodContainer[]>;
+  /** Every pod network, with or without a container. */
+  networks(): Promise<PodNetwork[]>;
+  exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult>;
+  /** Container events of pods until the returned function is called; `onError` when the stream breaks. */
+  events(onEvent: (e: RuntimeEvent) => void, onError: (err: Error) => void): Promise<() => void>;
+}
+
+/** Docker names of a pod's container and network. */
+export function podResourceName(slug: string): string {
+  return `podgate-${slug}`;
+}

@@ -1,0 +1,120 @@
+// DockerRuntime against the real Docker daemon with gVisor (runsc).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Docker from 'dockerode';
+import { ServiceUnavailableError } from '../shared/errors.ts';
+import { waitFor } from '../test/support/wait.ts';
+import { LABELS, type PodContainerSpec, type RuntimeEvent } from './container-runtime.ts';
+import { DockerRuntime } from './docker-runtime.ts';
+import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
+import { tierLimits } from './spec.ts';
+import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+
+const docker = new Docker();
+const runtime = new DockerRuntime(docker);
+const slugs = new Set<string>();
+let image: string;
+// A private part of the pod range so parallel test files do not hand out the same ports.
+const ports = new MemoryPortAllocator({ first: 38000, last: 38099 });
+
+beforeAll(async () => {
+  image = await testPodImage();
+});
+afterAll(async () => {
+  await removePods(slugs);
+});
+
+async function spec(stem: string, extra: Partial<PodContainerSpec> = {}): Promise<PodContainerSpec> {
+  const slug = uniqueSlug(stem);
+  slugs.add(slug);
+  let hostPort = await ports.allocate(slug);
+  while (!(await isPortBindable('127.0.0.1', hostPort))) hostPort = await ports.allocate(slug);
+  return {
+    slug,
+    generation: 1,
+    image,
+    runtime: 'runsc',
+    bindAddress: '127.0.0.1',
+    hostPort,
+    defaultPort: 3000,
+    env: { POD_SLUG: slug },
+    labels: { 'team': 'qa', [LABELS.generation]: '1', [LABELS.hostPort]: String(hostPort) },
+    ...tierLimits('dev.small', 2),
+    ...extra,
+  };
+}
+
+describe('DockerRuntime', () => {
+  it('knows the runsc runtime and says how to register a missing one', async () => {
+    await runtime.checkRuntime('runsc');
+    const err = await runtime.checkRuntime('no-such-runtime').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceUnavailableError);
+    expect((err as Error).message).toMatch(/daemon\.json/);
+    expect(await runtime.hostCpus()).toBeGreaterThan(0);
+  });
+
+  it('runs a pod under gVisor on its own network with tier limits, exec and events, and removes it all', async () => {
+    const s = await spec('rt');
+    const events: RuntimeEvent[] = [];
+    const stopEvents = await runtime.events((e) => events.push(e), () => {});
+    try {
+      const created = await runtime.create(s);
+      expect(created.state).toBe('created');
+      expect(created.labels[LABELS.slug]).toBe(s.slug);
+      expect(created.labels.team).toBe('qa');
+      await runtime.start(s.slug);
+      await runtime.start(s.slug); // already running is fine
+
+      const info = await docker.getContainer(`podgate-${s.slug}`).inspect();
+      expect(info.HostConfig.Runtime).toBe('runsc');
+      expect(info.HostConfig.NetworkMode).toBe(`podgate-${s.slug}`);
+      expect(info.HostConfig.NanoCpus).toBe(1e9);
+      expect(info.HostConfig.Memory).toBe(1024 ** 3);
+      expect(info.HostConfig.PortBindings?.['80/tcp']).toEqual([{ HostIp: '127.0.0.1', HostPort: String(s.hostPort) }]);
+
+      // Proof of the sandbox: gVisor's kernel log, not the host's.
+      const dmesg = await runtime.exec(s.slug, ['dmesg'], { timeoutMs: 20_000, outputLimit: 65536 });
+      expect(dmesg.exitCode).toBe(0);
+      expect(dmesg.stdout).toMatch(/gVisor/);
+
+      const r = await runtime.exec(s.slug, ['sh', '-c', 'echo out; echo err >&2; exit 3'], { timeoutMs: 20_000, outputLimit: 65536 });
+      expect(r).toMatchObject({ exitCode: 3, stdout: 'out\n', stderr: 'err\n', timedOut: false, truncated: false });
+      const big = await runtime.exec(s.slug, ['sh', '-c', 'i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done'], { timeoutMs: 20_000, outputLimit: 100 });
+      expect(big.stdout).toHaveLength(100);
+      expect(big.truncated).toBe(true);
+      const slow = await runtime.exec(s.slug, ['sleep', '30'], { timeoutMs: 300, outputLimit: 100 });
+      expect(slow).toMatchObject({ timedOut: true, exitCode: null });
+
+      expect((await runtime.list()).map((c) => c.labels[LABELS.slug])).toContain(s.slug);
+      expect((await runtime.networks()).map((n) => n.slug)).toContain(s.slug);
+      expect((await runtime.inspect(s.slug))?.state).toBe('running');
+
+      await runtime.stop(s.slug, 1);
+      await runtime.stop(s.slug, 1); // already stopped is fine
+      expect((await runtime.inspect(s.slug))?.state).toBe('exited');
+      await waitFor(() => events.some((e) => e.slug === s.slug && e.action === 'die'), { what: 'die event' });
+
+      await runtime.remove(s.slug);
+      await runtime.remove(s.slug); // already gone is fine
+      expect(await runtime.inspect(s.slug)).toBeUndefined();
+      expect((await runtime.networks()).map((n) => n.slug)).not.toContain(s.slug);
+      await waitFor(() => events.some((e) => e.slug === s.slug && e.action === 'destroy'), { what: 'destroy event' });
+    } finally {
+      stopEvents();
+    }
+  });
+
+  it('a failed create leaves no network behind', async () => {
+    const s = await spec('bad', { image: 'podgate/does-not-exist:never' });
+    await expect(runtime.create(s)).rejects.toThrow();
+    expect((await runtime.networks()).map((n) => n.slug)).not.toContain(s.slug);
+    expect(await runtime.imageExists('podgate/does-not-exist:never')).toBe(false);
+    expect(await runtime.imageExists(image)).toBe(true);
+  });
+
+  it('an unreachable daemon is a clear 503', async () => {
+    const dead = new DockerRuntime(new Docker({ socketPath: '/nonexistent/docker.sock' }));
+    const err = await dead.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceUnavailableError);
+    expect((err as Error).message).toMatch(/DOCKER_HOST/);
+  });
+});

@@ -1,0 +1,310 @@
+// ContainerRuntime on Docker (dockerode). One bridge network per pod (Docker isolates bridge networks from each
+// other), one container per pod under the configured runtime (gVisor's runsc by default), its in-pod router's
+// port 80 published on one host port. Everything it creates carries the podgate labels, so reconcile can find it.
+import type { Writable } from 'node:stream';
+import type Docker from 'dockerode';
+import { ServiceUnavailableError } from '../shared/errors.ts';
+import {
+  LABELS,
+  POD_ROUTER_PORT,
+  podResourceName,
+  type ContainerRuntime,
+  type ContainerState,
+  type ExecOptions,
+  type ExecResult,
+  type PodContainer,
+  type PodContainerSpec,
+  type PodNetwork,
+  type RuntimeEvent,
+} from './container-runtime.ts';
+
+const MANAGED_FILTER = `${LABELS.managed}=true`;
+/** Docker answers 304 when a container is already in the asked state, 404 when it is gone. */
+const NOT_MODIFIED = 304;
+const NOT_FOUND = 404;
+/** A pod's json-file log is capped so a chatty pod cannot fill the host's disk. */
+const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
+/** Processes per pod: a fork bomb stays inside its sandbox. */
+const PIDS_LIMIT = 4096;
+/** The network may still be in use for a moment after the container is removed. */
+const NETWORK_REMOVE_ATTEMPTS = 5;
+const NETWORK_REMOVE_BACKOFF_MS = 200;
+
+function statusOf(err: unknown): number | undefined {
+  return typeof err === 'object' && err !== null && 'statusCode' in err ? Number((err as { statusCode: unknown }).statusCode) : undefined;
+}
+
+function isConnectionError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
+  return ['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code);
+}
+
+/** Docker's own message, without dockerode's "(HTTP code 500) server error - " prefix. */
+export function dockerMessage(err: unknown): string {
+  const json = typeof err === 'object' && err !== null && 'json' in err ? (err as { json: unknown }).json : undefined;
+  if (json && typeof json === 'object' && 'message' in json) return String((json as { message: unknown }).message);
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function runtimeMissingMessage(runtime: string, available: string[]): string {
+  const how =
+    runtime === 'runsc'
+      ? 'install gVisor (apt-get install runsc), add {"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=host"]}}} ' +
+        'to /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))'
+      : `register it under "runtimes" in /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))`;
+  return `the Docker daemon has no runtime "${runtime}" (it has: ${available.join(', ') || 'none'}): ${how}`;
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  private readonly docker: Docker;
+
+  constructor(docker: Docker) {
+    this.docker = docker;
+  }
+
+  /** Every Docker call goes through here: an unreachable daemon becomes a clear 503. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isConnectionError(err)) throw new ServiceUnavailableError(`Docker is not reachable (${what}): ${dockerMessage(err)}; check DOCKER_HOST and that dockerd runs`);
+      throw err;
+    }
+  }
+
+  async checkRuntime(runtime: string): Promise<void> {
+    const info = await this.call('info', () => this.docker.info());
+    const available = Object.keys((info as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
+    if (!available.includes(runtime)) throw new ServiceUnavailableError(runtimeMissingMessage(runtime, available));
+  }
+
+  async hostCpus(): Promise<number> {
+    const info = await this.call('info', () => this.docker.info());
+    return Number((info as { NCPU?: number }).NCPU) || 1;
+  }
+
+  async imageExists(image: string): Promise<boolean> {
+    try {
+      await this.call('image inspect', () => this.docker.getImage(image).inspect());
+      return true;
+    } catch (err) {
+      if (statusOf(err) === NOT_FOUND) return false;
+      throw err;
+    }
+  }
+
+  async create(spec: PodContainerSpec): Promise<PodContainer> {
+    const name = podResourceName(spec.slug);
+    const ownLabels = { [LABELS.managed]: 'true', [LABELS.slug]: spec.slug };
+    const network = await this.call('create network', () =>
+      this.docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: ownLabels }),
+    );
+    try {
+      const container = await this.call('create container', () =>
+        this.docker.createContainer({
+          name,
+          Image: spec.image,
+          Hostname: spec.slug,
+          Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+          Labels: { ...spec.labels, ...ownLabels },
+          ExposedPorts: { [`${POD_ROUTER_PORT}/tcp`]: {} },
+          HostConfig: {
+            Runtime: spec.runtime,
+            NetworkMode: name,
+            PortBindings: { [`${POD_ROUTER_PORT}/tcp`]: [{ HostIp: spec.bindAddress, HostPort: String(spec.hostPort) }] },
+            NanoCpus: spec.nanoCpus,
+            CpuShares: spec.cpuShares,
+            Memory: spec.memoryBytes,
+            // No swap beyond the memory limit: the tier's memory is the pod's memory.
+            MemorySwap: spec.memoryBytes,
+            PidsLimit: PIDS_LIMIT,
+            // The orchestrator owns the lifecycle: a container that dies stays down and its route says so.
+            RestartPolicy: { Name: 'no' },
+            LogConfig: { Type: 'json-file', Config: CONTAINER_LOG_OPTS },
+          },
+        }),
+      );
+      const info = await container.inspect();
+      return {
+        id: info.Id,
+        name,
+        state: info.State.Status as ContainerState,
+        labels: info.Config.Labels ?? {},
+        created: Math.floor(Date.parse(info.Created) / 1000),
+      };
+    } catch (err) {
+      // Nothing left behind: the network was made for this container only.
+      await network.remove().catch(() => {});
+      throw err;
+    }
+  }
+
+  async start(slug: string): Promise<void> {
+    try {
+      await this.call('start', () => this.docker.getContainer(podResourceName(slug)).start());
+    } catch (err) {
+      if (statusOf(err) !== NOT_MODIFIED) throw err;
+    }
+  }
+
+  async stop(slug: string, graceSeconds: number): Promise<void> {
+    try {
+      await this.call('stop', () => this.docker.getContainer(podResourceName(slug)).stop({ t: graceSeconds }));
+    } catch (err) {
+      if (statusOf(err) !== NOT_MODIFIED) throw err;
+    }
+  }
+
+  async remove(slug: string): Promise<void> {
+    const name = podResourceName(slug);
+    try {
+      await this.call('remove container', () => this.docker.getContainer(name).remove({ force: true, v: true }));
+    } catch (err) {
+      if (statusOf(err) !== NOT_FOUND) throw err;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.call('remove network', () => this.docker.getNetwork(name).remove());
+        return;
+      } catch (err) {
+        if (statusOf(err) === NOT_FOUND) return;
+        if (attempt >= NETWORK_REMOVE_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, NETWORK_REMOVE_BACKOFF_MS * attempt));
+      }
+    }
+  }
+
+  async inspect(slug: string): Promise<PodContainer | undefined> {
+    try {
+      const info = await this.call('inspect', () => this.docker.getContainer(podResourceName(slug)).inspect());
+      const labels = info.Config.Labels ?? {};
+      if (labels[LABELS.managed] !== 'true') return undefined;
+      return {
+        id: info.Id,
+        name: info.Name.replace(/^\//, ''),
+        state: info.State.Status as ContainerState,
+        labels,
+        created: Math.floor(Date.parse(info.Created) / 1000),
+      };
+    } catch (err) {
+      if (statusOf(err) === NOT_FOUND) return undefined;
+      throw err;
+    }
+  }
+
+  async list(): Promise<PodContainer[]> {
+    const all = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label: [MANAGED_FILTER] } }));
+    return all.map((c) => ({
+      id: c.Id,
+      name: (c.Names[0] ?? '').replace(/^\//, ''),
+      state: c.State as ContainerState,
+      labels: c.Labels ?? {},
+      created: c.Created,
+    }));
+  }
+
+  async networks(): Promise<PodNetwork[]> {
+    const all = await this.call('list networks', () => this.docker.listNetworks({ filters: { label: [MANAGED_FILTER] } }));
+    return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug] }));
+  }
+
+  async exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult> {
+    const container = this.docker.getContainer(podResourceName(slug));
+    const exec = await this.call('exec', () => container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false }));
+    const stream = await this.call('exec start', () => exec.start({ hijack: true, stdin: false }));
+    const out = new Capture(options.outputLimit);
+    const err = new Capture(options.outputLimit);
+    // demuxStream only calls write(); capturing synchronously means nothing is pending when the stream ends.
+    this.docker.modem.demuxStream(stream, out.sink(), err.sink());
+    const timedOut = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        // The command may go on inside the pod; we stop waiting for it (its log entry says timed out).
+        stream.destroy();
+        resolve(true);
+      }, options.timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      stream.once('end', done);
+      stream.once('close', done);
+      stream.once('error', done);
+    });
+    let exitCode: number | null = null;
+    if (!timedOut) {
+      const info = await exec.inspect();
+      exitCode = typeof info.ExitCode === 'number' ? info.ExitCode : null;
+    }
+    return { exitCode, stdout: out.text(), stderr: err.text(), truncated: out.truncated || err.truncated, timedOut };
+  }
+
+  async events(onEvent: (e: RuntimeEvent) => void, onError: (err: Error) => void): Promise<() => void> {
+    const stream = (await this.call('events', () =>
+      this.docker.getEvents({ filters: { type: ['container'], label: [MANAGED_FILTER] } }),
+    )) as NodeJS.ReadableStream & { destroy(): void };
+    let buffer = '';
+    let closed = false;
+    stream.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) !== -1) {
+        const line = buffer.slice(0, nl).trim();
+        buffer = buffer.slice(nl + 1);
+        if (!line) continue;
+        try {
+          const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+          onEvent({ action: String(e.Action ?? e.status ?? ''), id: String(e.id ?? e.Actor?.ID ?? ''), slug: e.Actor?.Attributes?.[LABELS.slug] });
+        } catch {
+          // A line we cannot read is only a missed trigger; periodic reconcile covers it.
+        }
+      }
+    });
+    const fail = (err: Error) => {
+      if (!closed) onError(err);
+      closed = true;
+    };
+    stream.on('error', fail);
+    stream.on('end', () => fail(new Error('Docker event stream ended')));
+    return () => {
+      closed = true;
+      stream.destroy();
+    };
+  }
+}
+
+/** Keeps the first `limit` bytes of a stream and notes whether more came. */
+class Capture {
+  private readonly limit: number;
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  add(b: Buffer): void {
+    const room = this.limit - this.size;
+    if (room <= 0) {
+      this.truncated ||= b.length > 0;
+      return;
+    }
+    const part = b.length > room ? b.subarray(0, room) : b;
+    if (part.length < b.length) this.truncated = true;
+    this.chunks.push(part);
+    this.size += part.length;
+  }
+
+  sink(): Writable {
+    return {
+      write: (b: Buffer) => {
+        this.add(b);
+        return true;
+      },
+    } as unknown as Writable;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}

@@ -1,0 +1,42 @@
+// Test helpers for the orchestrator's Docker tests (not used by production code).
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+
+const run = promisify(execFile);
+export const POD_IMAGE = 'podgate/pod:dev';
+const BUILD_SCRIPT = fileURLToPath(new URL('../docker/build-image.sh', import.meta.url));
+/** debootstrap + docker build on a cold machine. */
+const BUILD_TIMEOUT_MS = 170_000;
+
+/**
+ * The image pod tests run: PODGATE_TEST_IMAGE if set (a quicker local image while developing), else
+ * podgate/pod:dev, built with docker/build-image.sh when it is missing.
+ */
+export async function testPodImage(): Promise<string> {
+  const override = process.env.PODGATE_TEST_IMAGE;
+  if (override) return override;
+  const docker = new Docker();
+  try {
+    await docker.getImage(POD_IMAGE).inspect();
+    return POD_IMAGE;
+  } catch {
+    await run('bash', [BUILD_SCRIPT, '--quiet'], { timeout: BUILD_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+    return POD_IMAGE;
+  }
+}
+
+/** A slug unique to this run, so parallel runs and leftovers of crashed runs never collide. */
+export function uniqueSlug(stem: string): string {
+  return `t-${stem}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Remove every container and network of the given slugs (afterAll; tolerant of what is already gone). */
+export async function removePods(slugs: Iterable<string>): Promise<void> {
+  const docker = new Docker();
+  for (const slug of slugs) {
+    await docker.getContainer(`podgate-${slug}`).remove({ force: true }).catch(() => {});
+    await docker.getNetwork(`podgate-${slug}`).remove().catch(() => {});
+  }
+}
