@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { envBool, envList, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
+import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -72,5 +73,9 @@ function blockList(entries: string[]): BlockList {
 
 export function loadGatewayConfig(env: Record<string, string | undefined>): GatewayConfig {
   const parsed = parseEnv(GatewayEnv, env);
+  if (parsed.GATEWAY_WORKERS > 1 && !parsed.REDIS_URL) {
+    // Each worker is its own process: only a shared store gives them all the same routes.
+    throw new ConfigError('GATEWAY_WORKERS', `${parsed.GATEWAY_WORKERS} workers need REDIS_URL (the embedded route store lives in one process)`);
+  }
   return { ...parsed, baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
 }

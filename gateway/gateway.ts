@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
+import type { Registry } from 'prom-client';
 import { ServiceUnavailableError, toHttpError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { RouteStore } from '../shared/route-store.ts';
@@ -35,6 +36,7 @@ export interface RunningGateway {
   httpPort: number;
   adminPort: number | undefined;
   table: RouteTable;
+  registry: Registry;
   handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** Stop accepting, let in-flight requests finish, close WebSockets with 1001; resolves when all is closed. */
@@ -217,6 +219,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     if (admin) await new Promise<void>((r) => admin!.close(() => r()));
   }
 
-  return { httpPort, adminPort, table, handleRequest, handleUpgrade, shutdown };
+  return { httpPort, adminPort, table, registry: metrics.registry, handleRequest, handleUpgrade, shutdown };
 }
 

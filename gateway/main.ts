@@ -1,10 +1,12 @@
 // Gateway composition root: configuration from the environment, the route store, the listeners, signals.
 // `npm run gateway` runs this file; the all-in-one main.ts at the top calls runGateway().
+import cluster from 'node:cluster';
 import { loadEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { createRouteStore } from '../shared/route-store-factory.ts';
 import type { RouteStore } from '../shared/route-store.ts';
+import { announceWorker, runPrimary } from './cluster.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { startGateway, type GatewayDeps, type RunningGateway } from './gateway.ts';
 
@@ -73,6 +75,12 @@ if (import.meta.main) {
     exitOnConfigError(err);
   }
   const log = createLogger('gateway');
-  const running = await runGateway(config, { log });
-  stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
+  if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
+    const primary = await runPrimary(config, log);
+    stopOnSignals(primary.stop, config.SHUTDOWN_TIMEOUT_MS, log);
+  } else {
+    const running = await runGateway(config, { log, noAdmin: cluster.isWorker });
+    if (cluster.isWorker) announceWorker(running.gateway.registry);
+    stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
+  }
 }

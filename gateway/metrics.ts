@@ -31,6 +31,7 @@ export function createMetrics(source: { routeCount: () => number; lastSyncAt: ()
     name: 'podgate_route_table_size',
     help: 'Routes in the in-memory snapshot',
     registers: [registry],
+    aggregator: 'max', // every worker holds the whole table: summing would count it once per worker
     collect() {
       this.set(source.routeCount());
     },
@@ -39,6 +40,7 @@ export function createMetrics(source: { routeCount: () => number; lastSyncAt: ()
     name: 'podgate_route_table_sync_age_seconds',
     help: 'Seconds since the last complete re-read of the route table (-1 before the first)',
     registers: [registry],
+    aggregator: 'max',
     collect() {
       const at = source.lastSyncAt();
       this.set(at ? (Date.now() - at) / 1000 : -1);
