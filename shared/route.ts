@@ -17,6 +17,19 @@ export type RouteStatus = z.infer<typeof RouteStatusSchema>;
 
 export const DEFAULT_POD_PORT = 3000;
 
+export const VisibilitySchema = z.enum(['private', 'public']);
+export type Visibility = z.infer<typeof VisibilitySchema>;
+
+/** Who may reach a pod's services: `private` needs an access link or token, `public` is open to anyone. */
+export const AccessPolicySchema = z.object({
+  /** Applies to every port not listed in `ports`. */
+  default: VisibilitySchema.default('private'),
+  /** Per in-pod port overrides, keyed by port number (JSON object keys are strings). */
+  ports: z.record(z.string().regex(/^[1-9]\d{0,4}$/, 'a port number'), VisibilitySchema).default({}),
+});
+export type AccessPolicy = z.infer<typeof AccessPolicySchema>;
+export const PRIVATE_BY_DEFAULT: AccessPolicy = { default: 'private', ports: {} };
+
 export const RouteSchema = z.object({
   slug: SlugSchema,
   /** Address of the pod's host as the gateway reaches it (IP or DNS name). */
@@ -29,6 +42,10 @@ export const RouteSchema = z.object({
   /** The in-pod port served for `pod-<slug>.<base>` (no port in the hostname). */
   defaultPort: PortSchema.default(DEFAULT_POD_PORT),
   updatedAt: z.iso.datetime({ offset: true }),
+  /** Absent means private (PRIVATE_BY_DEFAULT): a route written by an older tool never opens a pod to the world. */
+  access: AccessPolicySchema.optional(),
+  /** Optional cap on concurrent client connections to this pod through one gateway. */
+  maxConnections: z.number().int().positive().optional(),
 });
 export type Route = z.infer<typeof RouteSchema>;
 export type RouteInput = z.input<typeof RouteSchema>;
