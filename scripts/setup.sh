@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine for podgate, idempotently and without questions (CI runs it on a fresh machine):
+#   1. Debian packages (Docker, gVisor, Redis, pebble, nginx, wrk, debootstrap, ...), installed only if missing,
+#   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept),
+#   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
+#   4. Node >= 22.12 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
+#   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
+# Prints only what it changes, then one summary line.
+# Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+APT_PACKAGES=(
+  docker.io runsc            # containers, sandboxed by gVisor
+  redis-server               # the shared route table (tests start their own servers)
+  pebble                     # Let's Encrypt's test CA, for the ACME tests
+  nginx-light wrk            # benchmark peer and load generator
+  debootstrap                # the pod image's rootfs (no registry here)
+  jq                         # merging /etc/docker/daemon.json
+  ca-certificates curl openssl procps tar util-linux
+)
+DAEMON_JSON=/etc/docker/daemon.json
+RUNSC_PATH=/usr/bin/runsc
+DOCKERD_LOG="${PODGATE_DOCKERD_LOG:-/var/log/podgate-dockerd.log}"
+# dockerd starts in a few seconds; a fresh machine's first start (iptables, containerd) can take longer.
+DOCKER_READY_TIMEOUT_SECONDS=90
+
+log() { echo "setup: $*" >&2; }
+die() { echo "setup: ERROR: $*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# --- 1. Debian packages ---------------------------------------------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  is_root || die "missing Debian packages (${missing[*]}); run scripts/setup.sh as root"
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- 2. gVisor runtime in daemon.json --------------------------------------------------------------------------------
+# --network=host: gVisor's own network stack cannot start on these kernels; its host-network mode inside the
+# container's network namespace works, port publishing included.
+daemon_json_changed=0
+runsc_runtime="$(jq -cn --arg path "$RUNSC_PATH" '{path: $path, runtimeArgs: ["--network=host"]}')"
+current='{}'
+if [ -s "$DAEMON_JSON" ]; then
+  current="$(cat "$DAEMON_JSON")"
+  jq -e 'type == "object"' >/dev/null 2>&1 <<<"$current" || die "$DAEMON_JSON is not a JSON object; fix it by hand (it is left untouched)"
+fi
+if ! jq -e --argjson want "$runsc_runtime" '.runtimes.runsc == $want' >/dev/null <<<"$current"; then
+  is_root || die "$DAEMON_JSON needs the runsc runtime; run scripts/setup.sh as root"
+  log "registering gVisor (runsc --network=host) in $DAEMON_JSON"
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  jq --argjson want "$runsc_runtime" '.runtimes = ((.runtimes // {}) + {runsc: $want})' <<<"$current" >"$DAEMON_JSON.tmp"
+  mv "$DAEMON_JSON.tmp" "$DAEMON_JSON"
+  daemon_json_changed=1
+fi
+
+# --- 3. Docker daemon -----------------------------------------------------------------------------------------------
+docker_answers() { docker info >/dev/null 2>&1; }
+docker_has_runsc() { docker info --format '{{ json .Runtimes }}' 2>/dev/null | jq -e 'has("runsc")' >/dev/null 2>&1; }
+
+if docker_answers; then
+  if [ "$daemon_json_changed" = 1 ]; then
+    log "reloading the running dockerd (SIGHUP) for the new runtime"
+    pkill -HUP -x dockerd || die "a Docker daemon answers but no dockerd process could be signalled; restart it by hand"
+  fi
+elif pgrep -x dockerd >/dev/null; then
+  log "a dockerd process exists but does not answer yet; waiting for it"
+else
+  is_root || die "no Docker daemon runs; run scripts/setup.sh as root to start one"
+  # systemd machines: the packaged service; elsewhere (CI containers, no init): dockerd in its own session.
+  if [ -d /run/systemd/system ] && systemctl start docker >/dev/null 2>&1; then
+    log "started docker.service"
+  else
+    log "starting dockerd in the background (log: $DOCKERD_LOG)"
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  fi
+fi
+
+deadline=$((SECONDS + DOCKER_READY_TIMEOUT_SECONDS))
+until docker_has_runsc; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    docker_answers || die "Docker did not answer within ${DOCKER_READY_TIMEOUT_SECONDS}s (see $DOCKERD_LOG)"
+    die "Docker runs but does not list the runsc runtime (check $DAEMON_JSON and $RUNSC_PATH)"
+  fi
+  sleep 0.5
+done
+
+# --- 4. Node and node_modules ---------------------------------------------------------------------------------------
+# shellcheck source=node-env.sh
+source "$root/scripts/node-env.sh"
+stamp="$root/node_modules/.package-lock.json"
+if [ -f package-lock.json ]; then
+  if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+    log "installing npm dependencies (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+elif [ ! -d node_modules ]; then
+  log "installing npm dependencies (npm install: no package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# --- 5. Pod image ---------------------------------------------------------------------------------------------------
+if [ "${PODGATE_SKIP_IMAGE:-0}" != 1 ]; then
+  bash "$root/docker/build-image.sh" --quiet
+fi
+
+log "ready: docker $(docker version --format '{{ .Server.Version }}') with runsc, node $(node --version)$([ "${PODGATE_SKIP_IMAGE:-0}" = 1 ] || echo ", image podgate/pod:dev")"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# THE test command: prepares the machine (scripts/setup.sh), type-checks, then runs the whole vitest suite.
+# Extra arguments go to vitest (scripts/test.sh gateway/ runs one folder). Exits non-zero on any failure.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/setup.sh
+# shellcheck source=node-env.sh
+source scripts/node-env.sh
+
+echo "test: tsc --noEmit -p ." >&2
+npx --no-install tsc --noEmit -p .
+echo "test: vitest run $*" >&2
+npx --no-install vitest run "$@"
