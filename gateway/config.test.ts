@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadEnv } from '../shared/config.ts';
+import { ConfigError } from '../shared/errors.ts';
+import { loadGatewayConfig } from './config.ts';
+
+describe('gateway configuration', () => {
+  it('has working defaults', () => {
+    const c = loadGatewayConfig({});
+    expect(c).toMatchObject({ HTTP_PORT: 8080, ADMIN_PORT: 9090, ADMIN_HOST: '127.0.0.1', REDIS_PREFIX: 'podgate:', GATEWAY_WORKERS: 1 });
+    expect(c.baseDomains).toEqual(['localhost']);
+    expect(c.REDIS_URL).toBeUndefined();
+  });
+
+  it.each([
+    [{ HTTP_PORT: 'abc' }, 'HTTP_PORT'],
+    [{ HTTP_PORT: '70000' }, 'HTTP_PORT'],
+    [{ BASE_DOMAINS: ',,' }, 'BASE_DOMAINS'],
+    [{ BASE_DOMAINS: 'ok.com,bad_domain!' }, 'BASE_DOMAINS'],
+    [{ REDIS_URL: 'http://x' }, 'REDIS_URL'],
+    [{ REDIS_PREFIX: 'has space' }, 'REDIS_PREFIX'],
+    [{ TRUSTED_PROXIES: '10.0.0.0/33' }, 'TRUSTED_PROXIES'],
+    [{ TRUSTED_PROXIES: 'example.com' }, 'TRUSTED_PROXIES'],
+    [{ UPSTREAM_CONNECT_TIMEOUT_MS: '-1' }, 'UPSTREAM_CONNECT_TIMEOUT_MS'],
+    [{ GATEWAY_WORKERS: 'many' }, 'GATEWAY_WORKERS'],
+    [{ GATEWAY_WORKERS: '2' }, 'GATEWAY_WORKERS'], // needs REDIS_URL
+    [{ ACCESS_LOG: 'maybe' }, 'ACCESS_LOG'],
+  ])('rejects %j naming %s', (env, variable) => {
+    let thrown: unknown;
+    try {
+      loadGatewayConfig(env);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).variable).toBe(variable);
+    expect((thrown as ConfigError).message).toMatch(new RegExp(`^${variable}: `));
+  });
+
+  it('trusts the configured proxies only', () => {
+    const c = loadGatewayConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7, ::1' });
+    expect(c.trustedProxies.check('10.1.2.3', 'ipv4')).toBe(true);
+    expect(c.trustedProxies.check('192.0.2.7', 'ipv4')).toBe(true);
+    expect(c.trustedProxies.check('192.0.2.8', 'ipv4')).toBe(false);
+    expect(c.trustedProxies.check('::1', 'ipv6')).toBe(true);
+  });
+
+  it('reads CONFIG_FILE underneath the environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podgate-config-'));
+    const file = join(dir, 'gateway.json');
+    writeFileSync(file, JSON.stringify({ HTTP_PORT: 8181, BASE_DOMAINS: 'a.example,b.example' }));
+    const c = loadGatewayConfig(loadEnv({ CONFIG_FILE: file, HTTP_PORT: '8282' }));
+    expect(c.HTTP_PORT).toBe(8282);
+    expect(c.baseDomains).toEqual(['a.example', 'b.example']);
+  });
+
+  it('loads the shipped example file', () => {
+    expect(() => loadGatewayConfig(loadEnv({ CONFIG_FILE: 'config/gateway.example.json' }))).not.toThrow();
+  });
+
+  it('names CONFIG_FILE when the file is missing or not an object', () => {
+    expect(() => loadEnv({ CONFIG_FILE: '/nonexistent/podgate.json' })).toThrow(/^CONFIG_FILE: cannot read/);
+    const dir = mkdtempSync(join(tmpdir(), 'podgate-config-'));
+    writeFileSync(join(dir, 'x.json'), '[1,2]');
+    expect(() => loadEnv({ CONFIG_FILE: join(dir, 'x.json') })).toThrow(/^CONFIG_FILE: .* must be a JSON object/);
+  });
+});
