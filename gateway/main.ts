@@ -9,6 +9,9 @@ import type { RouteStore } from '../shared/route-store.ts';
 import { announceWorker, runPrimary } from './cluster.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { startGateway, type GatewayDeps, type RunningGateway } from './gateway.ts';
+import { createCertStore } from '../shared/cert-store-factory.ts';
+import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
+import { prepareGatewayTls } from './tls/gateway-tls.ts';
 
 export { startGateway, loadGatewayConfig };
 export type { GatewayConfig, RunningGateway };
@@ -16,22 +19,30 @@ export type { GatewayConfig, RunningGateway };
 export interface GatewayProcess {
   gateway: RunningGateway;
   store: RouteStore;
+  /** The HTTPS listener's port when TLS is on. */
+  httpsPort: number | undefined;
   stop(): Promise<void>;
 }
 
 /** Start a gateway from settings; `store` may be shared with an orchestrator in the same process. */
 export async function runGateway(
   config: GatewayConfig,
-  options: { log?: Logger; store?: RouteStore } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
+  options: { log?: Logger; store?: RouteStore; tls?: TlsConfig } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
 ): Promise<GatewayProcess> {
   const log = options.log ?? createLogger('gateway');
   const store = options.store ?? createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, log);
-  const gateway = await startGateway(config, { ...options, store, log });
+  // TLS (gateway/tls): certificates in the shared store, HTTPS listener with the same handlers as HTTP.
+  const certStore = options.tls?.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
+  const tls = certStore && options.tls ? await prepareGatewayTls(config, options.tls, { certStore, log }) : undefined;
+  const gateway = await startGateway(config, { ...options, ...tls?.hooks, store, log });
+  const httpsPort = await tls?.attach(gateway);
   return {
     gateway,
     store,
+    httpsPort,
     async stop() {
-      await gateway.shutdown();
+      await Promise.all([tls?.stop(config.SHUTDOWN_TIMEOUT_MS), gateway.shutdown()]);
+      await certStore?.close();
       if (!options.store) await store.close();
     },
   };
@@ -69,8 +80,11 @@ export function exitOnConfigError(err: unknown): never {
 
 if (import.meta.main) {
   let config: GatewayConfig;
+  let tlsConfig: TlsConfig;
   try {
-    config = loadGatewayConfig(loadEnv());
+    const env = loadEnv();
+    config = loadGatewayConfig(env);
+    tlsConfig = loadTlsConfig(env);
   } catch (err) {
     exitOnConfigError(err);
   }
@@ -79,7 +93,7 @@ if (import.meta.main) {
     const primary = await runPrimary(config, log);
     stopOnSignals(primary.stop, config.SHUTDOWN_TIMEOUT_MS, log);
   } else {
-    const running = await runGateway(config, { log, noAdmin: cluster.isWorker });
+    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig });
     if (cluster.isWorker) announceWorker(running.gateway.registry);
     stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
   }

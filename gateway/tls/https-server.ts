@@ -1,0 +1,117 @@
+// The HTTPS listener: the same request and upgrade handlers as plain HTTP, with the certificate picked per
+// SNI name. HTTP/2 is offered through ALPN (h2, then http/1.1): http-proxy-3 accepts HTTP/2 requests on its
+// web path (it maps :authority to Host and drops pseudo-headers), and WebSockets keep using HTTP/1.1 (browsers
+// fall back to an HTTP/1.1 connection because the server does not offer RFC 8441 extended CONNECT).
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type ServerHttp2Session,
+} from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SecureContextOptions, TLSSocket, TlsOptions } from 'node:tls';
+import type { Logger } from '../../shared/log.ts';
+
+export interface RequestHandlers {
+  handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
+  handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+}
+
+export interface HttpsListenerOptions {
+  port: number;
+  host: string;
+  http2: boolean;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Closes HTTP/2 sessions with no streams for this long (HTTP/1.1 uses keepAliveTimeoutMs). */
+  http2SessionTimeoutMs?: number;
+  log: Logger;
+}
+
+export interface HttpsListener {
+  port: number;
+  /** Stop accepting; close idle connections now and the rest after `deadlineMs`. */
+  close(deadlineMs: number): Promise<void>;
+}
+
+/** Handshakes that fail (scanners, clients refusing the default certificate) are normal at the edge. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** HTTP/2 requests carry the host in :authority; the gateway's router reads Host, as in HTTP/1.1. */
+function withHostHeader(req: IncomingMessage): IncomingMessage {
+  if (req.httpVersionMajor >= 2 && !req.headers.host) {
+    const authority = (req as unknown as Http2ServerRequest).headers[':authority'];
+    if (typeof authority === 'string') req.headers.host = authority;
+  }
+  return req;
+}
+
+export function listenHttps(
+  tlsOptions: TlsOptions & SecureContextOptions,
+  handlers: RequestHandlers,
+  options: HttpsListenerOptions,
+): Promise<HttpsListener> {
+  const common = { ...tlsOptions, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
+  let server: HttpsServer | Http2SecureServer;
+  if (options.http2) {
+    const h2 = createSecureServer({ ...common, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] });
+    h2.on('request', (req, res) =>
+      handlers.handleRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse),
+    );
+    if (options.http2SessionTimeoutMs) h2.setTimeout(options.http2SessionTimeoutMs);
+    server = h2;
+  } else {
+    server = createHttpsServer({
+      ...common,
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: 0,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+    });
+    server.on('request', handlers.handleRequest);
+  }
+  // HTTP/1.1 connections (also those an HTTP/2 server downgrades) upgrade to WebSockets here.
+  server.on('upgrade', handlers.handleUpgrade);
+  server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+    options.log.debug({ code: err.code, msg: err.message }, 'TLS handshake failed');
+  });
+  server.on('clientError', (_err: Error, socket: Duplex) => socket.destroy());
+  // Tracked so shutdown can end them: an HTTP/2 server has no closeAllConnections().
+  const sockets = new Set<TLSSocket>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: options.port, host: options.host }, () => {
+      server.off('error', reject);
+      const port = (server.address() as AddressInfo).port;
+      options.log.info({ httpsPort: port, http2: options.http2 }, 'HTTPS listening');
+      resolve({
+        port,
+        close: (deadlineMs) =>
+          new Promise<void>((done) => {
+            const deadline = setTimeout(() => {
+              for (const socket of sockets) socket.destroy();
+            }, deadlineMs);
+            server.close(() => {
+              clearTimeout(deadline);
+              done();
+            });
+            // GOAWAY lets HTTP/2 clients finish their streams and open no new ones.
+            for (const session of sessions) session.close();
+            if ('closeIdleConnections' in server) server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,205 @@
+// TLS for the gateway, assembled: certificates from the shared store served by SNI (exact name, wildcard,
+// default), HTTP-01 answers and the HTTPS redirect on plain HTTP, on-demand issuance for pod hostnames,
+// background renewal, and the certificates admin API. main.ts builds the store and hands it in.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SecureContext } from 'node:tls';
+import type { Hono } from 'hono';
+import type { CertStore } from '../../shared/cert-store.ts';
+import type { Logger } from '../../shared/log.ts';
+import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
+import { createCertificatesApi } from './api.ts';
+import { CertIndex } from './cert-index.ts';
+import type { TlsConfig } from './config.ts';
+import { ChallTestSrvDnsHook, ExecDnsHook, type DnsHook } from './dns-hooks.ts';
+import { createChallengeHandler, createHttpsRedirect, isChallengePath } from './http.ts';
+import { listenHttps, type HttpsListener, type RequestHandlers } from './https-server.ts';
+import { CertificateManager } from './manager.ts';
+import { OnDemandIssuance } from './on-demand.ts';
+import { Renewer } from './renewer.ts';
+import { createSelfSignedCertificate } from './self-signed.ts';
+
+export { loadTlsConfig, type TlsConfig } from './config.ts';
+
+export interface TlsOptions {
+  config: TlsConfig;
+  store: CertStore;
+  /** Normalised base domains (GatewayConfig.baseDomains). */
+  baseDomains: string[];
+  /** Whether a pod exists in the route table (RouteTable.lookup); may be bound after the gateway starts. */
+  podExists: (slug: string) => boolean;
+  log: Logger;
+  /** Replaces the ACME issuer built from config.acme (tests only). */
+  issuer?: CertificateIssuer;
+  dnsHook?: DnsHook;
+  /** Clock for renewal decisions (tests move it forward instead of waiting weeks). */
+  now?: () => number;
+}
+
+export interface Tls {
+  manager: CertificateManager;
+  renewer: Renewer;
+  onDemand: OnDemandIssuance | undefined;
+  /** Options for a TLS server: the default certificate and the SNI callback. */
+  secureContextOptions: { key: string; cert: string; SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void };
+  /** For the plain-HTTP listener: answers ACME challenges (true), else redirects to HTTPS when configured (true). */
+  intercept: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Answers ACME HTTP-01 challenges only. */
+  handleHttpChallenge: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Mounts /v1/certificates on the admin app. */
+  mountAdmin: (app: Hono) => void;
+  certificatesApi: Hono;
+  /** Load certificates, follow store changes, start background renewal. */
+  start(): Promise<void>;
+  /** Start the HTTPS listener with the gateway's request and upgrade handlers. */
+  listen(handlers: RequestHandlers, options: { headersTimeoutMs: number; keepAliveTimeoutMs: number; http2?: boolean }): Promise<HttpsListener>;
+  /** Re-read every certificate from the store now. */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function buildDnsHook(config: TlsConfig): DnsHook | undefined {
+  const hook = config.dnsHook;
+  if (hook.kind === 'challtestsrv') return new ChallTestSrvDnsHook(hook.url);
+  if (hook.kind === 'exec') return new ExecDnsHook(hook.command);
+  return undefined;
+}
+
+export async function createTls(options: TlsOptions): Promise<Tls> {
+  const { config, store, baseDomains, log } = options;
+  const now = options.now ?? Date.now;
+  const owner = `gateway-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const issuer =
+    options.issuer ??
+    new AcmeIssuer({
+      store,
+      directoryUrl: config.acme.directoryUrl,
+      ...(config.acme.email ? { email: config.acme.email } : {}),
+      ...(config.acme.caBundlePem ? { caBundlePem: config.acme.caBundlePem } : {}),
+      dnsHook: options.dnsHook ?? buildDnsHook(config),
+      log,
+    });
+  const manager = new CertificateManager({
+    store,
+    issuer,
+    baseDomains,
+    log,
+    owner,
+    now,
+    backoff: { minMs: config.renewal.backoffMinMs, maxMs: config.renewal.backoffMaxMs },
+  });
+  const renewer = new Renewer({ store, manager, log, intervalMs: config.renewal.checkIntervalMs, now });
+  const onDemand = config.onDemand.enabled
+    ? new OnDemandIssuance({
+        store,
+        manager,
+        baseDomains,
+        podExists: options.podExists,
+        log,
+        maxPerWindow: config.onDemand.maxPerWindow,
+        windowMs: config.onDemand.windowMs,
+        maxConcurrent: config.onDemand.maxConcurrent,
+        failureBackoff: { minMs: config.onDemand.backoffMinMs, maxMs: config.renewal.backoffMaxMs },
+        now,
+      })
+    : undefined;
+
+  const fallback = config.defaultCertificate ?? (await createSelfSignedCertificate('podgate default certificate'));
+  const index = new CertIndex();
+
+  function load(id: string, record: Awaited<ReturnType<CertStore['getCertificate']>>): void {
+    if (!record) {
+      index.remove(id);
+      return;
+    }
+    try {
+      index.set(record);
+    } catch (err) {
+      log.warn({ id, err: (err as Error).message }, 'stored certificate does not load; not served');
+    }
+  }
+
+  async function reload(): Promise<void> {
+    const records = await store.listCertificates();
+    const seen = new Set(records.map((r) => r.id));
+    for (const record of records) load(record.id, record);
+    for (const id of index.ids()) if (!seen.has(id)) index.remove(id);
+  }
+
+  const safeReload = () =>
+    reload().catch((err: unknown) => log.warn({ err: String(err) }, 'certificate reload failed; serving the ones held'));
+
+  const SNICallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+    const hit = index.select(servername);
+    if (hit) {
+      cb(null, hit.context);
+      return;
+    }
+    const outcome = onDemand?.request(servername);
+    if (outcome === 'started') log.info({ servername }, 'no certificate yet: on-demand issuance started, default certificate served');
+    else if (outcome) log.debug({ servername, outcome }, 'no certificate: default certificate served');
+    cb(null); // the server's default certificate
+  };
+
+  const handleHttpChallenge = createChallengeHandler(store, log);
+  const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, config.httpsPort) : undefined;
+  const certificatesApi = createCertificatesApi(manager, log);
+
+  let unsubscribe: (() => Promise<void>) | undefined;
+  let reloadTimer: NodeJS.Timeout | undefined;
+
+  return {
+    manager,
+    renewer,
+    onDemand,
+    secureContextOptions: { key: fallback.keyPem, cert: fallback.certPem, SNICallback },
+    intercept: (req, res) => handleHttpChallenge(req, res) || (redirect !== undefined && !isChallengePath(req.url) && redirect(req, res)),
+    handleHttpChallenge,
+    mountAdmin: (app) => {
+      app.route('/', certificatesApi);
+    },
+    certificatesApi,
+    reload,
+    async start() {
+      try {
+        unsubscribe = await store.subscribe({
+          onChange: (id) => {
+            store.getCertificate(id).then(
+              (record) => load(id, record),
+              () => void safeReload(),
+            );
+          },
+          onResync: () => void safeReload(),
+        });
+      } catch (err) {
+        log.warn({ err: String(err) }, 'certificate change subscription failed; relying on periodic reload');
+      }
+      await safeReload();
+      reloadTimer = setInterval(() => void safeReload(), config.reloadIntervalMs);
+      reloadTimer.unref();
+      renewer.start();
+      log.info({ certificates: index.size, onDemand: config.onDemand.enabled, acme: config.acme.directoryUrl }, 'TLS ready');
+    },
+    async listen(handlers, listenOptions) {
+      return listenHttps(
+        { key: fallback.keyPem, cert: fallback.certPem, SNICallback },
+        handlers,
+        {
+          port: config.httpsPort,
+          host: config.httpsHost,
+          http2: listenOptions.http2 ?? config.http2,
+          headersTimeoutMs: listenOptions.headersTimeoutMs,
+          keepAliveTimeoutMs: listenOptions.keepAliveTimeoutMs,
+          http2SessionTimeoutMs: listenOptions.keepAliveTimeoutMs,
+          log,
+        },
+      );
+    },
+    async close() {
+      clearInterval(reloadTimer);
+      await renewer.stop();
+      await onDemand?.settled();
+      await unsubscribe?.().catch(() => {});
+    },
+  };
+}
