@@ -43,11 +43,13 @@ packages="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$here/packages.txt" | awk NF
 
 base_hash="$(printf '%s\n' "recipe=$BASE_RECIPE" "suite=$SUITE" "packages=$packages" | sha256sum | cut -c1-16)"
 
-# The pod image's inputs: every file under docker/ that ends up in (or shapes) the image; docs and tests do not.
+# The pod image's inputs: the files that end up in (or shape) it. Other files in docker/ (docs, tests, the app's
+# own Dockerfile.podgate) do not trigger a rebuild.
+POD_INPUTS=(Dockerfile.offline .dockerignore packages.txt rootfs templates)
 inputs_hash() {
   (
     cd "$here"
-    find . -type f ! -name '*.test.ts' ! -name '*.md' ! -path './build/*' -print0 | LC_ALL=C sort -z |
+    find "${POD_INPUTS[@]}" -type f -print0 | LC_ALL=C sort -z |
       while IFS= read -r -d '' f; do
         printf '%s %s ' "$f" "$(stat -c %a "$f")"
         sha256sum <"$f"

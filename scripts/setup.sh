@@ -73,6 +73,7 @@ fi
 docker_answers() { docker info >/dev/null 2>&1; }
 docker_has_runsc() { docker info --format '{{ json .Runtimes }}' 2>/dev/null | jq -e 'has("runsc")' >/dev/null 2>&1; }
 
+dockerd_pid=''
 if docker_answers; then
   if [ "$daemon_json_changed" = 1 ]; then
     log "reloading the running dockerd (SIGHUP) for the new runtime"
@@ -88,11 +89,16 @@ else
   else
     log "starting dockerd in the background (log: $DOCKERD_LOG)"
     setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    dockerd_pid=$!
   fi
 fi
 
 deadline=$((SECONDS + DOCKER_READY_TIMEOUT_SECONDS))
 until docker_has_runsc; do
+  if [ -n "$dockerd_pid" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then
+    tail -n 15 "$DOCKERD_LOG" >&2
+    die "dockerd exited while starting (log above, from $DOCKERD_LOG)"
+  fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     docker_answers || die "Docker did not answer within ${DOCKER_READY_TIMEOUT_SECONDS}s (see $DOCKERD_LOG)"
     die "Docker runs but does not list the runsc runtime (check $DAEMON_JSON and $RUNSC_PATH)"
