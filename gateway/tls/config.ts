@@ -13,6 +13,8 @@ const TlsEnv = z.object({
   TLS_ENABLED: envBool(false),
   HTTPS_PORT: z.string().optional(),
   HTTPS_HOST: z.string().default('0.0.0.0'),
+  /** The HTTPS port users reach (in redirects), when a port mapping puts the gateway behind another one. */
+  HTTPS_PUBLIC_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   ACME_DIRECTORY_URL: z.url({ protocol: /^https?$/ }).default(LETS_ENCRYPT_PRODUCTION),
   ACME_EMAIL: z.email().optional().or(z.literal('').transform(() => undefined)),
   /** PEM file the CA's own TLS listener chains to (a private test CA such as pebble). */
@@ -43,6 +45,7 @@ export interface TlsConfig {
   enabled: boolean;
   httpsPort: number;
   httpsHost: string;
+  publicHttpsPort: number | undefined;
   redirectHttp: boolean;
   http2: boolean;
   acme: { directoryUrl: string; email?: string; caBundlePem?: string };
@@ -85,6 +88,7 @@ export function loadTlsConfig(env: Record<string, string | undefined>): TlsConfi
     enabled: e.TLS_ENABLED || e.HTTPS_PORT !== undefined,
     httpsPort: port.data,
     httpsHost: e.HTTPS_HOST,
+    publicHttpsPort: e.HTTPS_PUBLIC_PORT,
     redirectHttp: e.TLS_REDIRECT_HTTP,
     http2: e.TLS_HTTP2,
     acme: {

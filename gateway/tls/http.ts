@@ -44,9 +44,10 @@ export function createChallengeHandler(store: CertStore, log: Logger) {
  * Redirects a plain-HTTP request to the same URL over HTTPS. Only for hosts under our base domains (anything
  * else is left to the caller, which refuses it): the gateway never redirects to arbitrary hosts.
  */
-export function createHttpsRedirect(bases: readonly string[], httpsPort: number) {
-  const portSuffix = httpsPort === DEFAULT_HTTPS_PORT ? '' : `:${httpsPort}`;
+export function createHttpsRedirect(bases: readonly string[], httpsPort: () => number) {
   return (req: IncomingMessage, res: ServerResponse): boolean => {
+    const port = httpsPort();
+    const portSuffix = port === DEFAULT_HTTPS_PORT ? '' : `:${port}`;
     const host = hostWithoutPort(req.headers.host ?? '');
     if (!bases.some((b) => host.endsWith(`.${b}`))) return false;
     const location = `https://${host}${portSuffix}${req.url?.startsWith('/') ? req.url : '/'}`;

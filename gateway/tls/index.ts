@@ -3,7 +3,7 @@
 // background renewal, and the certificates admin API. main.ts builds the store and hands it in.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { SecureContext } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import type { Hono } from 'hono';
 import type { CertStore } from '../../shared/cert-store.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -142,7 +142,9 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
   };
 
   const handleHttpChallenge = createChallengeHandler(store, log);
-  const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, config.httpsPort) : undefined;
+  // The port users reach HTTPS on: configured, else the one the listener got (port 0 in tests).
+  let httpsPort = config.publicHttpsPort ?? config.httpsPort;
+  const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, () => httpsPort) : undefined;
   const certificatesApi = createCertificatesApi(manager, log);
 
   let unsubscribe: (() => Promise<void>) | undefined;
@@ -153,7 +155,10 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     renewer,
     onDemand,
     secureContextOptions: { key: fallback.keyPem, cert: fallback.certPem, SNICallback },
-    intercept: (req, res) => handleHttpChallenge(req, res) || (redirect !== undefined && !isChallengePath(req.url) && redirect(req, res)),
+    // The gateway runs the same handler for both listeners: only plain HTTP is redirected.
+    intercept: (req, res) =>
+      handleHttpChallenge(req, res) ||
+      (redirect !== undefined && !(req.socket as TLSSocket).encrypted && !isChallengePath(req.url) && redirect(req, res)),
     handleHttpChallenge,
     mountAdmin: (app) => {
       app.route('/', certificatesApi);
@@ -181,7 +186,7 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
       log.info({ certificates: index.size, onDemand: config.onDemand.enabled, acme: config.acme.directoryUrl }, 'TLS ready');
     },
     async listen(handlers, listenOptions) {
-      return listenHttps(
+      const listener = await listenHttps(
         { key: fallback.keyPem, cert: fallback.certPem, SNICallback },
         handlers,
         {
@@ -194,6 +199,8 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
           log,
         },
       );
+      if (config.publicHttpsPort === undefined) httpsPort = listener.port;
+      return listener;
     },
     async close() {
       clearInterval(reloadTimer);

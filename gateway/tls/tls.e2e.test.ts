@@ -1,0 +1,365 @@
+// TLS end to end against a real ACME server: pebble (-strict, random nonce rejection) validating HTTP-01
+// through the real gateway's plain-HTTP listener, DNS-01 through pebble-challtestsrv, a real Redis shared by
+// two gateway processes (this one, and `node gateway/main.ts` as a child), HTTPS verified against pebble's root.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { connect as http2Connect } from 'node:http2';
+import { Agent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadGatewayConfig } from '../config.ts';
+import { startGateway, type RunningGateway } from '../gateway.ts';
+import { createRedis, waitReady } from '../../shared/redis.ts';
+import { RedisRouteStore } from '../../shared/redis-route-store.ts';
+import { RedisCertStore } from '../../shared/redis-cert-store.ts';
+import { RouteSchema } from '../../shared/route.ts';
+import { startRedis, type RedisServer } from '../../test/support/redis-server.ts';
+import { freePorts, startPebble, type Pebble } from '../../test/support/pebble.ts';
+import { startUpstream, type Upstream } from '../../test/support/gateway-harness.ts';
+import { waitFor } from '../../test/support/wait.ts';
+import { loadTlsConfig } from './config.ts';
+import { prepareGatewayTls, type GatewayTls } from './gateway-tls.ts';
+
+const BASE = 'example.test';
+const PREFIX = `tlse2e${process.pid}:`;
+const logs: { level: number; msg: string; [k: string]: unknown }[] = [];
+const log = pino(
+  { level: 'debug' },
+  new Writable({
+    write(chunk, _e, done) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  }),
+);
+
+let redis: RedisServer;
+let pebble: Pebble;
+let upstream: Upstream;
+let gateway: RunningGateway;
+let gatewayTls: GatewayTls;
+let httpPort: number;
+let httpsPort: number;
+let adminUrl: string;
+let writer: RedisRouteStore;
+let dir: string;
+let clockOffsetMs = 0;
+const clients: ReturnType<typeof createRedis>[] = [];
+
+async function client() {
+  const c = createRedis(redis.url);
+  clients.push(c);
+  await waitReady(c);
+  return c;
+}
+
+async function publishRoute(slug: string) {
+  const route = RouteSchema.parse({
+    slug,
+    host: '127.0.0.1',
+    port: upstream.port,
+    status: 'running',
+    generation: await writer.nextGeneration(),
+    updatedAt: new Date().toISOString(),
+    access: { default: 'public', ports: {} },
+  });
+  await writer.put(route);
+  await waitFor(() => gateway.table.lookup(slug) !== undefined, { what: `route ${slug}` });
+}
+
+function env(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    HTTP_HOST: '127.0.0.1',
+    HTTPS_HOST: '127.0.0.1',
+    ADMIN_HOST: '127.0.0.1',
+    BASE_DOMAINS: BASE,
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: PREFIX,
+    ACCESS_LOG: 'false',
+    ACME_DIRECTORY_URL: pebble.directoryUrl,
+    ACME_CA_BUNDLE: join(dir, 'pebble-listener.pem'),
+    ACME_EMAIL: 'ops@example.test',
+    TLS_DNS_HOOK: 'challtestsrv',
+    TLS_DNS_CHALLTESTSRV_URL: pebble.challtestsrvUrl,
+    TLS_ON_DEMAND_BACKOFF_MS: '1000',
+    TLS_RENEW_BACKOFF_MIN_MS: '1000',
+    TLS_RENEW_BACKOFF_MAX_MS: '5000',
+    TLS_RELOAD_INTERVAL_MS: '1000',
+    ...extra,
+  };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'podgate-tls-'));
+  redis = await startRedis();
+  upstream = await startUpstream();
+  [httpPort] = (await freePorts(1)) as [number];
+  pebble = await startPebble({ httpPort, nonceRejectPercent: 20 });
+  await writeFile(join(dir, 'pebble-listener.pem'), pebble.listenerCaPem);
+  const e = env({ HTTP_PORT: String(httpPort), HTTPS_PORT: '0', ADMIN_PORT: '0' });
+  const config = loadGatewayConfig(e);
+  gatewayTls = await prepareGatewayTls(config, loadTlsConfig(e), {
+    certStore: new RedisCertStore(await client(), { prefix: PREFIX }),
+    log,
+    now: () => Date.now() + clockOffsetMs,
+  });
+  gateway = await startGateway(config, { store: new RedisRouteStore(await client(), { prefix: PREFIX }), log, ...gatewayTls.hooks });
+  httpsPort = await gatewayTls.attach(gateway);
+  adminUrl = `http://127.0.0.1:${gateway.adminPort}`;
+  writer = new RedisRouteStore(await client(), { prefix: PREFIX });
+  await publishRoute('app');
+});
+
+afterAll(async () => {
+  await gatewayTls?.stop(1000);
+  await gateway?.shutdown(1000);
+  await upstream?.close();
+  clients.forEach((c) => c.disconnect());
+  await pebble?.stop();
+  await redis?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+interface Answer {
+  status: number;
+  body: string;
+  cert: PeerCertificate;
+  headers: Record<string, unknown>;
+}
+
+/** One HTTPS request with SNI `host`, verified against pebble's root (unless `verify` is false). */
+function get(host: string, options: { port?: number; verify?: boolean; agent?: Agent; path?: string } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: options.port ?? httpsPort,
+        path: options.path ?? '/hello',
+        servername: host,
+        headers: { host },
+        ca: pebble.rootPem,
+        rejectUnauthorized: options.verify ?? true,
+        agent: options.agent ?? false,
+      },
+      (res) => {
+        const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, cert, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The certificate a handshake with SNI `host` gets (no verification: it may be the default one). */
+function peerCertificate(host: string, port = httpsPort): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: host, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      resolve(cert);
+    });
+    socket.on('error', reject);
+  });
+}
+
+async function admin(method: string, path: string, body?: unknown, url = adminUrl) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined, text };
+}
+
+const servedBy = (cert: PeerCertificate): string => String(cert.issuer?.CN ?? '');
+
+describe('TLS with pebble through the real gateway', () => {
+  it('issues through HTTP-01 on the admin API, validated by pebble through the gateway challenge route', async () => {
+    const res = await admin('POST', '/v1/certificates', { names: ['localhost-3000.pod-app.example.test', 'pod-app.example.test'] });
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ id: 'localhost-3000.pod-app.example.test', names: ['localhost-3000.pod-app.example.test', 'pod-app.example.test'], status: 'valid', origin: 'admin' });
+    // Private keys never appear in API answers.
+    expect(res.text).not.toContain('PRIVATE KEY');
+    expect(res.text).not.toContain('BEGIN CERTIFICATE');
+    const list = await admin('GET', '/v1/certificates');
+    expect(list.json.certificates.map((c: { id: string }) => c.id)).toContain('localhost-3000.pod-app.example.test');
+    expect(list.json.certificates[0].notAfter).toMatch(/^\d{4}-/);
+    expect(JSON.stringify(logs)).not.toContain('PRIVATE KEY');
+  });
+
+  it('serves an HTTPS request to the pod through the gateway, verified against pebble root', async () => {
+    await waitFor(async () => servedBy(await peerCertificate('pod-app.example.test')).startsWith('Pebble'), { what: 'the issued certificate to be served' });
+    const res = await get('localhost-3000.pod-app.example.test');
+    expect(res.status).toBe(200);
+    const echoed = JSON.parse(res.body);
+    expect(echoed.url).toBe('/hello');
+    expect(echoed.headers.host).toBe('localhost-3000.pod-app.example.test');
+    expect(echoed.headers['x-forwarded-proto']).toBe('https');
+    expect(res.cert.subjectaltname).toContain('DNS:localhost-3000.pod-app.example.test');
+  });
+
+  it('serves HTTP/2 to clients that offer it', async () => {
+    const session = http2Connect(`https://127.0.0.1:${httpsPort}`, { servername: 'pod-app.example.test', ca: pebble.rootPem });
+    try {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({ ':path': '/h2', ':authority': 'pod-app.example.test' });
+        let status = 0;
+        let body = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.setEncoding('utf8');
+        stream.on('data', (c: string) => (body += c));
+        stream.on('end', () => resolve({ status, body }));
+        stream.on('error', reject);
+        stream.end();
+      });
+      expect(session.alpnProtocol).toBe('h2');
+      expect(status).toBe(200);
+      expect(JSON.parse(body)).toMatchObject({ url: '/h2', headers: { host: 'pod-app.example.test' } });
+    } finally {
+      session.close();
+    }
+  });
+
+  it('redirects plain HTTP to HTTPS, except ACME challenges', async () => {
+    const plain = (path: string, host: string) =>
+      new Promise<{ status: number; location?: string }>((resolve, reject) => {
+        httpRequest({ host: '127.0.0.1', port: httpPort, path, headers: { host } }, (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, location: res.headers.location });
+        })
+          .on('error', reject)
+          .end();
+      });
+    expect(await plain('/x?y=1', 'pod-app.example.test')).toEqual({ status: 308, location: `https://pod-app.example.test:${httpsPort}/x?y=1` });
+    expect((await plain('/.well-known/acme-challenge/unknown-token-1234567890', 'pod-app.example.test')).status).toBe(404);
+  });
+
+  it('issues a wildcard through DNS-01 and serves it for every port of the pod', async () => {
+    const res = await admin('POST', '/v1/certificates', { names: ['*.pod-app.example.test'] });
+    expect(res.status).toBe(201);
+    await waitFor(async () => (await peerCertificate('localhost-5173.pod-app.example.test')).subjectaltname === 'DNS:*.pod-app.example.test', {
+      what: 'the wildcard to be served',
+    });
+    const answer = await get('localhost-5173.pod-app.example.test');
+    expect(answer.status).toBe(200);
+    // The exact name still wins over the wildcard.
+    expect((await peerCertificate('localhost-3000.pod-app.example.test')).subjectaltname).toContain('DNS:localhost-3000.pod-app.example.test');
+  });
+
+  it('rejects bad names with an error naming the field', async () => {
+    const res = await admin('POST', '/v1/certificates', { names: ['evil.example.com'] });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ code: 'invalid_request' });
+    expect(res.json.error.message).toMatch(/^names: /);
+    expect((await admin('POST', '/v1/certificates', { nope: 1 })).json.error.message).toMatch(/^names/);
+    expect((await admin('DELETE', '/v1/certificates/missing.example.test')).status).toBe(404);
+  });
+
+  it('issues on demand for an existing pod, serving the default certificate meanwhile', async () => {
+    await publishRoute('ondemand');
+    const host = 'localhost-8080-pod-ondemand.example.test';
+    const first = await peerCertificate(host);
+    expect(servedBy(first)).not.toMatch(/^Pebble/); // the default certificate while it issues
+    await waitFor(async () => servedBy(await peerCertificate(host)).startsWith('Pebble'), { what: 'on-demand certificate', timeoutMs: 30_000 });
+    expect((await get(host)).status).toBe(200);
+    const stored = await admin('GET', `/v1/certificates/${host}`);
+    expect(stored.json).toMatchObject({ origin: 'on-demand', names: [host] });
+  });
+
+  it('refuses on-demand issuance for an unknown pod and for names that are not pod hostnames', async () => {
+    for (const host of ['pod-ghost.example.test', 'www.example.test', 'pod-app.other.test']) {
+      const cert = await peerCertificate(host);
+      expect(servedBy(cert)).not.toMatch(/^Pebble/);
+      expect(gatewayTls.tls.onDemand?.isPending(host)).toBe(false);
+    }
+    await gatewayTls.tls.onDemand?.settled();
+    expect((await admin('GET', '/v1/certificates/pod-ghost.example.test')).status).toBe(404);
+  });
+
+  it('renews in the background and swaps the certificate without dropping an open connection', async () => {
+    const host = 'pod-app.example.test';
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: pebble.rootPem });
+    try {
+      const before = await get(host, { agent });
+      const socketsBefore = upstream.connections;
+      // Move the renewal clock past two thirds of the lifetime, then let one renewal pass run.
+      const record = (await admin('GET', `/v1/certificates/localhost-3000.pod-app.example.test`)).json;
+      clockOffsetMs = Date.parse(record.renewAt) - Date.now() + 60_000;
+      await gatewayTls.tls.renewer.runOnce();
+      await waitFor(async () => (await peerCertificate(host)).serialNumber !== before.cert.serialNumber, { what: 'the renewed certificate' });
+      // The kept-alive connection still works, on the same TLS session with the old certificate.
+      const after = await get(host, { agent });
+      expect(after.status).toBe(200);
+      expect(after.cert.serialNumber).toBe(before.cert.serialNumber);
+      expect(upstream.connections).toBeGreaterThanOrEqual(socketsBefore);
+      // A new connection gets the renewed certificate, valid against pebble's root.
+      const fresh = await get(host);
+      expect(fresh.status).toBe(200);
+      expect(fresh.cert.serialNumber).not.toBe(before.cert.serialNumber);
+      expect(logs.some((l) => l.msg === 'certificate renewed')).toBe(true);
+    } finally {
+      agent.destroy();
+      clockOffsetMs = 0;
+    }
+  });
+
+  it('a second gateway process on the same store serves the same certificate and can issue', async () => {
+    const [childHttp, childHttps, childAdmin] = (await freePorts(3)) as [number, number, number];
+    const child: ChildProcess = spawn(process.execPath, ['gateway/main.ts'], {
+      env: { ...process.env, ...env({ HTTP_PORT: String(childHttp), HTTPS_PORT: String(childHttps), ADMIN_PORT: String(childAdmin), LOG_LEVEL: 'warn' }) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      await waitFor(async () => {
+        if (child.exitCode !== null) throw new Error(`child gateway exited: ${stderr}`);
+        return (await fetch(`http://127.0.0.1:${childAdmin}/readyz`).catch(() => undefined))?.status === 200;
+      }, { timeoutMs: 30_000, what: 'the second gateway' });
+      const host = 'localhost-3000.pod-app.example.test';
+      await waitFor(async () => (await peerCertificate(host, childHttps).catch(() => undefined))?.serialNumber === (await peerCertificate(host)).serialNumber, {
+        what: 'the same certificate on both gateways',
+      });
+      // Issued through the second gateway's API; pebble validates HTTP-01 at the first gateway, which reads the
+      // answer the second one put in the shared store.
+      const res = await admin('POST', '/v1/certificates', { names: ['pod-second.example.test'] }, `http://127.0.0.1:${childAdmin}`);
+      expect(res.status).toBe(201);
+      await waitFor(async () => servedBy(await peerCertificate('pod-second.example.test')).startsWith('Pebble'), { what: 'the first gateway to serve it' });
+    } finally {
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+    }
+  });
+
+  it('keeps serving the old certificate when the CA fails, and says so in the list and logs', async () => {
+    const host = 'localhost-3000.pod-app.example.test';
+    const before = await peerCertificate(host);
+    await pebble.stopCa();
+    const res = await admin('POST', `/v1/certificates/${host}/renew`);
+    expect(res.status).toBe(502);
+    expect(res.json.error.code).toBe('certificate_authority_error');
+    const listed = (await admin('GET', '/v1/certificates')).json.certificates.find((c: { id: string }) => c.id === host);
+    expect(listed.status).toBe('renewal-failing');
+    expect(listed.renewal.failures).toBe(1);
+    expect(listed.renewal.lastError).toMatch(/CA/);
+    expect(logs.some((l) => l.msg.startsWith('certificate renewal failed'))).toBe(true);
+    const after = await get(host);
+    expect(after.status).toBe(200);
+    expect(after.cert.serialNumber).toBe(before.serialNumber);
+    expect(new X509Certificate(after.cert.raw).checkHost(host)).toBe(host);
+  });
+});
