@@ -1,0 +1,312 @@
+// WebSocket through the gateway, end to end: real Redis, real gateway, real `ws` servers and clients on loopback.
+// The plain-HTTP behaviour (headers, error statuses, timeouts) is covered by gateway/gateway.test.ts.
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { request, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { closedPort, startHarness, type Harness } from './support/gateway-harness.ts';
+import { waitFor } from './support/wait.ts';
+
+/** Small enough that a WebSocket idle for longer would be cut if either timer applied to it. */
+const SHORT_TIMEOUT_MS = 800;
+const IDLE_BEYOND_TIMEOUTS_MS = 3 * SHORT_TIMEOUT_MS;
+const BIG_MESSAGE_BYTES = 16 * 1024 * 1024;
+const SEQUENTIAL_CONNECTIONS = 10_000;
+/** The loop must end well inside a minute; stop early (and fail) rather than run on. */
+const SEQUENTIAL_TIME_CAP_MS = 45_000;
+/** Descriptors the process may legitimately hold more after the loop (lazy-opened files, pooled sockets). */
+const FD_SLACK = 20;
+
+const HOST_FORMS = {
+  nested: 'localhost-3000.pod-wsapp.localhost:8080',
+  flat: 'localhost-3000-pod-wsapp.localhost:8080',
+  default: 'pod-wsapp.localhost:8080',
+};
+
+interface Upstream {
+  wss: WebSocketServer;
+  port: number;
+  /** Host header of each upgrade the server accepted, newest last. */
+  hosts: string[];
+  close(): Promise<void>;
+}
+
+/** A ws server playing the pod: echoes every message (text stays text, binary stays binary). */
+async function startWsUpstream(options: ConstructorParameters<typeof WebSocketServer>[0] = {}): Promise<Upstream> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const up: Upstream = {
+    wss,
+    port: (wss.address() as AddressInfo).port,
+    hosts: [],
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => resolve());
+      }),
+  };
+  wss.on('connection', (ws, req) => {
+    up.hosts.push(req.headers.host ?? '');
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  });
+  return up;
+}
+
+let h: Harness;
+let wsUrl: string;
+
+function connect(host: string, protocols: string[] = [], options: { perMessageDeflate?: boolean } = {}): WebSocket {
+  return new WebSocket(`${wsUrl}/socket?x=1`, protocols, {
+    headers: { host },
+    perMessageDeflate: options.perMessageDeflate ?? false,
+    maxPayload: 2 * BIG_MESSAGE_BYTES,
+  });
+}
+
+function opened(ws: WebSocket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+}
+
+function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve, reject) => {
+    ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary }));
+    ws.once('error', reject);
+  });
+}
+
+function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+}
+
+/** The HTTP status the gateway answered an upgrade with (it must not be 101). */
+function refusedStatus(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = connect(host);
+    ws.once('unexpected-response', (req, res: IncomingMessage) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    ws.once('open', () => reject(new Error('upgrade unexpectedly succeeded')));
+    ws.on('error', () => {}); // the abort after unexpected-response
+  });
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${h.adminUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`metric ${name} missing`);
+  return Number(line.split(' ')[1]);
+}
+
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+let echo: Upstream;
+beforeAll(async () => {
+  h = await startHarness({
+    BASE_DOMAINS: 'localhost',
+    UPSTREAM_RESPONSE_TIMEOUT_MS: String(SHORT_TIMEOUT_MS),
+    HEADERS_TIMEOUT_MS: String(SHORT_TIMEOUT_MS),
+  });
+  wsUrl = h.url.replace('http://', 'ws://');
+  echo = await startWsUpstream({
+    perMessageDeflate: true,
+    maxPayload: 2 * BIG_MESSAGE_BYTES,
+    // Picks the client's second offer, so the test can tell negotiation from "first one wins".
+    handleProtocols: (offered) => (offered.has('chat.v2') ? 'chat.v2' : false),
+  });
+  await h.route('wsapp', echo.port);
+});
+afterAll(async () => {
+  await h?.close();
+  await echo?.close();
+});
+
+describe.each(Object.entries(HOST_FORMS))('through the %s hostname form', (_form, host) => {
+  it('negotiates the subprotocol and permessage-deflate end to end, and keeps the Host header', async () => {
+    const serverSide = new Promise<WebSocket>((r) => echo.wss.once('connection', (ws) => r(ws)));
+    const ws = connect(host, ['chat.v1', 'chat.v2'], { perMessageDeflate: true });
+    await opened(ws);
+    const server = await serverSide;
+    expect(ws.protocol).toBe('chat.v2');
+    expect(server.protocol).toBe('chat.v2');
+    expect(ws.extensions).toContain('permessage-deflate');
+    expect(server.extensions).toContain('permessage-deflate');
+    expect(echo.hosts.at(-1)).toBe(host);
+    ws.close();
+    await closed(ws);
+  });
+
+  it('relays text and binary frames unchanged', async () => {
+    const ws = connect(host, [], { perMessageDeflate: true });
+    await opened(ws);
+    const text = nextMessage(ws);
+    ws.send('héllo wörld ✓');
+    const t = await text;
+    expect(t.isBinary).toBe(false);
+    expect(t.data.toString('utf8')).toBe('héllo wörld ✓');
+    const bytes = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80, 0x0d, 0x0a]);
+    const bin = nextMessage(ws);
+    ws.send(bytes);
+    const b = await bin;
+    expect(b.isBinary).toBe(true);
+    expect(Buffer.compare(b.data, bytes)).toBe(0);
+    ws.close();
+    await closed(ws);
+  });
+
+  it('relays pings and pongs in both directions', async () => {
+    const serverSide = new Promise<WebSocket>((r) => echo.wss.once('connection', (ws) => r(ws)));
+    const ws = connect(host);
+    await opened(ws);
+    const server = await serverSide;
+
+    const clientPong = new Promise<Buffer>((r) => ws.once('pong', (d) => r(d)));
+    const serverGotPing = new Promise<Buffer>((r) => server.once('ping', (d) => r(d)));
+    ws.ping('from-client');
+    expect((await serverGotPing).toString()).toBe('from-client');
+    expect((await clientPong).toString()).toBe('from-client');
+
+    const serverPong = new Promise<Buffer>((r) => server.once('pong', (d) => r(d)));
+    const clientGotPing = new Promise<Buffer>((r) => ws.once('ping', (d) => r(d)));
+    server.ping('from-server');
+    expect((await clientGotPing).toString()).toBe('from-server');
+    expect((await serverPong).toString()).toBe('from-server');
+    ws.close();
+    await closed(ws);
+  });
+
+  it('carries close codes and reasons from the client to the server', async () => {
+    const serverSide = new Promise<WebSocket>((r) => echo.wss.once('connection', (ws) => r(ws)));
+    const ws = connect(host);
+    await opened(ws);
+    const server = await serverSide;
+    const serverClosed = closed(server);
+    ws.close(4001, 'client says bye');
+    expect(await serverClosed).toEqual({ code: 4001, reason: 'client says bye' });
+    expect((await closed(ws)).code).toBe(4001);
+  });
+
+  it('carries close codes and reasons from the server to the client', async () => {
+    const serverSide = new Promise<WebSocket>((r) => echo.wss.once('connection', (ws) => r(ws)));
+    const ws = connect(host);
+    await opened(ws);
+    const server = await serverSide;
+    const clientClosed = closed(ws);
+    server.close(4002, 'server says bye');
+    expect(await clientClosed).toEqual({ code: 4002, reason: 'server says bye' });
+  });
+});
+
+describe('large messages', () => {
+  it.each([
+    ['with permessage-deflate', true],
+    ['without compression', false],
+  ])('relays a 16 MiB message each way byte for byte (%s)', async (_name, deflate) => {
+    const ws = connect(HOST_FORMS.nested, [], { perMessageDeflate: deflate });
+    await opened(ws);
+    expect(ws.extensions.includes('permessage-deflate')).toBe(deflate);
+    const payload = randomBytes(BIG_MESSAGE_BYTES);
+    const digest = createHash('sha256').update(payload).digest('hex');
+    const back = nextMessage(ws);
+    ws.send(payload); // the server echoes it: one 16 MiB message up, one down
+    const { data, isBinary } = await back;
+    expect(isBinary).toBe(true);
+    expect(data.length).toBe(BIG_MESSAGE_BYTES);
+    expect(createHash('sha256').update(data).digest('hex')).toBe(digest);
+    ws.close();
+    await closed(ws);
+  });
+});
+
+describe('refused upgrades', () => {
+  let stopped: Upstream;
+  beforeAll(async () => {
+    stopped = await startWsUpstream();
+    await h.route('stoppedpod', stopped.port, { status: 'stopped' });
+    await h.route('deadport', await closedPort());
+  });
+  afterAll(async () => {
+    await stopped?.close();
+  });
+
+  it('404 for an unknown pod', async () => {
+    expect(await refusedStatus('pod-nosuchpod.localhost')).toBe(404);
+  });
+
+  it('503 for a stopped pod, without touching its port', async () => {
+    expect(await refusedStatus('pod-stoppedpod.localhost')).toBe(503);
+    expect(stopped.hosts).toEqual([]);
+  });
+
+  it('502 when nothing listens on the pod port', async () => {
+    expect(await refusedStatus('pod-deadport.localhost')).toBe(502);
+  });
+
+  it('400 for an Upgrade that is not WebSocket', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${h.url}/`, {
+        headers: { host: HOST_FORMS.default, connection: 'Upgrade', upgrade: 'h2c' },
+        agent: false,
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('upgrade', () => reject(new Error('non-WebSocket upgrade was switched')));
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(400);
+    expect(echo.hosts.length).toBeGreaterThan(0); // sanity: the pod itself is up
+  });
+});
+
+describe('long-lived and many connections', () => {
+  it('is not cut by the response or header timers while idle', async () => {
+    const ws = connect(HOST_FORMS.flat);
+    await opened(ws);
+    let closedEarly = false;
+    ws.once('close', () => (closedEarly = true));
+    // Deliberately idle for longer than both timers: this elapsed time is what is under test.
+    await sleep(IDLE_BEYOND_TIMEOUTS_MS);
+    expect(closedEarly).toBe(false);
+    const back = nextMessage(ws);
+    ws.send('still here');
+    expect((await back).data.toString()).toBe('still here');
+    ws.close();
+    await closed(ws);
+  });
+
+  it(`opens, uses and closes ${SEQUENTIAL_CONNECTIONS} connections one after another without leaking`, { timeout: 90_000 }, async () => {
+    await waitFor(async () => (await metric('podgate_websockets_open')) === 0 && echo.wss.clients.size === 0, {
+      what: 'earlier tests to close their sockets',
+    });
+    const baseline = openFds();
+    const started = Date.now();
+    let done = 0;
+    for (; done < SEQUENTIAL_CONNECTIONS && Date.now() - started < SEQUENTIAL_TIME_CAP_MS; done++) {
+      const ws = connect(HOST_FORMS.default);
+      await opened(ws);
+      const back = nextMessage(ws);
+      ws.send(`n${done}`);
+      const { data } = await back;
+      if (data.toString() !== `n${done}`) throw new Error(`connection ${done} echoed ${data.toString()}`);
+      const gone = closed(ws);
+      ws.close();
+      await gone;
+    }
+    const elapsedMs = Date.now() - started;
+    console.log(`${done} sequential WebSocket connections in ${elapsedMs} ms (${Math.round((done * 1000) / elapsedMs)}/s)`);
+    expect(done).toBe(SEQUENTIAL_CONNECTIONS);
+    await waitFor(async () => (await metric('podgate_websockets_open')) === 0, { what: 'podgate_websockets_open to drop to 0' });
+    await waitFor(() => echo.wss.clients.size === 0, { what: 'the upstream to see every client close' });
+    await waitFor(() => openFds() <= baseline + FD_SLACK, { what: `open fds back near ${baseline} (now ${openFds()})` });
+    expect(await metric('podgate_websockets_total')).toBeGreaterThanOrEqual(SEQUENTIAL_CONNECTIONS);
+  });
+});
