@@ -1,0 +1,141 @@
+// Access links and revocations in Redis (keys: accessKeys() in access-store.ts). Revocations are Lua scripts, so
+// the write and its event are one atomic step and only one of two concurrent revokers publishes.
+import type { Redis } from 'ioredis';
+import {
+  accessKeys,
+  parseAccessEvent,
+  parseAccessLink,
+  type AccessLink,
+  type AccessStore,
+  type AccessSubscription,
+  type Revocations,
+} from './access-store.ts';
+
+// KEYS: links hash of the pod, revoked zset, events. ARGV: id, expiry ms, now ms, event JSON.
+const REVOKE_LINK = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1`;
+// KEYS: not-before hash, links hash of the pod, events. ARGV: pod, now ms. Not-before never moves back.
+const REVOKE_POD = `
+local nb = tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if cur > nb then nb = cur end
+local s = string.format('%.0f', nb)
+redis.call('HSET', KEYS[1], ARGV[1], s)
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', KEYS[3], '{"type":"revoke-pod","pod":"' .. ARGV[1] .. '","notBefore":' .. s .. '}')
+return s`;
+
+export interface RedisAccessStoreOptions {
+  prefix?: string;
+  /** Told about entries or events that fail validation; they are skipped. */
+  onInvalid?: (where: string) => void;
+}
+
+export class RedisAccessStore implements AccessStore {
+  private readonly redis: Redis;
+  private readonly keys: ReturnType<typeof accessKeys>;
+  private readonly onInvalid: (where: string) => void;
+  private readonly subscribers: Redis[] = [];
+
+  constructor(redis: Redis, options: RedisAccessStoreOptions = {}) {
+    this.redis = redis;
+    this.keys = accessKeys(options.prefix ?? 'podgate:');
+    this.onInvalid = options.onInvalid ?? (() => {});
+  }
+
+  async sharedSecret(candidate: string): Promise<string> {
+    await this.redis.set(this.keys.secret, candidate, 'NX');
+    const stored = await this.redis.get(this.keys.secret);
+    if (!stored) throw new Error(`${this.keys.secret} vanished right after it was set`);
+    return stored;
+  }
+
+  async addLink(link: AccessLink): Promise<void> {
+    await this.redis.hset(this.keys.links(link.pod), link.id, JSON.stringify(link));
+  }
+
+  async listLinks(pod: string, nowMs: number): Promise<AccessLink[]> {
+    const key = this.keys.links(pod);
+    const all = await this.redis.hgetall(key);
+    const live: AccessLink[] = [];
+    const dead: string[] = [];
+    for (const [id, json] of Object.entries(all)) {
+      const link = parseAccessLink(json);
+      if (!link || link.id !== id || link.pod !== pod) this.onInvalid(`${key}[${id}]`);
+      else if (Date.parse(link.expiresAt) <= nowMs) dead.push(id);
+      else live.push(link);
+    }
+    if (dead.length > 0) await this.redis.hdel(key, ...dead);
+    return live.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  async revokeLink(pod: string, id: string, nowMs: number): Promise<boolean> {
+    const key = this.keys.links(pod);
+    const json = await this.redis.hget(key, id);
+    const link = json === null ? undefined : parseAccessLink(json);
+    if (!link) return false;
+    const exp = Date.parse(link.expiresAt);
+    if (exp <= nowMs) return false;
+    const event = JSON.stringify({ type: 'revoke', pod, id, exp });
+    const done = await this.redis.eval(REVOKE_LINK, 3, key, this.keys.revoked, this.keys.events, id, exp, nowMs, event);
+    return done === 1;
+  }
+
+  async revokePod(pod: string, nowMs: number): Promise<void> {
+    await this.redis.eval(REVOKE_POD, 3, this.keys.notBefore, this.keys.links(pod), this.keys.events, pod, Math.floor(nowMs));
+  }
+
+  async revocations(nowMs: number): Promise<Revocations> {
+    const [ids, notBefore] = await Promise.all([
+      this.redis.zrangebyscore(this.keys.revoked, `(${Math.floor(nowMs)}`, '+inf', 'WITHSCORES'),
+      this.redis.hgetall(this.keys.notBefore),
+    ]);
+    const out: Revocations = { ids: new Map(), notBefore: new Map() };
+    for (let i = 0; i + 1 < ids.length; i += 2) out.ids.set(ids[i]!, Number(ids[i + 1]));
+    for (const [pod, ms] of Object.entries(notBefore)) {
+      const n = Number(ms);
+      if (Number.isFinite(n)) out.notBefore.set(pod, n);
+      else this.onInvalid(`${this.keys.notBefore}[${pod}]`);
+    }
+    return out;
+  }
+
+  async subscribe(subscription: AccessSubscription): Promise<() => Promise<void>> {
+    // Pub/sub needs its own connection; it queues commands while offline so ioredis can re-subscribe itself.
+    const sub = this.redis.duplicate({ enableOfflineQueue: true });
+    sub.on('error', () => {});
+    this.subscribers.push(sub);
+    let lost = false;
+    let closed = false;
+    sub.on('close', () => {
+      lost = true;
+    });
+    sub.on('ready', () => {
+      if (lost) {
+        lost = false;
+        subscription.onResync();
+      }
+    });
+    sub.on('message', (channel: string, message: string) => {
+      if (closed || channel !== this.keys.events) return;
+      const event = parseAccessEvent(message);
+      if (event) subscription.onEvent(event);
+      else this.onInvalid(this.keys.events);
+    });
+    await sub.subscribe(this.keys.events);
+    return async () => {
+      closed = true;
+      const i = this.subscribers.indexOf(sub);
+      if (i >= 0) this.subscribers.splice(i, 1);
+      sub.disconnect();
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const sub of this.subscribers.splice(0)) sub.disconnect();
+  }
+}
