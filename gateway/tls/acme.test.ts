@@ -7,6 +7,7 @@ import { MemoryCertStore } from '../../shared/memory-cert-store.ts';
 import { CertificateAuthorityError, ValidationError } from '../../shared/errors.ts';
 import { silentLogger } from '../../shared/log.ts';
 import { startPebble, type Pebble } from '../../test/support/pebble.ts';
+import { closedPort } from '../../test/support/gateway-harness.ts';
 import { AcmeIssuer } from './acme.ts';
 import { ChallTestSrvDnsHook } from './dns-hooks.ts';
 import { createChallengeHandler } from './http.ts';
@@ -66,6 +67,33 @@ describe('AcmeIssuer', () => {
 
   it('refuses wildcards without a DNS hook, naming the field', async () => {
     await expect(issuer().issue(['*.example.test'])).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('reports the CA rate limit and its Retry-After to the caller instead of sleeping on it', async () => {
+    // A real HTTP server answering like a rate-limited CA (pebble has no rate limits to hit).
+    const limited = createServer((_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/problem+json', 'retry-after': '120' });
+      res.end(JSON.stringify({ type: 'urn:ietf:params:acme:error:rateLimited', detail: 'too many new orders' }));
+    });
+    await new Promise<void>((r) => limited.listen(0, '127.0.0.1', r));
+    try {
+      const port = (limited.address() as { port: number }).port;
+      const err = await new AcmeIssuer({ store: new MemoryCertStore(), directoryUrl: `http://127.0.0.1:${port}/dir`, log })
+        .issue(['pod-app.example.test'])
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CertificateAuthorityError);
+      expect(err).toMatchObject({ rateLimited: true, retryAfterSeconds: 120 });
+    } finally {
+      await new Promise((r) => limited.close(r));
+    }
+  });
+
+  it('says the CA did not answer when nothing listens there', async () => {
+    const err = await new AcmeIssuer({ store: new MemoryCertStore(), directoryUrl: `http://127.0.0.1:${await closedPort()}/dir`, log })
+      .issue(['pod-app.example.test'])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CertificateAuthorityError);
+    expect((err as Error).message).toMatch(/no answer from the CA/);
   });
 
   it('fails with a typed error when validation fails', async () => {

@@ -1,0 +1,185 @@
+// On-demand guards, single flight, the cross-replica lock and renewal backoff. The issuer is a stand-in here
+// only because a CA's rate-limit answers and slow issuance cannot be produced with pebble (it has no rate
+// limits); everything else is real (Redis-backed store, real manager, real renewer).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthorityError } from '../../shared/errors.ts';
+import { silentLogger } from '../../shared/log.ts';
+import { createRedis, waitReady } from '../../shared/redis.ts';
+import { RedisCertStore } from '../../shared/redis-cert-store.ts';
+import { certificate } from '../../shared/cert-store.contract.ts';
+import { startRedis, type RedisServer } from '../../test/support/redis-server.ts';
+import { waitFor } from '../../test/support/wait.ts';
+import type { CertificateIssuer, IssuedCertificate } from './acme.ts';
+import { CertificateManager } from './manager.ts';
+import { OnDemandIssuance } from './on-demand.ts';
+import { Renewer } from './renewer.ts';
+
+const log = silentLogger();
+const bases = ['example.test'];
+let redis: RedisServer;
+const clients: ReturnType<typeof createRedis>[] = [];
+let n = 0;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  clients.forEach((c) => c.disconnect());
+  await redis.stop();
+});
+
+async function store(prefix: string) {
+  const c = createRedis(redis.url);
+  clients.push(c);
+  await waitReady(c);
+  return new RedisCertStore(c, { prefix });
+}
+
+/** Issues fake certificates (PEM text is never parsed here) or fails as told; counts calls; can be held. */
+class ScriptedIssuer implements CertificateIssuer {
+  readonly supportsWildcards = true;
+  calls: string[][] = [];
+  failWith: Error | undefined;
+  /** Issue time of the fake certificates (tests that move the clock move this too). */
+  now: () => number = Date.now;
+  private gate: Promise<void> = Promise.resolve();
+  private open: () => void = () => {};
+  hold(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  release(): void {
+    this.open();
+  }
+  async issue(names: string[]): Promise<IssuedCertificate> {
+    this.calls.push(names);
+    await this.gate;
+    if (this.failWith) throw this.failWith;
+    const now = this.now();
+    return { names, certPem: `cert-${this.calls.length}`, keyPem: 'key', notBefore: new Date(now).toISOString(), notAfter: new Date(now + 90 * 86_400_000).toISOString() };
+  }
+}
+
+function manager(s: RedisCertStore, issuer: CertificateIssuer, owner: string, now?: () => number) {
+  return new CertificateManager({ store: s, issuer, baseDomains: bases, log, owner, backoff: { minMs: 1000, maxMs: 60_000 }, ...(now ? { now } : {}) });
+}
+
+function onDemand(s: RedisCertStore, m: CertificateManager, extra: Partial<ConstructorParameters<typeof OnDemandIssuance>[0]> = {}) {
+  return new OnDemandIssuance({
+    store: s,
+    manager: m,
+    baseDomains: bases,
+    podExists: (slug) => slug.startsWith('pod'),
+    log,
+    maxPerWindow: 100,
+    windowMs: 3_600_000,
+    maxConcurrent: 10,
+    failureBackoff: { minMs: 60_000, maxMs: 3_600_000 },
+    ...extra,
+  });
+}
+
+describe('on-demand guards', () => {
+  it('issues once per name however many handshakes arrive', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    issuer.hold();
+    const od = onDemand(s, manager(s, issuer, 'r1'));
+    expect(od.request('pod-pod1.example.test')).toBe('started');
+    for (let i = 0; i < 20; i++) expect(od.request('POD-POD1.example.test')).toBe('pending');
+    issuer.release();
+    await od.settled();
+    expect(issuer.calls).toEqual([['pod-pod1.example.test']]);
+    expect((await s.getCertificate('pod-pod1.example.test'))?.origin).toBe('on-demand');
+  });
+
+  it('stops at the rate limit shared by all replicas', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    const a = onDemand(s, manager(s, issuer, 'r1'), { maxPerWindow: 2 });
+    const b = onDemand(await store(`g${n}:`), manager(s, issuer, 'r2'), { maxPerWindow: 2 });
+    a.request('pod-pod1.example.test');
+    await a.settled();
+    b.request('pod-pod2.example.test');
+    await b.settled();
+    a.request('pod-pod3.example.test');
+    await a.settled();
+    expect(issuer.calls.map((c) => c[0])).toEqual(['pod-pod1.example.test', 'pod-pod2.example.test']);
+    // The refused name waits for its backoff instead of asking again on every handshake.
+    expect(a.request('pod-pod3.example.test')).toBe('refused:backoff');
+  });
+
+  it('caps concurrent issuances and backs off a failing name for at least Retry-After', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    let now = Date.now();
+    const od = onDemand(s, manager(s, issuer, 'r1'), { maxConcurrent: 1, now: () => now });
+    issuer.hold();
+    issuer.failWith = new CertificateAuthorityError('rate limited', { rateLimited: true, retryAfterSeconds: 7200 });
+    expect(od.request('pod-pod1.example.test')).toBe('started');
+    expect(od.request('pod-pod2.example.test')).toBe('refused:busy');
+    issuer.release();
+    await od.settled();
+    now += 3_600_000; // past the exponential backoff (1 min), still inside Retry-After (2 h)
+    expect(od.request('pod-pod1.example.test')).toBe('refused:backoff');
+    now += 3_600_001;
+    issuer.failWith = undefined;
+    expect(od.request('pod-pod1.example.test')).toBe('started');
+    await od.settled();
+  });
+
+  it('refuses unknown pods and foreign names without touching the CA', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    const od = onDemand(s, manager(s, issuer, 'r1'));
+    expect(od.request('pod-ghost-x.example.test'.replace('pod-ghost', 'ghost'))).toBe('refused:not-a-pod-name');
+    expect(od.request('pod-zzz.example.test')).toBe('refused:unknown-pod');
+    expect(od.request('pod-pod1.elsewhere.test')).toBe('refused:not-a-pod-name');
+    expect(issuer.calls).toEqual([]);
+  });
+});
+
+describe('renewal across replicas', () => {
+  it('one replica renews a due certificate; the other finds it renewed under the lock', async () => {
+    const prefix = `g${++n}:`;
+    const s1 = await store(prefix);
+    const s2 = await store(prefix);
+    const issuer = new ScriptedIssuer();
+    const later = () => Date.now() + 70 * 86_400_000;
+    issuer.now = later;
+    await s1.putCertificate(certificate('pod-a.example.test'));
+    const r1 = new Renewer({ store: s1, manager: manager(s1, issuer, 'r1', later), log, intervalMs: 60_000, now: later });
+    const r2 = new Renewer({ store: s2, manager: manager(s2, issuer, 'r2', later), log, intervalMs: 60_000, now: later });
+    issuer.hold();
+    const both = Promise.all([r1.runOnce(), r2.runOnce()]);
+    await waitFor(() => issuer.calls.length === 1, { what: 'one renewal to start' });
+    issuer.release();
+    await both;
+    await Promise.all([r1.runOnce(), r2.runOnce()]); // not due any more
+    expect(issuer.calls).toHaveLength(1);
+    expect((await s1.getCertificate('pod-a.example.test'))?.certPem).toBe('cert-1');
+  });
+
+  it('a failed renewal keeps the certificate, records the error and waits for Retry-After', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    let now = Date.now() + 70 * 86_400_000;
+    const m = manager(s, issuer, 'r1', () => now);
+    const renewer = new Renewer({ store: s, manager: m, log, intervalMs: 60_000, now: () => now });
+    await s.putCertificate(certificate('pod-a.example.test'));
+    issuer.failWith = new CertificateAuthorityError('too many certificates', { rateLimited: true, retryAfterSeconds: 3 * 3600 });
+    await renewer.runOnce();
+    const failed = (await s.getCertificate('pod-a.example.test'))!;
+    expect(failed.certPem).toBe(certificate('x').certPem); // the old certificate is kept
+    expect(failed.renewal).toMatchObject({ failures: 1, lastError: 'too many certificates' });
+    expect(Date.parse(failed.renewal.nextAttemptAt!)).toBe(now + 3 * 3_600_000);
+    expect(m.view(failed).status).toBe('renewal-failing');
+    now += 2 * 3_600_000;
+    await renewer.runOnce();
+    expect(issuer.calls).toHaveLength(1); // still inside Retry-After
+    now += 3_600_000;
+    issuer.failWith = undefined;
+    await renewer.runOnce();
+    expect(issuer.calls).toHaveLength(2);
+    expect((await s.getCertificate('pod-a.example.test'))?.renewal).toEqual({ failures: 0 });
+  });
+});
