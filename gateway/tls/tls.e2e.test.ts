@@ -367,6 +367,26 @@ describe('TLS with pebble through the real gateway', () => {
     }
   });
 
+  it('issues, lists and deletes from the command line through the admin API', async () => {
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, ['gateway/tls/cli.ts', ...args], { env: { ...process.env, ADMIN_URL: adminUrl } });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        child.on('exit', (code) => resolve({ code, out, err }));
+      });
+    const issued = await cli('issue', 'pod-cli.example.test');
+    expect(issued).toMatchObject({ code: 0 });
+    expect(issued.out).toMatch(/^pod-cli\.example\.test\tvalid\t/);
+    expect((await cli('list')).out).toContain('*.pod-app.example.test\tvalid');
+    expect(await cli('delete', 'pod-cli.example.test')).toMatchObject({ code: 0 });
+    expect(await cli('delete', 'pod-cli.example.test')).toMatchObject({ code: 1, err: expect.stringMatching(/no certificate/) });
+    expect((await cli('frobnicate')).code).toBe(2);
+    expect((await cli('issue', 'evil.example.com')).err).toMatch(/names: /);
+  });
+
   it('keeps serving the old certificate when the CA fails, and says so in the list and logs', async () => {
     const host = 'localhost-3000.pod-app.example.test';
     const before = await peerCertificate(host);
