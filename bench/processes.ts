@@ -1,0 +1,152 @@
+// Child processes of the benchmark: CPU pinning, free ports, readiness polling, and one registry that kills
+// everything the bench started, whatever way it ends.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { waitFor } from '../test/support/wait.ts';
+
+/** CPU cores a process is pinned to (`taskset -c`), or `any` for the scheduler's choice. */
+export type CoreSet = number[] | 'any';
+
+/** Prefix a command line with `taskset -c` when it is pinned. */
+export function pinned(cores: CoreSet, argv: string[]): string[] {
+  return cores === 'any' ? argv : ['taskset', '-c', cores.join(','), ...argv];
+}
+
+export function describeCores(cores: CoreSet): string {
+  return cores === 'any' ? 'any core' : `core ${cores.join(',')}`;
+}
+
+/** A loopback port nothing listens on right now (listen on 0, keep the number, close). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** One GET on a fresh connection: status and body, or undefined if nothing answered. */
+export function httpGet(port: number, host: string, path = '/'): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve(undefined));
+    });
+    req.setTimeout(2000, () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
+}
+
+const STOP_GRACE_MS = 5000;
+
+/** Every process the bench starts goes through here, so `stopAll` can end them all (also on failure). */
+export class Children {
+  private readonly live = new Set<ChildProcess>();
+
+  start(name: string, argv: string[], options: SpawnOptions = {}): ChildProcess {
+    const [cmd, ...args] = argv;
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options });
+    this.live.add(child);
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    child.once('error', (e) => {
+      process.stderr.write(`bench: ${name} could not start: ${e.message}\n`);
+    });
+    child.once('exit', (code, signal) => {
+      this.live.delete(child);
+      if (code && code !== 0 && !(child as ChildProcess & { stopping?: boolean }).stopping) {
+        process.stderr.write(`bench: ${name} exited with ${code ?? signal}\n${stderr}\n`);
+      }
+    });
+    return child;
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period; resolves when the process is gone. */
+  async stop(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    (child as ChildProcess & { stopping?: boolean }).stopping = true;
+    const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    await gone;
+    clearTimeout(timer);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.live].map((c) => this.stop(c)));
+  }
+
+  /** Synchronous last resort (process exit handlers cannot await). */
+  killAllNow(): void {
+    for (const c of this.live) c.kill('SIGKILL');
+  }
+}
+
+/** Wait until `port` answers `host` with 200 (and, if given, the expected body). */
+export async function waitServing(port: number, host: string, what: string, body?: string, path = '/'): Promise<void> {
+  await waitFor(
+    async () => {
+      const res = await httpGet(port, host, path);
+      return res?.status === 200 && (body === undefined || res.body === body);
+    },
+    { timeoutMs: 15_000, intervalMs: 50, what },
+  );
+}
+
+/** Kernel clock ticks per second, the unit of /proc/<pid>/stat times (USER_HZ: 100 on every Linux port). */
+const CLOCK_TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+interface ProcStat {
+  ppid: number;
+  /** utime + stime, in ticks. */
+  ticks: number;
+}
+
+/** Parse /proc/<pid>/stat (pure); the command name in parentheses may itself hold spaces and parentheses. */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const close = text.lastIndexOf(')');
+  if (close === -1) return undefined;
+  // Fields after the name start at field 3 (state): ppid is field 4, utime 14, stime 15.
+  const f = text.slice(close + 2).split(' ');
+  const ppid = Number(f[1]);
+  const ticks = Number(f[11]) + Number(f[12]);
+  return Number.isFinite(ppid) && Number.isFinite(ticks) ? { ppid, ticks } : undefined;
+}
+
+/**
+ * CPU seconds used so far by `pid` and its live descendants (nginx's workers, the gateway's cluster workers).
+ * Used to report requests per CPU-second, which holds up when other work on a shared machine steals the core.
+ */
+export function treeCpuSeconds(pid: number): number {
+  const stats = new Map<number, ProcStat>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const s = parseProcStat(readFileSync(`/proc/${entry}/stat`, 'utf8'));
+      if (s) stats.set(Number(entry), s);
+    } catch {
+      // the process ended while we listed it
+    }
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [p, s] of stats) {
+      if (!tree.has(p) && tree.has(s.ppid)) {
+        tree.add(p);
+        grew = true;
+      }
+    }
+  }
+  let ticks = 0;
+  for (const p of tree) ticks += stats.get(p)?.ticks ?? 0;
+  return ticks / CLOCK_TICKS_PER_SECOND;
+}
