@@ -2,13 +2,17 @@
 // listener and the admin app before startGateway(), then attach() to open the HTTPS listener with the
 // gateway's own request and upgrade handlers, and stop() on shutdown.
 import type { CertStore } from '../../shared/cert-store.ts';
+import { ConfigError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { GatewayDeps, RunningGateway } from '../gateway.ts';
-import type { CertificateIssuer } from './acme.ts';
 import type { TlsConfig } from './config.ts';
 import type { HttpsListener } from './https-server.ts';
-import { createTls, type Tls } from './index.ts';
+import { buildDnsHook, createTls, type Tls } from './index.ts';
+import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
+import { createCertificatesApi } from './api.ts';
+import { CertificateManager } from './manager.ts';
+import type { Hono } from 'hono';
 
 export interface GatewayTls {
   tls: Tls;
@@ -25,6 +29,10 @@ export async function prepareGatewayTls(
   tlsConfig: TlsConfig,
   deps: { certStore: CertStore; log: Logger; issuer?: CertificateIssuer; now?: () => number },
 ): Promise<GatewayTls> {
+  if (config.GATEWAY_WORKERS > 1 && !config.REDIS_URL) {
+    // Each worker process would hold its own embedded store: different certificates, challenges nobody answers.
+    throw new ConfigError('REDIS_URL', 'TLS with GATEWAY_WORKERS > 1 needs the shared store (set REDIS_URL)');
+  }
   let gateway: RunningGateway | undefined;
   let https: HttpsListener | undefined;
   const tls = await createTls({
@@ -53,4 +61,34 @@ export async function prepareGatewayTls(
       await tls.close();
     },
   };
+}
+
+/**
+ * The certificates API alone, for a process that serves the admin listener but no traffic (the cluster
+ * primary when GATEWAY_WORKERS > 1): issuance puts HTTP-01 answers in the shared store, where the workers
+ * answer them. Renewal stays with the workers.
+ */
+export function createCertificatesAdmin(
+  config: GatewayConfig,
+  tlsConfig: TlsConfig,
+  deps: { certStore: CertStore; log: Logger },
+): { mountAdmin: (app: Hono) => void } {
+  const issuer = new AcmeIssuer({
+    store: deps.certStore,
+    directoryUrl: tlsConfig.acme.directoryUrl,
+    ...(tlsConfig.acme.email ? { email: tlsConfig.acme.email } : {}),
+    ...(tlsConfig.acme.caBundlePem ? { caBundlePem: tlsConfig.acme.caBundlePem } : {}),
+    dnsHook: buildDnsHook(tlsConfig),
+    log: deps.log,
+  });
+  const manager = new CertificateManager({
+    store: deps.certStore,
+    issuer,
+    baseDomains: config.baseDomains,
+    log: deps.log,
+    owner: `gateway-primary-${process.pid}`,
+    backoff: { minMs: tlsConfig.renewal.backoffMinMs, maxMs: tlsConfig.renewal.backoffMaxMs },
+  });
+  const api = createCertificatesApi(manager, deps.log);
+  return { mountAdmin: (app) => void app.route('/', api) };
 }

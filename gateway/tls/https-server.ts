@@ -40,6 +40,33 @@ export interface HttpsListener {
 /** Handshakes that fail (scanners, clients refusing the default certificate) are normal at the edge. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * Deadlines for HTTP/1.1 request heads on the HTTP/2 server: the first head within `headersMs` of the
+ * handshake, each next one within `idleMs` (the keep-alive timeout) of the previous response's end.
+ */
+class HeadDeadline {
+  private readonly timers = new WeakMap<TLSSocket, NodeJS.Timeout>();
+  private readonly idleMs: number;
+  constructor(idleMs: number) {
+    this.idleMs = idleMs;
+  }
+  arm(socket: TLSSocket, ms: number): void {
+    if (ms <= 0) return;
+    this.disarm(socket);
+    const timer = setTimeout(() => socket.destroy(), ms);
+    timer.unref();
+    this.timers.set(socket, timer);
+  }
+  disarm(socket: TLSSocket): void {
+    clearTimeout(this.timers.get(socket));
+    this.timers.delete(socket);
+  }
+  requestArrived(socket: TLSSocket, res: { once(event: 'finish', listener: () => void): unknown }): void {
+    this.disarm(socket);
+    res.once('finish', () => !socket.destroyed && this.arm(socket, this.idleMs));
+  }
+}
+
 /** HTTP/2 requests carry the host in :authority; the gateway's router reads Host, as in HTTP/1.1. */
 function withHostHeader(req: IncomingMessage): IncomingMessage {
   if (req.httpVersionMajor >= 2 && !req.headers.host) {
@@ -58,9 +85,19 @@ export function listenHttps(
   let server: HttpsServer | Http2SecureServer;
   if (options.http2) {
     const h2 = createSecureServer({ ...common, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] });
-    h2.on('request', (req, res) =>
-      handlers.handleRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse),
-    );
+    // Node applies headersTimeout only to http.Server: on this server's HTTP/1.1 connections a client could
+    // trickle a request head forever (slowloris). A timer per connection bounds the wait for each head.
+    const headDeadline = new HeadDeadline(options.keepAliveTimeoutMs);
+    h2.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') return;
+      headDeadline.arm(socket, options.headersTimeoutMs);
+      socket.once('close', () => headDeadline.disarm(socket));
+    });
+    h2.on('request', (req, res) => {
+      if (req.httpVersionMajor < 2) headDeadline.requestArrived(req.socket as TLSSocket, res);
+      handlers.handleRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse);
+    });
+    h2.on('upgrade', (req: IncomingMessage) => headDeadline.disarm(req.socket as TLSSocket));
     if (options.http2SessionTimeoutMs) h2.setTimeout(options.http2SessionTimeoutMs);
     server = h2;
   } else {

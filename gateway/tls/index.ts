@@ -58,7 +58,7 @@ export interface Tls {
   close(): Promise<void>;
 }
 
-function buildDnsHook(config: TlsConfig): DnsHook | undefined {
+export function buildDnsHook(config: TlsConfig): DnsHook | undefined {
   const hook = config.dnsHook;
   if (hook.kind === 'challtestsrv') return new ChallTestSrvDnsHook(hook.url);
   if (hook.kind === 'exec') return new ExecDnsHook(hook.command);
