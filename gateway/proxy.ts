@@ -54,14 +54,23 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     const state = states.get(req);
     if (state) state.reusedSocket = proxyReq.reusedSocket;
     if (options.responseTimeoutMs > 0) {
-      // Time to the response head only: a slow upload or a long stream after the head is never cut.
+      // Bounds the pod's silence before the response head, not the length of the exchange: every piece of
+      // request body restarts the clock, so a long upload is never cut, while a pod that stops reading it
+      // (backpressure pauses the body) or never answers still times out. A long stream after the head is never cut.
       const timer = setTimeout(
         () => proxyReq.destroy(new UpstreamTimeoutError(`no response within ${options.responseTimeoutMs} ms`)),
         options.responseTimeoutMs,
       );
       timer.unref();
-      proxyReq.once('response', () => clearTimeout(timer));
-      proxyReq.once('close', () => clearTimeout(timer));
+      // Safe to listen: http-proxy-3 has already piped req into proxyReq when it emits proxyReq.
+      const progress = () => timer.refresh();
+      req.on('data', progress);
+      const stop = () => {
+        clearTimeout(timer);
+        req.off('data', progress);
+      };
+      proxyReq.once('response', stop);
+      proxyReq.once('close', stop);
     }
   });
 
