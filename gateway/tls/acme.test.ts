@@ -9,7 +9,10 @@ import { silentLogger } from '../../shared/log.ts';
 import { startPebble, type Pebble } from '../../test/support/pebble.ts';
 import { closedPort } from '../../test/support/gateway-harness.ts';
 import { AcmeIssuer } from './acme.ts';
-import { ChallTestSrvDnsHook } from './dns-hooks.ts';
+import { ChallTestSrvDnsHook, ExecDnsHook } from './dns-hooks.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createChallengeHandler } from './http.ts';
 
 const log = silentLogger();
@@ -63,6 +66,35 @@ describe('AcmeIssuer', () => {
   it('issues a wildcard through DNS-01 with the challtestsrv hook', async () => {
     const cert = await issuer(true).issue(['*.pod-app.example.test']);
     expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.pod-app.example.test');
+  });
+
+  it('issues a wildcard through DNS-01 with the exec hook (an operator script)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'podgate-hook-'));
+    const script = join(dir, 'hook.sh');
+    // The same contract an nsupdate (RFC 2136) script follows: `<script> set|clear <fqdn> <value>`.
+    await writeFile(script, [
+      '#!/bin/sh',
+      'set -e',
+      `api=${pebble.challtestsrvUrl}`,
+      'case "$1" in',
+      '  set) curl -sf -X POST -d "{\\"host\\":\\"$2.\\",\\"value\\":\\"$3\\"}" "$api/set-txt" ;;',
+      '  clear) curl -sf -X POST -d "{\\"host\\":\\"$2.\\"}" "$api/clear-txt" ;;',
+      '  *) echo "unknown action $1" >&2; exit 2 ;;',
+      'esac',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    try {
+      const cert = await new AcmeIssuer({
+        store,
+        directoryUrl: pebble.directoryUrl,
+        caBundlePem: pebble.listenerCaPem,
+        dnsHook: new ExecDnsHook(script),
+        log,
+      }).issue(['*.example.test']);
+      expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.example.test');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses wildcards without a DNS hook, naming the field', async () => {
