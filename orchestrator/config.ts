@@ -19,6 +19,8 @@ export interface PortRange {
 }
 
 export interface OrchestratorConfig {
+  /** Pods of this orchestrator carry this label value; others on the same Docker host are not touched. */
+  namespace: string;
   /** Docker runtime for pods; `runsc` (gVisor) unless explicitly weakened. */
   runtime: string;
   /** Host address the pod's single port is published on. */
@@ -72,6 +74,7 @@ const EnvSchema = z.object({
   POD_HOST_ADDRESS: z.string().min(1).max(253).default('127.0.0.1'),
   POD_PORT_RANGE: z.string().default(DEFAULT_PORT_RANGE),
   POD_IMAGE: z.string().min(1).default('podgate/pod:dev'),
+  POD_NAMESPACE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, . _ -').default('default'),
   POD_READY_TIMEOUT: z.string().default(`${DEFAULT_READY_TIMEOUT_MS}ms`),
   ADMIN_TOKEN: z.string().min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`),
   ORCHESTRATOR_BIND: z.string().min(1).default('127.0.0.1'),
@@ -106,6 +109,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const baseDomains = normaliseBaseDomains(e.BASE_DOMAINS.split(','));
   if (baseDomains.length === 0) throw new ConfigError('BASE_DOMAINS', 'at least one base domain');
   return {
+    namespace: e.POD_NAMESPACE,
     runtime: e.POD_RUNTIME,
     bindAddress: e.POD_BIND_ADDRESS,
     hostAddress: e.POD_HOST_ADDRESS,

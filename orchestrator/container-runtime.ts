@@ -4,6 +4,8 @@
 /** Labels every pod container carries: Docker is the source of truth, these rebuild everything else. */
 export const LABELS = {
   managed: 'podgate.managed',
+  /** Orchestrators sharing a Docker host see only their namespace's pods (separate deployments, test runs). */
+  namespace: 'podgate.namespace',
   slug: 'podgate.slug',
   generation: 'podgate.generation',
   hostPort: 'podgate.host-port',
@@ -89,7 +91,11 @@ export interface ContainerRuntime {
   list(): Promise<PodContainer[]>;
   /** Every pod network, with or without a container. */
   networks(): Promise<PodNetwork[]>;
+  /** Remove one network (an orphan); never touches containers. Missing is fine. */
+  removeNetwork(id: string): Promise<void>;
   exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult>;
+  /** The last lines the container printed (stdout and stderr), to explain why it did not start. */
+  logsTail(slug: string, lines: number): Promise<string>;
   /** Container events of pods until the returned function is called; `onError` when the stream breaks. */
   events(onEvent: (e: RuntimeEvent) => void, onError: (err: Error) => void): Promise<() => void>;
 }

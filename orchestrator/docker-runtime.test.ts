@@ -10,7 +10,7 @@ import { tierLimits } from './spec.ts';
 import { removePods, testPodImage, uniqueSlug } from './testing.ts';
 
 const docker = new Docker();
-const runtime = new DockerRuntime(docker);
+const runtime = new DockerRuntime(docker, { namespace: `rt-${process.pid}-${Date.now().toString(36)}` });
 const slugs = new Set<string>();
 let image: string;
 // A private part of the pod range so parallel test files do not hand out the same ports.
@@ -85,6 +85,11 @@ describe('DockerRuntime', () => {
       expect(slow).toMatchObject({ timedOut: true, exitCode: null });
 
       expect((await runtime.list()).map((c) => c.labels[LABELS.slug])).toContain(s.slug);
+      // Another namespace on the same daemon does not see it.
+      const other = new DockerRuntime(docker, { namespace: 'some-other-namespace' });
+      expect((await other.list()).map((c) => c.labels[LABELS.slug])).not.toContain(s.slug);
+      expect(await other.inspect(s.slug)).toBeUndefined();
+      await expect(other.create({ ...s })).rejects.toThrow(/already exists/);
       expect((await runtime.networks()).map((n) => n.slug)).toContain(s.slug);
       expect((await runtime.inspect(s.slug))?.state).toBe('running');
 

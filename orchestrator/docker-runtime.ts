@@ -3,7 +3,7 @@
 // port 80 published on one host port. Everything it creates carries the podgate labels, so reconcile can find it.
 import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
-import { ServiceUnavailableError } from '../shared/errors.ts';
+import { ConflictError, ServiceUnavailableError } from '../shared/errors.ts';
 import {
   LABELS,
   POD_ROUTER_PORT,
@@ -18,10 +18,10 @@ import {
   type RuntimeEvent,
 } from './container-runtime.ts';
 
-const MANAGED_FILTER = `${LABELS.managed}=true`;
 /** Docker answers 304 when a container is already in the asked state, 404 when it is gone. */
 const NOT_MODIFIED = 304;
 const NOT_FOUND = 404;
+const CONFLICT = 409;
 /** A pod's json-file log is capped so a chatty pod cannot fill the host's disk. */
 const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
 /** Processes per pod: a fork bomb stays inside its sandbox. */
@@ -55,11 +55,18 @@ export function runtimeMissingMessage(runtime: string, available: string[]): str
   return `the Docker daemon has no runtime "${runtime}" (it has: ${available.join(', ') || 'none'}): ${how}`;
 }
 
+export const DEFAULT_NAMESPACE = 'default';
+
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
+  private readonly namespace: string;
+  /** Docker label filters selecting this namespace's pods. */
+  private readonly filter: string[];
 
-  constructor(docker: Docker) {
+  constructor(docker: Docker, options: { namespace?: string } = {}) {
     this.docker = docker;
+    this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.filter = [`${LABELS.managed}=true`, `${LABELS.namespace}=${this.namespace}`];
   }
 
   /** Every Docker call goes through here: an unreachable daemon becomes a clear 503. */
@@ -95,10 +102,12 @@ export class DockerRuntime implements ContainerRuntime {
 
   async create(spec: PodContainerSpec): Promise<PodContainer> {
     const name = podResourceName(spec.slug);
-    const ownLabels = { [LABELS.managed]: 'true', [LABELS.slug]: spec.slug };
+    const ownLabels = { [LABELS.managed]: 'true', [LABELS.namespace]: this.namespace, [LABELS.slug]: spec.slug };
     const network = await this.call('create network', () =>
       this.docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: ownLabels }),
-    );
+    ).catch((err: unknown) => {
+      throw statusOf(err) === CONFLICT ? new ConflictError(`a network named ${name} already exists on the Docker host`) : err;
+    });
     try {
       const container = await this.call('create container', () =>
         this.docker.createContainer({
@@ -135,6 +144,7 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       // Nothing left behind: the network was made for this container only.
       await network.remove().catch(() => {});
+      if (statusOf(err) === CONFLICT) throw new ConflictError(`a container named ${name} already exists on the Docker host`);
       throw err;
     }
   }
@@ -178,7 +188,7 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const info = await this.call('inspect', () => this.docker.getContainer(podResourceName(slug)).inspect());
       const labels = info.Config.Labels ?? {};
-      if (labels[LABELS.managed] !== 'true') return undefined;
+      if (labels[LABELS.managed] !== 'true' || labels[LABELS.namespace] !== this.namespace) return undefined;
       return {
         id: info.Id,
         name: info.Name.replace(/^\//, ''),
@@ -193,7 +203,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async list(): Promise<PodContainer[]> {
-    const all = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label: [MANAGED_FILTER] } }));
+    const all = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label: this.filter } }));
     return all.map((c) => ({
       id: c.Id,
       name: (c.Names[0] ?? '').replace(/^\//, ''),
@@ -204,8 +214,16 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async networks(): Promise<PodNetwork[]> {
-    const all = await this.call('list networks', () => this.docker.listNetworks({ filters: { label: [MANAGED_FILTER] } }));
+    const all = await this.call('list networks', () => this.docker.listNetworks({ filters: { label: this.filter } }));
     return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug] }));
+  }
+
+  async removeNetwork(id: string): Promise<void> {
+    try {
+      await this.call('remove network', () => this.docker.getNetwork(id).remove());
+    } catch (err) {
+      if (statusOf(err) !== NOT_FOUND) throw err;
+    }
   }
 
   async exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult> {
@@ -238,9 +256,16 @@ export class DockerRuntime implements ContainerRuntime {
     return { exitCode, stdout: out.text(), stderr: err.text(), truncated: out.truncated || err.truncated, timedOut };
   }
 
+  async logsTail(slug: string, lines: number): Promise<string> {
+    const raw = (await this.call('logs', () =>
+      this.docker.getContainer(podResourceName(slug)).logs({ stdout: true, stderr: true, tail: lines, follow: false }),
+    )) as unknown as Buffer;
+    return demuxBuffer(raw);
+  }
+
   async events(onEvent: (e: RuntimeEvent) => void, onError: (err: Error) => void): Promise<() => void> {
     const stream = (await this.call('events', () =>
-      this.docker.getEvents({ filters: { type: ['container'], label: [MANAGED_FILTER] } }),
+      this.docker.getEvents({ filters: { type: ['container'], label: this.filter } }),
     )) as NodeJS.ReadableStream & { destroy(): void };
     let buffer = '';
     let closed = false;
@@ -307,4 +332,18 @@ class Capture {
   text(): string {
     return Buffer.concat(this.chunks).toString('utf8');
   }
+}
+
+/** Docker's multiplexed log format: 8-byte headers (stream, 0, 0, 0, big-endian length) before each frame. */
+export function demuxBuffer(raw: Buffer): string {
+  const parts: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= raw.length) {
+    const type = raw[i]!;
+    const len = raw.readUInt32BE(i + 4);
+    if (type > 2 || raw[i + 1] !== 0 || raw[i + 2] !== 0 || raw[i + 3] !== 0) return raw.toString('utf8');
+    parts.push(raw.subarray(i + 8, i + 8 + len));
+    i += 8 + len;
+  }
+  return Buffer.concat(parts).toString('utf8');
 }

@@ -1,7 +1,7 @@
 // The pod spec: what an admin asks for (zod, validated at the API border), and the resource tiers it maps to.
 import { z } from 'zod';
 import { ValidationError } from '../shared/errors.ts';
-import { DEFAULT_POD_PORT, PortSchema, SlugSchema } from '../shared/route.ts';
+import { AccessPolicySchema, DEFAULT_POD_PORT, PortSchema, SlugSchema } from '../shared/route.ts';
 
 const GIB = 1024 ** 3;
 const NANO_CPUS_PER_CPU = 1e9;
@@ -66,11 +66,13 @@ export const CommandSchema = z.union([
   z.array(z.string().max(8192)).min(1).max(256),
 ]);
 
+/**
+ * A service the pod runs. `name` selects the pod image's service definition (/etc/podgate/services/<name>.service,
+ * see docker/README.md) and goes into POD_SERVICES; `port` is the in-pod port it listens on, for the pod's URLs.
+ */
 export const ServiceSchema = z.strictObject({
   name: NameLabel,
   port: PortSchema.refine((p) => p !== 80, 'port 80 is the in-pod router'),
-  /** Shell command that runs the service inside the pod (optional: the image may start it itself). */
-  command: z.string().max(8192).optional(),
 });
 export type Service = z.infer<typeof ServiceSchema>;
 
@@ -94,6 +96,10 @@ export const PodSpecSchema = z
     defaultPort: PortSchema.default(DEFAULT_POD_PORT),
     tier: TierNameSchema.default('dev.small'),
     postStart: z.array(HookSchema).max(MAX_HOOKS).default([]),
+    /** Who may reach the pod through gateways; absent means private (shared/route.ts). */
+    access: AccessPolicySchema.optional(),
+    /** Cap on concurrent client connections per gateway. */
+    maxConnections: z.number().int().positive().max(1_000_000).optional(),
     labels: z
       .record(
         z.string().min(1).max(128).regex(/^[a-zA-Z0-9][a-zA-Z0-9._\/-]*$/, 'a label key').refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),

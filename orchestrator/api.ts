@@ -1,0 +1,120 @@
+// The admin API (hono). Bearer token on every /v1 route; every input validated with zod and every error answered
+// through shared/errors.ts toHttpError, as {"error":{"code","message","field"?}}.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import { PodgateError, toHttpError, UnauthorizedError, ValidationError, NotFoundError } from '../shared/errors.ts';
+import { SlugSchema } from '../shared/route.ts';
+import { allRoutes, type RouteStore } from '../shared/route-store.ts';
+import type { PodService } from './pods.ts';
+import type { Reconciler } from './reconcile.ts';
+import { parseOrThrow } from './spec.ts';
+
+/** A pod spec is small; anything bigger is a mistake or an attack. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+const DEFAULT_LOG_LIMIT = 100;
+const MAX_LOG_LIMIT = 1000;
+
+export interface ApiDeps {
+  pods: PodService;
+  routes: RouteStore;
+  reconciler: Reconciler | undefined;
+  adminToken: string;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Constant-time token check (hashing first makes the lengths equal). */
+export function tokenMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+  return m !== null && timingSafeEqual(digest(m[1]!.trim()), expected);
+}
+
+const LogQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(MAX_LOG_LIMIT).default(DEFAULT_LOG_LIMIT),
+});
+const WaitQuerySchema = z.object({ wait: z.enum(['true', 'false']).default('true') });
+
+async function jsonBody(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ValidationError('body', 'not valid JSON');
+  }
+}
+
+function slugParam(c: Context): string {
+  return parseOrThrow(SlugSchema, c.req.param('slug'), 'slug');
+}
+
+export function createApi(deps: ApiDeps): Hono {
+  const { pods, routes } = deps;
+  const expected = digest(deps.adminToken);
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const e = toHttpError(err);
+    const field = err instanceof ValidationError ? { field: err.field } : {};
+    for (const [k, v] of Object.entries(e.headers)) c.header(k, v);
+    if (!(err instanceof PodgateError)) console.error('orchestrator api: unexpected error', err);
+    return c.json({ error: { code: e.code, message: e.message, ...field } }, e.status as 400);
+  });
+  app.notFound(() => {
+    throw new NotFoundError('no such endpoint');
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+
+  app.use('/v1/*', async (c, next) => {
+    if (!tokenMatches(c.req.header('authorization'), expected)) {
+      c.header('www-authenticate', 'Bearer');
+      throw new UnauthorizedError('a valid bearer token (ADMIN_TOKEN) is required');
+    }
+    await next();
+  });
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ValidationError('body', `larger than ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+
+  app.post('/v1/pods', async (c) => {
+    const { wait } = parseOrThrow(WaitQuerySchema, c.req.query(), 'query');
+    const pod = await pods.create(await jsonBody(c), { wait: wait === 'true' });
+    return c.json(pod, wait === 'true' ? 201 : 202);
+  });
+  app.get('/v1/pods', (c) => c.json({ pods: pods.list() }));
+  app.get('/v1/pods/:slug', (c) => c.json(pods.get(slugParam(c))));
+  app.post('/v1/pods/:slug/start', async (c) => c.json(await pods.start(slugParam(c))));
+  app.post('/v1/pods/:slug/stop', async (c) => c.json(await pods.stop(slugParam(c))));
+  app.post('/v1/pods/:slug/restart', async (c) => c.json(await pods.restart(slugParam(c))));
+  app.delete('/v1/pods/:slug', async (c) => {
+    await pods.delete(slugParam(c));
+    return c.body(null, 204);
+  });
+  app.post('/v1/pods/:slug/exec', async (c) => {
+    const slug = slugParam(c);
+    return c.json(await pods.exec(slug, await jsonBody(c)));
+  });
+  app.get('/v1/pods/:slug/logs', async (c) => {
+    const slug = slugParam(c);
+    const { limit } = parseOrThrow(LogQuerySchema, c.req.query(), 'query');
+    return c.json({ entries: await pods.logs(slug, limit) });
+  });
+  app.get('/v1/routes', async (c) => c.json({ routes: (await allRoutes(routes)).sort((a, b) => a.slug.localeCompare(b.slug)) }));
+  app.get('/v1/reconcile', (c) => c.json({ last: deps.reconciler?.last ?? null }));
+  app.post('/v1/reconcile', async (c) => {
+    if (!deps.reconciler) throw new NotFoundError('reconcile is not running');
+    return c.json(await deps.reconciler.reconcile());
+  });
+  return app;
+}

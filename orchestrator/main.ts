@@ -1,0 +1,119 @@
+// Composition root of the orchestrator: the only place that builds concrete clients (dockerode, ioredis, stores).
+// `startOrchestrator(config)` is what the all-in-one root main.ts calls beside the gateway; run directly
+// (`node orchestrator/main.ts`), it reads the environment and stops cleanly on SIGINT/SIGTERM.
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { serve, type ServerType } from '@hono/node-server';
+import Docker from 'dockerode';
+import type { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import { MemoryRouteStore } from '../shared/memory-route-store.ts';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import type { RouteStore } from '../shared/route-store.ts';
+import { createApi } from './api.ts';
+import { loadConfig, type OrchestratorConfig } from './config.ts';
+import { DockerRuntime } from './docker-runtime.ts';
+import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
+import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-allocator.ts';
+import { PodService, PodTable } from './pods.ts';
+import { Reconciler } from './reconcile.ts';
+import { RedisPortAllocator } from './redis-port-allocator.ts';
+
+export interface StartOptions {
+  /** Share a route store with an embedded gateway (all-in-one without Redis); otherwise one is built. */
+  routes?: RouteStore;
+  docker?: Docker;
+  logger?: Logger;
+}
+
+export interface RunningOrchestrator {
+  /** The admin API's port (useful when configured as 0). */
+  port: number;
+  pods: PodService;
+  reconciler: Reconciler;
+  routes: RouteStore;
+  close(): Promise<void>;
+}
+
+export async function startOrchestrator(config: OrchestratorConfig, options: StartOptions = {}): Promise<RunningOrchestrator> {
+  const logger = options.logger ?? pino({ name: 'orchestrator', level: config.logLevel });
+  if (config.runtime !== 'runsc') {
+    logger.warn(
+      { runtime: config.runtime },
+      `POD_RUNTIME=${config.runtime}: pods are NOT sandboxed by gVisor; they share the host kernel. Use this only where that is acceptable.`,
+    );
+  }
+  const docker = options.docker ?? new Docker();
+  const runtime = new DockerRuntime(docker, { namespace: config.namespace });
+  runtime.checkRuntime(config.runtime).catch((err: unknown) => logger.error({ err: String(err) }, 'pods cannot be created until this is fixed'));
+
+  let redis: Redis | undefined;
+  if (config.redisUrl) {
+    redis = createRedis(config.redisUrl);
+    await waitReady(redis);
+  }
+  const ownRoutes = !options.routes;
+  const routes =
+    options.routes ??
+    (redis
+      ? new RedisRouteStore(redis, { prefix: config.redisPrefix, onInvalid: (where, error) => logger.warn({ where, error }, 'invalid route entry skipped') })
+      : new MemoryRouteStore());
+  // Ports are per Docker host: orchestrators of different hosts sharing one Redis get separate pools.
+  const ports: PortAllocator = redis
+    ? new RedisPortAllocator(redis, config.portRange, { prefix: `${config.redisPrefix}host:${config.hostAddress}:` })
+    : new MemoryPortAllocator(config.portRange);
+  const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
+  const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
+
+  const table = new PodTable();
+  const pods = new PodService({
+    runtime, routes, ports, log, table, logger,
+    config,
+    isBindable: (port) => isPortBindable(config.bindAddress, port),
+  });
+  const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: config.hostAddress, intervalMs: config.reconcileIntervalMs, logger });
+  // Rebuild the view from Docker before taking requests: a restart loses nothing.
+  await reconciler.start();
+
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken });
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ bind: config.adminBind, port }, 'orchestrator admin API listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    port,
+    pods,
+    reconciler,
+    routes,
+    close() {
+      closed ??= (async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await reconciler.close();
+        if (ownRoutes) await routes.close();
+        redis?.disconnect();
+      })();
+      return closed;
+    },
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  let config: OrchestratorConfig;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(`orchestrator: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(2);
+  }
+  const running = await startOrchestrator(config);
+  const stop = () => {
+    void running.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}

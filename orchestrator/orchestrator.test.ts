@@ -1,0 +1,311 @@
+// The orchestrator end to end against a real Docker daemon with gVisor and a real Redis: admin API, lifecycle,
+// rollback, reconcile after changes behind its back, restart of the orchestrator, Redis data loss, isolation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'node:http';
+import Docker from 'dockerode';
+import { pino } from 'pino';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { waitFor } from '../test/support/wait.ts';
+import { loadConfig, type OrchestratorConfig } from './config.ts';
+import { startOrchestrator, type RunningOrchestrator } from './main.ts';
+import { portKeys } from './redis-port-allocator.ts';
+import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+
+const TOKEN = 'test-token-0123456789abcdef';
+const PREFIX = `orch${process.pid}:`;
+const docker = new Docker();
+const slugs = new Set<string>();
+let redis: RedisServer;
+let image: string;
+let config: OrchestratorConfig;
+let orch: RunningOrchestrator;
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+function slug(stem: string): string {
+  const s = uniqueSlug(stem);
+  slugs.add(s);
+  return s;
+}
+
+async function api(method: string, path: string, body?: unknown, token = TOKEN): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${orch.port}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+/** GET through the pod's host port, as a gateway would (Host names the pod). */
+function viaHostPort(port: number, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+async function containerExists(s: string): Promise<boolean> {
+  return docker.getContainer(`podgate-${s}`).inspect().then(() => true, () => false);
+}
+async function networkExists(s: string): Promise<boolean> {
+  return docker.getNetwork(`podgate-${s}`).inspect().then(() => true, () => false);
+}
+
+beforeAll(async () => {
+  [redis, image] = await Promise.all([startRedis(), testPodImage()]);
+  config = loadConfig({
+    ADMIN_TOKEN: TOKEN,
+    ORCHESTRATOR_PORT: '0',
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: PREFIX,
+    POD_PORT_RANGE: '38100-38199',
+    // Own namespace: this run never adopts pods of another run on the same Docker host.
+    POD_NAMESPACE: `test-${process.pid}-${Date.now().toString(36)}`,
+    POD_IMAGE: image,
+    POD_READY_TIMEOUT: '60s',
+    RECONCILE_INTERVAL: '1h',
+  });
+  orch = await startOrchestrator(config, { logger });
+});
+
+afterAll(async () => {
+  await orch?.close();
+  await removePods(slugs);
+  await redis?.stop();
+});
+
+describe('admin API borders', () => {
+  it('requires the bearer token', async () => {
+    expect((await api('GET', '/v1/pods', undefined, 'wrong-token-wrong-token')).status).toBe(401);
+    const res = await fetch(`http://127.0.0.1:${orch.port}/v1/pods`);
+    expect(res.status).toBe(401);
+    expect((await res.json()).error.code).toBe('unauthorized');
+    expect((await fetch(`http://127.0.0.1:${orch.port}/healthz`)).status).toBe(200);
+  });
+
+  it('answers a bad spec with 400 naming the field, and creates nothing', async () => {
+    const cases: [unknown, string][] = [
+      [{ slug: 'Bad_Slug' }, 'slug'],
+      [{ slug: 'ok', tier: 'dev.huge' }, 'tier'],
+      [{ slug: 'ok', services: [{ name: 'web', port: 70000 }] }, 'services[0].port'],
+      [{ slug: 'ok', environment: { '1BAD': 'x' } }, 'environment.1BAD'],
+      [{ slug: 'ok', labels: { 'podgate.slug': 'evil' } }, 'labels.podgate.slug'],
+      [{ slug: 'ok', unknownField: 1 }, 'body'],
+      [{ slug: 'ok', postStart: [{ command: [] }] }, 'postStart[0].command'],
+    ];
+    for (const [body, field] of cases) {
+      const r = await api('POST', '/v1/pods', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.json.error.field, JSON.stringify(body)).toBe(field);
+    }
+    const bad = await api('POST', '/v1/pods', '{not json');
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe('body');
+    expect((await api('GET', '/v1/pods/Not_A_Slug')).json.error.field).toBe('slug');
+    expect((await api('GET', '/v1/pods')).json.pods).toEqual([]);
+  });
+
+  it('404 for unknown pods and endpoints', async () => {
+    expect((await api('GET', '/v1/pods/nobody-here')).status).toBe(404);
+    expect((await api('POST', '/v1/pods/nobody-here/stop')).status).toBe(404);
+    expect((await api('DELETE', '/v1/pods/nobody-here')).status).toBe(404);
+    expect((await api('GET', '/v1/nothing')).status).toBe(404);
+  });
+
+  it('a daemon without the configured runtime fails creation with instructions', async () => {
+    const other = await startOrchestrator({ ...config, runtime: 'no-such-runtime', adminPort: 0, redisPrefix: `${PREFIX}rt:` }, { logger });
+    try {
+      const res = await fetch(`http://127.0.0.1:${other.port}/v1/pods`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify({ slug: slug('rt') }),
+      });
+      expect(res.status).toBe(503);
+      expect((await res.json()).error.message).toMatch(/daemon\.json/);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('pod lifecycle', () => {
+  it('create, exec, stop, start, restart, delete: the route follows and nothing is left behind', async () => {
+    const s = slug('life');
+    const created = await api('POST', '/v1/pods', {
+      slug: s,
+      name: 'Life',
+      services: [{ name: 'app', port: 3000 }],
+      postStart: [{ command: 'echo provisioned', label: 'hello' }],
+      labels: { team: 'qa' },
+    });
+    expect(created.status, JSON.stringify(created.json)).toBe(201);
+    const pod = created.json;
+    expect(pod).toMatchObject({ slug: s, name: 'Life', status: 'running', tier: 'dev.small', defaultPort: 3000, labels: { team: 'qa' } });
+    expect(pod.hostPort).toBeGreaterThanOrEqual(38100);
+    expect(pod.hostPort).toBeLessThanOrEqual(38199);
+    expect(pod.url).toBe(`http://pod-${s}.localhost/`);
+    expect(pod.services).toEqual([{ name: 'app', port: 3000, url: `http://localhost-3000.pod-${s}.localhost/` }]);
+
+    const route = await orch.routes.get(s);
+    expect(route).toMatchObject({ slug: s, host: '127.0.0.1', port: pod.hostPort, status: 'running', defaultPort: 3000 });
+    expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`)).status).toBeGreaterThan(0);
+    expect((await api('GET', '/v1/routes')).json.routes.map((r: { slug: string }) => r.slug)).toContain(s);
+    expect((await api('GET', `/v1/pods/${s}`)).json.status).toBe('running');
+
+    // The sandbox is gVisor: its own kernel log.
+    const dmesg = await api('POST', `/v1/pods/${s}/exec`, { command: ['dmesg'], label: 'prove-gvisor' });
+    expect(dmesg.status).toBe(200);
+    expect(dmesg.json.stdout).toMatch(/gVisor/);
+    const failing = await api('POST', `/v1/pods/${s}/exec`, { command: 'echo out; echo err >&2; exit 4' });
+    expect(failing.json).toMatchObject({ exitCode: 4, stdout: 'out\n', stderr: 'err\n', label: 'exec' });
+    const logs = await api('GET', `/v1/pods/${s}/logs?limit=10`);
+    expect(logs.json.entries.map((e: { label: string }) => e.label)).toEqual(['exec', 'prove-gvisor', 'hello']);
+    expect(logs.json.entries[2]).toMatchObject({ exitCode: 0, stdout: 'provisioned\n' });
+    expect(logs.json.entries[0].durationMs).toBeGreaterThanOrEqual(0);
+    expect((await api('GET', `/v1/pods/${s}/logs?limit=0`)).status).toBe(400);
+
+    const gen1 = route!.generation;
+    const stopped = await api('POST', `/v1/pods/${s}/stop`);
+    expect(stopped.json.status).toBe('stopped');
+    const r2 = await orch.routes.get(s);
+    expect(r2).toMatchObject({ status: 'stopped', port: pod.hostPort });
+    expect(r2!.generation).toBeGreaterThan(gen1);
+    expect((await docker.getContainer(`podgate-${s}`).inspect()).State.Status).toBe('exited');
+    expect((await api('POST', `/v1/pods/${s}/exec`, { command: 'true' })).status).toBe(409);
+
+    const started = await api('POST', `/v1/pods/${s}/start`);
+    expect(started.json.status).toBe('running');
+    expect((await orch.routes.get(s))?.status).toBe('running');
+    expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`)).status).toBeGreaterThan(0);
+
+    const restarted = await api('POST', `/v1/pods/${s}/restart`);
+    expect(restarted.json.status).toBe('running');
+    expect(restarted.json.hostPort).toBe(pod.hostPort);
+
+    expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
+    expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+    expect(await orch.routes.get(s)).toBeUndefined();
+    expect(await containerExists(s)).toBe(false);
+    expect(await networkExists(s)).toBe(false);
+    const owners = await createRedisOwners();
+    expect(Object.values(owners).some((v) => v.startsWith(`${s}|`))).toBe(false);
+  });
+
+  it('a creation that fails half-way is rolled back completely, and its log kept', async () => {
+    const s = slug('fail');
+    const r = await api('POST', '/v1/pods', { slug: s, postStart: [{ command: 'echo going down; exit 7', label: 'breaks' }] });
+    expect(r.status).toBe(502);
+    expect(r.json.error.code).toBe('pod_start_failed');
+    expect(r.json.error.message).toMatch(/breaks/);
+    expect(await containerExists(s)).toBe(false);
+    expect(await networkExists(s)).toBe(false);
+    expect(await orch.routes.get(s)).toBeUndefined();
+    const owners = await createRedisOwners();
+    expect(Object.values(owners).some((v) => v.startsWith(`${s}|`))).toBe(false);
+    expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+    const logs = await api('GET', `/v1/pods/${s}/logs`);
+    expect(logs.json.entries[0]).toMatchObject({ label: 'breaks', exitCode: 7, stdout: 'going down\n' });
+  });
+
+  it('a second create of the same slug is a conflict', async () => {
+    const s = slug('dup');
+    const first = api('POST', '/v1/pods?wait=false', { slug: s });
+    const accepted = await first;
+    expect(accepted.status).toBe(202);
+    expect(['pending', 'provisioning', 'starting', 'running']).toContain(accepted.json.status);
+    expect((await api('POST', '/v1/pods', { slug: s })).status).toBe(409);
+    await waitFor(async () => (await api('GET', `/v1/pods/${s}`)).json.status === 'running', { timeoutMs: 60_000, what: 'async create' });
+    expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
+  });
+});
+
+async function createRedisOwners(): Promise<Record<string, string>> {
+  const c = createRedis(redis.url);
+  try {
+    await waitReady(c);
+    return await c.hgetall(portKeys(`${PREFIX}host:127.0.0.1:`).owners);
+  } finally {
+    c.disconnect();
+  }
+}
+
+describe('reconcile: Docker is the source of truth', () => {
+  it('follows a container killed and removed behind its back', async () => {
+    const s = slug('kill');
+    const pod = (await api('POST', '/v1/pods', { slug: s })).json;
+    expect(pod.status).toBe('running');
+    await docker.getContainer(`podgate-${s}`).kill();
+    await waitFor(async () => (await orch.routes.get(s))?.status === 'stopped', { timeoutMs: 20_000, what: 'route marked stopped' });
+    expect((await api('GET', `/v1/pods/${s}`)).json.status).toBe('stopped');
+    await docker.getContainer(`podgate-${s}`).remove({ force: true });
+    await waitFor(async () => (await orch.routes.get(s)) === undefined, { timeoutMs: 20_000, what: 'route removed' });
+    expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+    await waitFor(async () => !Object.values(await createRedisOwners()).some((v) => v.startsWith(`${s}|`)), { what: 'port released' });
+    // The network stays an orphan until it has been orphaned for a while; reconcile reports it meanwhile.
+    const report = await orch.reconciler.reconcile();
+    expect(report.orphans.some((o) => o.kind === 'network' && o.name === `podgate-${s}`)).toBe(true);
+    await docker.getNetwork(`podgate-${s}`).remove();
+  });
+
+  it('a restarted orchestrator, and one whose Redis lost its data, loses nothing', async () => {
+    const s = slug('keep');
+    const pod = (await api('POST', '/v1/pods', { slug: s, defaultPort: 7681, services: [{ name: 'terminal', port: 7681 }] })).json;
+    expect(pod.status).toBe('running');
+
+    await orch.close();
+    orch = await startOrchestrator(config, { logger });
+    const adopted = (await api('GET', `/v1/pods/${s}`)).json;
+    expect(adopted).toMatchObject({ slug: s, status: 'running', hostPort: pod.hostPort, defaultPort: 7681 });
+    expect(adopted.services).toEqual(pod.services);
+    expect((await orch.routes.get(s))?.port).toBe(pod.hostPort);
+
+    // Redis loses everything: reconcile republishes the route and claims the port back.
+    const c = createRedis(redis.url);
+    await waitReady(c);
+    await c.flushall();
+    c.disconnect();
+    const report = await orch.reconciler.reconcile();
+    expect(report.republished).toContain(s);
+    expect(report.claimedPorts).toContain(pod.hostPort);
+    expect(await orch.routes.get(s)).toMatchObject({ status: 'running', port: pod.hostPort, defaultPort: 7681 });
+    expect((await createRedisOwners())[String(pod.hostPort)]).toMatch(new RegExp(`^${s}\\|`));
+
+    // Someone deletes the route by hand: it comes back.
+    const route = (await orch.routes.get(s))!;
+    await orch.routes.delete(s, route.generation);
+    await waitFor(async () => (await orch.routes.get(s)) !== undefined, { timeoutMs: 20_000, what: 'route republished' });
+    expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
+  });
+});
+
+describe('isolation', () => {
+  it('pod A cannot open a connection to pod B', async () => {
+    const a = slug('iso-a');
+    const b = slug('iso-b');
+    const [ra, rb] = await Promise.all([api('POST', '/v1/pods', { slug: a }), api('POST', '/v1/pods', { slug: b })]);
+    expect(ra.status).toBe(201);
+    expect(rb.status).toBe(201);
+    const infoB = await docker.getContainer(`podgate-${b}`).inspect();
+    const ipB = infoB.NetworkSettings.Networks[`podgate-${b}`]!.IPAddress;
+    const infoA = await docker.getContainer(`podgate-${a}`).inspect();
+    const gatewayA = infoA.NetworkSettings.Networks[`podgate-${a}`]!.Gateway;
+    // Control: the same command reaches A's own router, so a failure below is the network, not the tool.
+    const own = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', '127.0.0.1', '80'], timeoutMs: 20_000 });
+    expect(own.json.exitCode).toBe(0);
+    // B's container address on B's network.
+    const direct = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', ipB, '80'], timeoutMs: 20_000 });
+    expect(direct.json.exitCode).not.toBe(0);
+    // B's published port through the host side of A's bridge (it is bound to 127.0.0.1 only).
+    const viaHost = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', gatewayA, String(rb.json.hostPort)], timeoutMs: 20_000 });
+    expect(viaHost.json.exitCode).not.toBe(0);
+    await Promise.all([api('DELETE', `/v1/pods/${a}`), api('DELETE', `/v1/pods/${b}`)]);
+  });
+});

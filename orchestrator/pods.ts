@@ -1,0 +1,453 @@
+// The pod lifecycle: create, start, stop, restart, delete and exec, one operation per pod at a time. Every step
+// that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
+// the pod: `starting` while it boots, `running` once its router answers, `stopped` when stopped, gone on delete;
+// each write carries a fresh generation from the route store.
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
+import { podHostnames } from '../shared/hostname.ts';
+import type { RouteStore } from '../shared/route-store.ts';
+import { LABELS, type ContainerRuntime } from './container-runtime.ts';
+import type { ExecLog, ExecLogEntry } from './exec-log.ts';
+import { allocateBindablePort, type PortAllocator } from './port-allocator.ts';
+import { waitAnswering } from './readiness.ts';
+import { canDo, desiredRoute, toRoute, type PodOperation, type PodState } from './route-builder.ts';
+import { CommandSchema, DEFAULT_HOOK_TIMEOUT_MS, MAX_HOOK_TIMEOUT_MS, parseOrThrow, parsePodSpec, tierLimits, type PodSpec } from './spec.ts';
+
+/** Seconds a pod gets to shut down on stop before Docker kills it. */
+export const STOP_GRACE_SECONDS = 5;
+/** Output returned by an exec call (the log keeps less). */
+export const EXEC_OUTPUT_LIMIT = 64 * 1024;
+/** How much of a failed pod's own output its error carries. */
+const FAILURE_LOG_LINES = 10;
+const FAILURE_LOG_CHARS = 1000;
+
+export type ResolvedSpec = PodSpec & { image: string };
+
+export interface PodRecord {
+  slug: string;
+  spec: ResolvedSpec;
+  state: PodState;
+  hostPort: number | undefined;
+  containerId: string | undefined;
+  /** Generation of this incarnation (container label); routes use newer ones. */
+  generation: number;
+  /** Generation of the last route this process wrote for the pod (0: none). */
+  routeGeneration: number;
+  createdAt: string;
+  updatedAt: string;
+  /** Why the pod failed, when it did. */
+  error: string | undefined;
+}
+
+export interface ServiceView {
+  name: string;
+  port: number;
+  url: string;
+}
+
+export interface PodView {
+  slug: string;
+  name: string;
+  status: PodState;
+  host: string;
+  hostPort: number | null;
+  image: string;
+  tier: string;
+  defaultPort: number;
+  generation: number;
+  createdAt: string;
+  updatedAt: string;
+  error: string | null;
+  labels: Record<string, string>;
+  /** The pod's default port through the gateway. */
+  url: string;
+  services: ServiceView[];
+}
+
+/** Serialises operations per pod inside this process; other processes are kept apart by Docker's unique names. */
+export class SlugLocks {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  busy(slug: string): boolean {
+    return this.tails.has(slug);
+  }
+
+  /** Run `fn` after every earlier operation on `slug`. Registers synchronously, so busy() is true at once. */
+  run<T>(slug: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(slug) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.then(
+      () => {},
+      () => {},
+    );
+    this.tails.set(slug, tail);
+    void tail.then(() => {
+      if (this.tails.get(slug) === tail) this.tails.delete(slug);
+    });
+    return next;
+  }
+}
+
+/** The pods this process knows, shared by the lifecycle service and reconcile. */
+export class PodTable {
+  readonly records = new Map<string, PodRecord>();
+  readonly locks = new SlugLocks();
+}
+
+export interface PodServiceConfig {
+  runtime: string;
+  bindAddress: string;
+  hostAddress: string;
+  defaultImage: string;
+  readyTimeoutMs: number;
+  baseDomains: string[];
+  publicScheme: 'http' | 'https';
+  publicPort: number | undefined;
+}
+
+export interface PodServiceDeps {
+  runtime: ContainerRuntime;
+  routes: RouteStore;
+  ports: PortAllocator;
+  log: ExecLog;
+  table: PodTable;
+  logger: Logger;
+  config: PodServiceConfig;
+  /** Is the host port free on the host (nothing else bound it)? */
+  isBindable: (port: number) => Promise<boolean>;
+}
+
+export const ExecRequestSchema = z.strictObject({
+  command: CommandSchema,
+  label: z.string().min(1).max(100).default('exec'),
+  timeoutMs: z.number().int().min(100).max(MAX_HOOK_TIMEOUT_MS).default(DEFAULT_HOOK_TIMEOUT_MS),
+});
+
+export interface ExecOutcome extends Omit<ExecLogEntry, 'id'> {
+  timedOut: boolean;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Environment the pod image reads (docker/README.md): who it is and which services it runs. */
+export function podEnvironment(spec: ResolvedSpec): Record<string, string> {
+  return {
+    ...spec.environment,
+    POD_SLUG: spec.slug,
+    POD_NAME: spec.name ?? spec.slug,
+    POD_DEFAULT_PORT: String(spec.defaultPort),
+    // Without services the image runs its own default set.
+    ...(spec.services.length > 0 ? { POD_SERVICES: spec.services.map((s) => s.name).join(' ') } : {}),
+  };
+}
+
+export class PodService {
+  private readonly d: PodServiceDeps;
+
+  constructor(deps: PodServiceDeps) {
+    this.d = deps;
+  }
+
+  private get records() {
+    return this.d.table.records;
+  }
+
+  /**
+   * Create a pod. With `wait` (the default) it resolves once the pod is running and answering; without, it
+   * resolves at once with the pending pod and provisioning goes on (its failure is kept on the pod).
+   */
+  async create(input: unknown, options: { wait?: boolean } = {}): Promise<PodView> {
+    const wait = options.wait ?? true;
+    const parsed = parsePodSpec(input);
+    const spec: ResolvedSpec = { ...parsed, image: parsed.image ?? this.d.config.defaultImage };
+    const slug = spec.slug;
+    const existing = this.records.get(slug);
+    // A pod whose creation failed and was rolled back may be created again.
+    if (existing && !(existing.state === 'failed' && existing.containerId === undefined)) {
+      throw new ConflictError(`pod ${JSON.stringify(slug)} already exists`);
+    }
+    const now = new Date().toISOString();
+    const record: PodRecord = {
+      slug, spec, state: 'pending', hostPort: undefined, containerId: undefined,
+      generation: 0, routeGeneration: 0, createdAt: now, updatedAt: now, error: undefined,
+    };
+    this.records.set(slug, record);
+    const work = this.d.table.locks.run(slug, () => this.provision(record, wait));
+    if (!wait) {
+      work.catch(() => {});
+      return this.view(record);
+    }
+    await work;
+    return this.view(record);
+  }
+
+  private async provision(record: PodRecord, forgetOnFailure: boolean): Promise<void> {
+    const { runtime, ports, routes, config, logger } = this.d;
+    const { slug, spec } = record;
+    let created = false;
+    const started = Date.now();
+    try {
+      await runtime.checkRuntime(config.runtime);
+      if (!(await runtime.imageExists(spec.image))) {
+        throw new ValidationError('image', `${spec.image} is not on the Docker host (build or load it there first)`);
+      }
+      if (await runtime.inspect(slug)) throw new ConflictError(`pod ${JSON.stringify(slug)} already exists on the Docker host`);
+      this.setState(record, 'provisioning');
+      record.hostPort = await allocateBindablePort(ports, slug, this.d.isBindable);
+      const limits = tierLimits(spec.tier, await runtime.hostCpus());
+      record.generation = await routes.nextGeneration();
+      const container = await runtime.create({
+        slug,
+        generation: record.generation,
+        image: spec.image,
+        runtime: config.runtime,
+        bindAddress: config.bindAddress,
+        hostPort: record.hostPort,
+        defaultPort: spec.defaultPort,
+        env: podEnvironment(spec),
+        labels: {
+          ...spec.labels,
+          [LABELS.generation]: String(record.generation),
+          [LABELS.hostPort]: String(record.hostPort),
+          [LABELS.defaultPort]: String(spec.defaultPort),
+          [LABELS.spec]: JSON.stringify(spec),
+        },
+        ...limits,
+      });
+      created = true;
+      record.containerId = container.id;
+      await this.bringUp(record);
+      logger.info({ slug, hostPort: record.hostPort, ms: Date.now() - started }, 'pod running');
+    } catch (err) {
+      logger.warn({ slug, err: message(err) }, 'pod creation failed; rolling back');
+      this.setState(record, 'failed');
+      record.error = message(err);
+      await this.rollback(record, created);
+      if (forgetOnFailure && this.records.get(slug) === record) this.records.delete(slug);
+      if (err instanceof PodgateError) throw err;
+      throw new PodStartFailedError(slug, message(err));
+    }
+  }
+
+  /** Undo a half-made pod: container and network, route, port. Each step is attempted even if one fails. */
+  private async rollback(record: PodRecord, created: boolean): Promise<void> {
+    const { runtime, ports, routes, logger } = this.d;
+    const { slug } = record;
+    if (created) await runtime.remove(slug).catch((e: unknown) => logger.error({ slug, err: message(e) }, 'rollback: container remains'));
+    if (record.routeGeneration > 0) {
+      await routes
+        .nextGeneration()
+        .then((g) => routes.delete(slug, g))
+        .catch((e: unknown) => logger.error({ slug, err: message(e) }, 'rollback: route remains until reconcile'));
+      record.routeGeneration = 0;
+    }
+    if (record.hostPort !== undefined) {
+      await ports.release(record.hostPort, slug).catch((e: unknown) => logger.error({ slug, err: message(e) }, 'rollback: port held until reconcile'));
+    }
+    record.hostPort = undefined;
+    record.containerId = undefined;
+  }
+
+  /** Start the container, wait until its router answers, run postStart hooks, then route to it. */
+  private async bringUp(record: PodRecord): Promise<void> {
+    const { runtime, config } = this.d;
+    const { slug } = record;
+    this.setState(record, 'starting');
+    await this.publish(record);
+    await runtime.start(slug);
+    try {
+      await waitAnswering(config.hostAddress, record.hostPort!, `pod-${slug}.${config.baseDomains[0]}`, {
+        timeoutMs: config.readyTimeoutMs,
+        alive: async () => (await runtime.inspect(slug))?.state === 'running',
+      });
+    } catch (err) {
+      const tail = await runtime.logsTail(slug, FAILURE_LOG_LINES).catch(() => '');
+      throw new Error(`${message(err)}${tail.trim() ? `; its last output: ${tail.trim().slice(-FAILURE_LOG_CHARS)}` : ''}`);
+    }
+    for (const [i, hook] of record.spec.postStart.entries()) {
+      const label = hook.label ?? `postStart[${i}]`;
+      const r = await this.execLogged(slug, hook.command, label, hook.timeoutMs);
+      if (r.exitCode !== 0) throw new Error(`postStart hook ${JSON.stringify(label)} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}`);
+    }
+    this.setState(record, 'running');
+    record.error = undefined;
+    await this.publish(record);
+  }
+
+  /** Write the route the pod's state calls for, with a fresh generation. */
+  async publish(record: PodRecord): Promise<void> {
+    const { routes, config } = this.d;
+    const desired = desiredRoute({ slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec });
+    if (!desired) return;
+    const generation = await routes.nextGeneration();
+    await routes.put(toRoute(desired, generation));
+    record.routeGeneration = generation;
+  }
+
+  private setState(record: PodRecord, state: PodState): void {
+    record.state = state;
+    record.updatedAt = new Date().toISOString();
+  }
+
+  private require(slug: string): PodRecord {
+    const r = this.records.get(slug);
+    if (!r) throw new PodNotFoundError(slug);
+    return r;
+  }
+
+  private check(op: PodOperation, record: PodRecord): void {
+    if (!canDo(op, record.state)) throw new ConflictError(`cannot ${op} pod ${JSON.stringify(record.slug)} while it is ${record.state}`);
+  }
+
+  async start(slug: string): Promise<PodView> {
+    this.require(slug);
+    return this.d.table.locks.run(slug, async () => {
+      const record = this.require(slug);
+      if (record.state === 'running') return this.view(record);
+      this.check('start', record);
+      await this.bringUpOrFail(record);
+      return this.view(record);
+    });
+  }
+
+  async stop(slug: string): Promise<PodView> {
+    this.require(slug);
+    return this.d.table.locks.run(slug, async () => {
+      const record = this.require(slug);
+      if (record.state === 'stopped') return this.view(record);
+      this.check('stop', record);
+      await this.takeDown(record);
+      return this.view(record);
+    });
+  }
+
+  async restart(slug: string): Promise<PodView> {
+    this.require(slug);
+    return this.d.table.locks.run(slug, async () => {
+      const record = this.require(slug);
+      this.check('restart', record);
+      if (record.state !== 'stopped') await this.takeDown(record);
+      await this.bringUpOrFail(record);
+      return this.view(record);
+    });
+  }
+
+  private async takeDown(record: PodRecord): Promise<void> {
+    // The route says `stopped` first, so gateways answer 503 at once instead of failing connections.
+    this.setState(record, 'stopping');
+    await this.publish(record);
+    await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
+    this.setState(record, 'stopped');
+    record.error = undefined;
+  }
+
+  private async bringUpOrFail(record: PodRecord): Promise<void> {
+    try {
+      await this.bringUp(record);
+    } catch (err) {
+      this.setState(record, 'failed');
+      record.error = message(err);
+      await this.publish(record).catch(() => {});
+      if (err instanceof PodgateError) throw err;
+      throw new PodStartFailedError(record.slug, message(err));
+    }
+  }
+
+  async delete(slug: string): Promise<void> {
+    this.require(slug);
+    await this.d.table.locks.run(slug, async () => {
+      const record = this.require(slug);
+      if (record.containerId !== undefined && record.routeGeneration > 0) {
+        this.setState(record, 'stopping');
+        await this.publish(record);
+      }
+      this.setState(record, 'terminating');
+      await this.d.runtime.remove(slug);
+      // A fresh generation: a route written by a newer incarnation of this slug (created after the container
+      // was gone) has a higher one and survives this late delete.
+      await this.d.routes.delete(slug, await this.d.routes.nextGeneration());
+      if (record.hostPort !== undefined) await this.d.ports.release(record.hostPort, slug);
+      this.records.delete(slug);
+      this.d.logger.info({ slug }, 'pod deleted');
+    });
+  }
+
+  async exec(slug: string, body: unknown): Promise<ExecOutcome> {
+    const req = parseOrThrow(ExecRequestSchema, body);
+    const record = this.require(slug);
+    this.check('exec', record);
+    return this.execLogged(slug, req.command, req.label, req.timeoutMs);
+  }
+
+  /** Run a command in the pod and record it in the pod's log (a log failure never fails the command). */
+  private async execLogged(slug: string, command: string[], label: string, timeoutMs: number): Promise<ExecOutcome> {
+    const started = Date.now();
+    let outcome: ExecOutcome;
+    try {
+      const r = await this.d.runtime.exec(slug, command, { timeoutMs, outputLimit: EXEC_OUTPUT_LIMIT });
+      outcome = {
+        time: new Date(started).toISOString(), label, command, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr,
+        truncated: r.truncated, durationMs: Date.now() - started, timedOut: r.timedOut,
+        ...(r.timedOut ? { error: `timed out after ${timeoutMs} ms` } : {}),
+      };
+    } catch (err) {
+      outcome = {
+        time: new Date(started).toISOString(), label, command, exitCode: null, stdout: '', stderr: '',
+        truncated: false, durationMs: Date.now() - started, timedOut: false, error: message(err),
+      };
+    }
+    const { timedOut: _t, truncated: _tr, ...entry } = outcome;
+    await this.d.log.append(slug, entry).catch((e: unknown) => this.d.logger.warn({ slug, err: message(e) }, 'exec log write failed'));
+    if (outcome.error && !outcome.timedOut) throw new ServiceUnavailableError(`exec in pod ${JSON.stringify(slug)} failed: ${outcome.error}`);
+    return outcome;
+  }
+
+  async logs(slug: string, limit: number): Promise<ExecLogEntry[]> {
+    const entries = await this.d.log.read(slug, limit);
+    if (entries.length === 0 && !this.records.has(slug)) throw new PodNotFoundError(slug);
+    return entries;
+  }
+
+  get(slug: string): PodView {
+    return this.view(this.require(slug));
+  }
+
+  list(): PodView[] {
+    return [...this.records.values()].sort((a, b) => a.slug.localeCompare(b.slug)).map((r) => this.view(r));
+  }
+
+  view(r: PodRecord): PodView {
+    const { config } = this.d;
+    return {
+      slug: r.slug,
+      name: r.spec.name ?? r.slug,
+      status: r.state,
+      host: config.hostAddress,
+      hostPort: r.hostPort ?? null,
+      image: r.spec.image,
+      tier: r.spec.tier,
+      defaultPort: r.spec.defaultPort,
+      generation: r.generation,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      error: r.error ?? null,
+      labels: r.spec.labels,
+      url: podUrl(r.slug, undefined, config),
+      services: r.spec.services.map((s) => ({ name: s.name, port: s.port, url: podUrl(r.slug, s.port, config) })),
+    };
+  }
+}
+
+const DEFAULT_SCHEME_PORT = { http: 80, https: 443 } as const;
+
+/** A pod's URL through the gateway. HTTPS uses the flat form, covered by one wildcard certificate per base. */
+export function podUrl(slug: string, port: number | undefined, config: Pick<PodServiceConfig, 'baseDomains' | 'publicScheme' | 'publicPort'>): string {
+  const names = podHostnames(slug, port, config.baseDomains[0]!);
+  const host = config.publicScheme === 'https' ? names.flat : names.nested;
+  const p = config.publicPort;
+  const suffix = p === undefined || p === DEFAULT_SCHEME_PORT[config.publicScheme] ? '' : `:${p}`;
+  return `${config.publicScheme}://${host}${suffix}/`;
+}

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { LABELS, type PodContainer } from './container-runtime.ts';
+import { canDo, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, toRoute } from './route-builder.ts';
+import { parsePodSpec } from './spec.ts';
+
+const spec = parsePodSpec({ slug: 'app', defaultPort: 8080, access: { default: 'public' } });
+function container(labels: Record<string, string>, state: PodContainer['state'] = 'running'): PodContainer {
+  return { id: 'c1', name: 'podgate-app', state, created: 1, labels };
+}
+const good = { [LABELS.slug]: 'app', [LABELS.hostPort]: '30001', [LABELS.generation]: '42', [LABELS.spec]: JSON.stringify(spec) };
+
+describe('route builder', () => {
+  it('reads a pod from its container labels', () => {
+    expect(observePod(container(good)).pod).toMatchObject({ slug: 'app', hostPort: 30001, generation: 42, container: 'running', spec: { defaultPort: 8080 } });
+  });
+
+  it('names the label it cannot use', () => {
+    expect(observePod(container({ ...good, [LABELS.slug]: '' })).error).toMatch(LABELS.slug);
+    expect(observePod(container({ ...good, [LABELS.hostPort]: 'x' })).error).toMatch(LABELS.hostPort);
+    expect(observePod(container({ ...good, [LABELS.generation]: '-1' })).error).toMatch(LABELS.generation);
+    expect(observePod(container({ ...good, [LABELS.spec]: '{' })).error).toMatch(LABELS.spec);
+    expect(observePod(container({ ...good, [LABELS.slug]: 'other' })).error).toMatch(LABELS.spec);
+  });
+
+  it('maps pod states to route statuses', () => {
+    const at = (state: Parameters<typeof desiredRoute>[0]['state']) => desiredRoute({ slug: 'app', state, hostAddress: '10.0.0.1', hostPort: 30001, spec })?.status;
+    expect(at('running')).toBe('running');
+    expect(at('starting')).toBe('starting');
+    expect(at('stopped')).toBe('stopped');
+    expect(at('failed')).toBe('stopped');
+    expect(at('pending')).toBeUndefined();
+    expect(at('terminating')).toBeUndefined();
+    expect(desiredRoute({ slug: 'app', state: 'running', hostAddress: 'h', hostPort: undefined, spec })).toBeUndefined();
+    expect(stateFromContainer('exited')).toBe('stopped');
+    expect(stateFromContainer('running')).toBe('running');
+  });
+
+  it('writes only when the stored route is missing or stale', () => {
+    const d = desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec })!;
+    expect(d).toMatchObject({ defaultPort: 8080, access: { default: 'public', ports: {} } });
+    const stored = toRoute(d, 5);
+    expect(routeNeedsWrite(undefined, d)).toBe(true);
+    expect(routeNeedsWrite(stored, d)).toBe(false);
+    expect(routeNeedsWrite({ ...stored, status: 'stopped' }, d)).toBe(true);
+    expect(routeNeedsWrite({ ...stored, port: 30002 }, d)).toBe(true);
+    expect(routeNeedsWrite({ ...stored, access: undefined }, d)).toBe(true);
+  });
+
+  it('the state machine refuses what makes no sense', () => {
+    expect(canDo('start', 'stopped')).toBe(true);
+    expect(canDo('start', 'terminating')).toBe(false);
+    expect(canDo('exec', 'stopped')).toBe(false);
+    expect(canDo('delete', 'terminating')).toBe(false);
+  });
+});

@@ -1,0 +1,136 @@
+// Pure decisions that turn what Docker shows into pods and routes: container labels -> observed pod, pod state ->
+// route status, and whether the stored route needs a new write. No I/O here.
+import { z } from 'zod';
+import { PortSchema, type AccessPolicy, type Route, type RouteStatus } from '../shared/route.ts';
+import { LABELS, type ContainerState, type PodContainer } from './container-runtime.ts';
+import { PodSpecSchema, type PodSpec } from './spec.ts';
+
+export const POD_STATES = ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'failed', 'terminating'] as const;
+export type PodState = (typeof POD_STATES)[number];
+
+export interface ObservedPod {
+  slug: string;
+  containerId: string;
+  container: ContainerState;
+  hostPort: number;
+  generation: number;
+  spec: PodSpec;
+}
+
+const GenerationLabel = z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const PortLabel = z.coerce.number().pipe(PortSchema);
+
+/** Read a pod container's labels; an error (naming the label) means the container is an orphan we cannot use. */
+export function observePod(c: PodContainer): { pod?: ObservedPod; error?: string } {
+  const slug = c.labels[LABELS.slug];
+  if (!slug) return { error: `label ${LABELS.slug} missing` };
+  const port = PortLabel.safeParse(c.labels[LABELS.hostPort]);
+  if (!port.success) return { error: `label ${LABELS.hostPort} is not a port` };
+  const generation = GenerationLabel.safeParse(c.labels[LABELS.generation]);
+  if (!generation.success) return { error: `label ${LABELS.generation} is not a generation` };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(c.labels[LABELS.spec] ?? '');
+  } catch {
+    return { error: `label ${LABELS.spec} is not JSON` };
+  }
+  const spec = PodSpecSchema.safeParse(raw);
+  if (!spec.success || spec.data.slug !== slug) return { error: `label ${LABELS.spec} is not a valid spec of ${slug}` };
+  return { pod: { slug, containerId: c.id, container: c.state, hostPort: port.data, generation: generation.data, spec: spec.data } };
+}
+
+/** What a pod is, judged only from its container (a pod we did not start ourselves, or one changed behind our back). */
+export function stateFromContainer(state: ContainerState): PodState {
+  switch (state) {
+    case 'running':
+      return 'running';
+    case 'restarting':
+      return 'starting';
+    case 'removing':
+      return 'terminating';
+    default:
+      // created (never started), paused, exited, dead: not serving.
+      return 'stopped';
+  }
+}
+
+/** The route a pod in `state` should have; undefined means no route at all. */
+export function routeStatusFor(state: PodState): RouteStatus | undefined {
+  switch (state) {
+    case 'running':
+      return 'running';
+    case 'starting':
+      return 'starting';
+    case 'stopping':
+    case 'stopped':
+    case 'failed':
+      return 'stopped';
+    default:
+      // pending and provisioning have nothing to route to yet; terminating is on its way out.
+      return undefined;
+  }
+}
+
+export interface DesiredRoute {
+  slug: string;
+  host: string;
+  port: number;
+  status: RouteStatus;
+  defaultPort: number;
+  access?: AccessPolicy;
+  maxConnections?: number;
+}
+
+export interface RouteInputs {
+  slug: string;
+  state: PodState;
+  hostAddress: string;
+  hostPort: number | undefined;
+  spec: Pick<PodSpec, 'defaultPort' | 'access' | 'maxConnections'>;
+}
+
+export function desiredRoute(p: RouteInputs): DesiredRoute | undefined {
+  const status = routeStatusFor(p.state);
+  if (!status || p.hostPort === undefined) return undefined;
+  return {
+    slug: p.slug,
+    host: p.hostAddress,
+    port: p.hostPort,
+    status,
+    defaultPort: p.spec.defaultPort,
+    ...(p.spec.access ? { access: p.spec.access } : {}),
+    ...(p.spec.maxConnections ? { maxConnections: p.spec.maxConnections } : {}),
+  };
+}
+
+/** True when the stored route does not say what the pod needs (missing or stale). */
+export function routeNeedsWrite(current: Route | undefined, desired: DesiredRoute): boolean {
+  if (!current) return true;
+  return (
+    current.host !== desired.host ||
+    current.port !== desired.port ||
+    current.status !== desired.status ||
+    current.defaultPort !== desired.defaultPort ||
+    current.maxConnections !== desired.maxConnections ||
+    JSON.stringify(current.access ?? null) !== JSON.stringify(desired.access ?? null)
+  );
+}
+
+export function toRoute(desired: DesiredRoute, generation: number, now: Date = new Date()): Route {
+  return { ...desired, generation, updatedAt: now.toISOString() };
+}
+
+export type PodOperation = 'start' | 'stop' | 'restart' | 'delete' | 'exec';
+
+/** The lifecycle state machine: which operation a pod in a state accepts. */
+const ALLOWED: Record<PodOperation, readonly PodState[]> = {
+  start: ['stopped', 'failed'],
+  stop: ['running', 'starting', 'failed'],
+  restart: ['running', 'stopped', 'failed'],
+  delete: ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'failed'],
+  exec: ['running', 'starting'],
+};
+
+export function canDo(op: PodOperation, state: PodState): boolean {
+  return ALLOWED[op].includes(state);
+}
