@@ -277,6 +277,8 @@ describe('TLS with pebble through the real gateway', () => {
     });
     const answer = await get('localhost-5173.pod-app.example.test');
     expect(answer.status).toBe(200);
+    expect((await admin('GET', '/v1/certificates/%2A.pod-app.example.test')).json).toMatchObject({ id: '*.pod-app.example.test' });
+    expect((await admin('GET', '/v1/certificates/*.pod-app.example.test')).status).toBe(200);
     // The exact name still wins over the wildcard.
     expect((await peerCertificate('localhost-3000.pod-app.example.test')).subjectaltname).toContain('DNS:localhost-3000.pod-app.example.test');
   });
