@@ -1,6 +1,7 @@
 // Orchestrator configuration from the environment, validated once at start (zod). A bad value stops the start
 // with a ConfigError naming the variable; nothing here is read per request.
 import { z } from 'zod';
+import { loadEnv, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 
@@ -96,14 +97,9 @@ function duration(variable: string, text: string): number {
   return ms;
 }
 
-/** Read the configuration from an environment (process.env by default). @throws ConfigError */
+/** Read the configuration from an environment (process.env by default, plus CONFIG_FILE). @throws ConfigError */
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrchestratorConfig {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message);
-  }
-  const e = parsed.data;
+  const e = parseEnv(EnvSchema, loadEnv(env));
   const portRange = parsePortRange(e.POD_PORT_RANGE);
   if (!portRange) throw new ConfigError('POD_PORT_RANGE', `expected <first>-<last> within 1024-65535, got ${JSON.stringify(e.POD_PORT_RANGE)}`);
   const baseDomains = normaliseBaseDomains(e.BASE_DOMAINS.split(','));

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import Docker from 'dockerode';
 import type { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
+import { createLogger, type Logger } from '../shared/log.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
@@ -37,7 +37,7 @@ export interface RunningOrchestrator {
 }
 
 export async function startOrchestrator(config: OrchestratorConfig, options: StartOptions = {}): Promise<RunningOrchestrator> {
-  const logger = options.logger ?? pino({ name: 'orchestrator', level: config.logLevel });
+  const logger = options.logger ?? createLogger('orchestrator', config.logLevel);
   if (config.runtime !== 'runsc') {
     logger.warn(
       { runtime: config.runtime },
