@@ -16,7 +16,7 @@ import { rawHttpError, renderError } from './error-page.ts';
 import { prepareRequestHeaders, unwrapMappedAddress } from './forward-headers.ts';
 import { createMetrics } from './metrics.ts';
 import { createPodProxy } from './proxy.ts';
-import { resolveTarget, type Target } from './resolve.ts';
+import { resolveTarget, soleHostHeader, type Target } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
 import { UpstreamPool } from './upstream-pool.ts';
 import { WebSocketTunnels } from './websockets.ts';
@@ -45,6 +45,11 @@ export interface RunningGateway {
 
 /** Status recorded for requests whose client went away before the answer was complete (nginx's convention). */
 const CLIENT_CLOSED = 499;
+/** Node's default period for checking header deadlines; ours is shorter when HEADERS_TIMEOUT_MS is short. */
+const NODE_CONNECTIONS_CHECK_MS = 30_000;
+const MIN_CONNECTIONS_CHECK_MS = 100;
+/** Header deadlines are overshot by at most this fraction of HEADERS_TIMEOUT_MS. */
+const CHECKS_PER_HEADERS_TIMEOUT = 4;
 
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -115,7 +120,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   }
 
   function resolve(req: IncomingMessage): Target {
-    return resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
+    return resolveTarget(soleHostHeader(req.rawHeaders, req.headers.host), config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
   }
 
   function record(req: IncomingMessage, status: number, pod: string, started: number): void {
@@ -173,6 +178,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     headersTimeout: config.HEADERS_TIMEOUT_MS,
     // No whole-request deadline: it would cut long uploads and streams. Slowloris is bounded by headersTimeout.
     requestTimeout: 0,
+    // Node enforces headersTimeout only when it sweeps its connections, every 30 s by default: a silent or dripping
+    // client kept its socket up to 30 s past the deadline. Sweep a few times per deadline instead.
+    connectionsCheckingInterval: Math.min(
+      NODE_CONNECTIONS_CHECK_MS,
+      Math.max(MIN_CONNECTIONS_CHECK_MS, Math.ceil(config.HEADERS_TIMEOUT_MS / CHECKS_PER_HEADERS_TIMEOUT)),
+    ),
     keepAliveTimeout: config.CLIENT_KEEPALIVE_MS,
   });
   server.on('request', handleRequest);
