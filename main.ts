@@ -1,0 +1,59 @@
+// All-in-one podgate (`npm start`): the gateway and the orchestrator in one process. Without REDIS_URL they
+// share the embedded route store; with it, they meet in Redis exactly as separate processes would.
+import { randomBytes } from 'node:crypto';
+import { loadEnv } from './shared/config.ts';
+import { createLogger } from './shared/log.ts';
+import { MemoryRouteStore } from './shared/memory-route-store.ts';
+import { exitOnConfigError, loadGatewayConfig, runGateway, stopOnSignals, type GatewayConfig } from './gateway/main.ts';
+import { loadTlsConfig, type TlsConfig } from './gateway/tls/config.ts';
+import { loadConfig, type OrchestratorConfig } from './orchestrator/config.ts';
+import { startOrchestrator } from './orchestrator/main.ts';
+
+const env = loadEnv();
+// A fresh admin token when none is configured, so the embedded defaults are usable and never open.
+const generatedToken = env.ADMIN_TOKEN ? undefined : randomBytes(24).toString('base64url');
+let gatewayConfig: GatewayConfig;
+let tlsConfig: TlsConfig;
+let orchestratorConfig: OrchestratorConfig;
+try {
+  gatewayConfig = loadGatewayConfig(env);
+  tlsConfig = loadTlsConfig(env);
+  orchestratorConfig = loadConfig({
+    // Pod URLs point at this gateway unless told otherwise.
+    PUBLIC_PORT: String(gatewayConfig.HTTP_PORT),
+    ...env,
+    ADMIN_TOKEN: env.ADMIN_TOKEN ?? generatedToken,
+  });
+} catch (err) {
+  exitOnConfigError(err);
+}
+
+const log = createLogger('podgate');
+const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
+const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, logger: log.child({ role: 'orchestrator' }) });
+const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, tls: tlsConfig });
+
+const api = `http://${orchestratorConfig.adminBind}:${orchestrator.port}`;
+process.stderr.write(
+  [
+    '',
+    `podgate is running (${shared ? 'embedded route store' : 'Redis route table'})`,
+    `  pods:          http://pod-<name>.${gatewayConfig.baseDomains[0]}:${gateway.gateway.httpPort}/`,
+    `  admin API:     ${api}/v1/pods`,
+    generatedToken ? `  admin token:   ${generatedToken}   (generated; set ADMIN_TOKEN to choose one)` : '',
+    `  health:        http://${gatewayConfig.ADMIN_HOST}:${gateway.gateway.adminPort}/healthz`,
+    `  create a pod:  curl -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \\`,
+    `                   -d '{"name":"My app","slug":"myapp"}' ${api}/v1/pods`,
+    '',
+  ]
+    .filter((line) => line !== '')
+    .join('\n') + '\n\n',
+);
+
+stopOnSignals(
+  async () => {
+    await Promise.all([gateway.stop(), orchestrator.close()]);
+  },
+  gatewayConfig.SHUTDOWN_TIMEOUT_MS,
+  log,
+);
