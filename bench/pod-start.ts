@@ -1,0 +1,115 @@
+// Pod start benchmark: time from the admin API's create call to the first byte of the pod's service through a
+// gateway (p50/p95 over a series of pods, first one reported apart as the cold start), the create call's own
+// duration, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
+// Real parts: redis-server, Docker with gVisor (runsc), podgate/pod:dev, orchestrator and gateway in this process.
+//   node bench/pod-start.ts [--pods 8]
+import { request } from 'node:http';
+import { parseArgs } from 'node:util';
+import { silentLogger } from '../shared/log.ts';
+import { startRedis } from '../test/support/redis-server.ts';
+import { loadConfig } from '../orchestrator/config.ts';
+import { startOrchestrator } from '../orchestrator/main.ts';
+import { removePods, testPodImage } from '../orchestrator/testing.ts';
+import { loadGatewayConfig, runGateway } from '../gateway/main.ts';
+import { percentile } from './stats.ts';
+
+const { values } = parseArgs({ options: { pods: { type: 'string', default: '8' } } });
+const PODS = Math.min(Math.max(Number(values.pods) || 8, 2), 30);
+const TOKEN = 'bench-token-0123456789abcdef';
+/** A pod not serving by then counts as failed (the run goes on). */
+const FIRST_BYTE_DEADLINE_MS = 60_000;
+const POLL_MS = 10;
+
+function status(port: number, host: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: 5000 }, (res) => {
+      // First byte: the status line has arrived.
+      resolve(res.statusCode ?? 0);
+      res.resume();
+    });
+    req.once('error', () => resolve(0));
+    req.once('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+async function until(check: () => Promise<boolean>, deadlineMs: number): Promise<boolean> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  return false;
+}
+
+const redis = await startRedis();
+const image = await testPodImage();
+const prefix = `bench${process.pid}:`;
+const orch = await startOrchestrator(
+  loadConfig({
+    ADMIN_TOKEN: TOKEN, ORCHESTRATOR_PORT: '0', REDIS_URL: redis.url, REDIS_PREFIX: prefix, POD_IMAGE: image,
+    POD_PORT_RANGE: '38300-38399', POD_NAMESPACE: `bench-${process.pid}`, RECONCILE_INTERVAL: '1h',
+  }),
+  { logger: silentLogger() },
+);
+const gw = await runGateway(
+  loadGatewayConfig({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_PORT: '0', ACCESS_LOG: 'false', ACCESS_CONCEAL_PODS: 'false' }),
+  { log: silentLogger() },
+);
+const gwPort = gw.gateway.httpPort;
+const api = (method: string, path: string, body?: unknown) =>
+  fetch(`http://127.0.0.1:${orch.port}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body) });
+
+const firstByte: number[] = [];
+const createCall: number[] = [];
+const stopTo503: number[] = [];
+const slugs: string[] = [];
+let failures = 0;
+try {
+  for (let i = 0; i < PODS; i++) {
+    const slug = `bench-${process.pid.toString(36)}-${i}`;
+    slugs.push(slug);
+    const host = `pod-${slug}.localhost`;
+    const t0 = performance.now();
+    const res = await api('POST', '/v1/pods', { slug, access: { default: 'public' }, services: [{ name: 'app', port: 3000 }] });
+    const t1 = performance.now();
+    if (res.status !== 201) {
+      failures++;
+      console.error(`pod ${i}: create answered ${res.status}: ${await res.text()}`);
+      continue;
+    }
+    const served = await until(async () => (await status(gwPort, host)) === 200, FIRST_BYTE_DEADLINE_MS);
+    const t2 = performance.now();
+    if (!served) {
+      failures++;
+      console.error(`pod ${i}: no 200 through the gateway within ${FIRST_BYTE_DEADLINE_MS} ms`);
+    } else {
+      createCall.push(t1 - t0);
+      firstByte.push(t2 - t0);
+    }
+    const s0 = performance.now();
+    const stop = api('POST', `/v1/pods/${slug}/stop`);
+    if (await until(async () => (await status(gwPort, host)) === 503, 10_000)) stopTo503.push(performance.now() - s0);
+    await stop;
+    await api('DELETE', `/v1/pods/${slug}`);
+    console.error(`pod ${i}: create call ${(t1 - t0).toFixed(0)} ms, first byte ${(t2 - t0).toFixed(0)} ms`);
+  }
+} finally {
+  await gw.stop();
+  await orch.close();
+  await removePods(slugs);
+  await redis.stop();
+}
+
+const round = (n: number) => Math.round(n);
+const warm = firstByte.slice(1);
+const result = {
+  pods: PODS,
+  failures,
+  coldFirstByteMs: firstByte[0] === undefined ? null : round(firstByte[0]),
+  firstByteMs: { p50: round(percentile(firstByte, 50)), p95: round(percentile(firstByte, 95)), max: round(Math.max(...firstByte)) },
+  warmFirstByteMs: { p50: round(percentile(warm, 50)), p95: round(percentile(warm, 95)) },
+  createCallMs: { p50: round(percentile(createCall, 50)), p95: round(percentile(createCall, 95)) },
+  stopCallTo503Ms: { p50: round(percentile(stopTo503, 50)), p95: round(percentile(stopTo503, 95)) },
+};
+console.log(JSON.stringify(result, null, 2));
