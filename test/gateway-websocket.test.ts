@@ -15,8 +15,11 @@ const SHORT_TIMEOUT_MS = 800;
 const IDLE_BEYOND_TIMEOUTS_MS = 3 * SHORT_TIMEOUT_MS;
 const BIG_MESSAGE_BYTES = 16 * 1024 * 1024;
 const SEQUENTIAL_CONNECTIONS = 10_000;
-/** The loop must end well inside a minute; stop early (and fail) rather than run on. */
-const SEQUENTIAL_TIME_CAP_MS = 45_000;
+/**
+ * Bound on the loop: stop (and fail) rather than run on. An idle 2-core machine does the 10,000 in about 20 s; the
+ * cap leaves room for a machine shared with other test suites.
+ */
+const SEQUENTIAL_TIME_CAP_MS = 90_000;
 /** Descriptors the process may legitimately hold more after the loop (lazy-opened files, pooled sockets). */
 const FD_SLACK = 20;
 
@@ -283,7 +286,7 @@ describe('long-lived and many connections', () => {
     await closed(ws);
   });
 
-  it(`opens, uses and closes ${SEQUENTIAL_CONNECTIONS} connections one after another without leaking`, { timeout: 90_000 }, async () => {
+  it(`opens, uses and closes ${SEQUENTIAL_CONNECTIONS} connections one after another without leaking`, { timeout: SEQUENTIAL_TIME_CAP_MS + 60_000 }, async () => {
     await waitFor(async () => (await metric('podgate_websockets_open')) === 0 && echo.wss.clients.size === 0, {
       what: 'earlier tests to close their sockets',
     });
