@@ -159,6 +159,26 @@ describe('renewal across replicas', () => {
     expect((await s1.getCertificate('pod-a.example.test'))?.certPem).toBe('cert-1');
   });
 
+  it('does not renew on-demand certificates of pods that are gone', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    const later = () => Date.now() + 70 * 86_400_000;
+    issuer.now = later;
+    await s.putCertificate(certificate('pod-gone.example.test', { origin: 'on-demand' }));
+    await s.putCertificate(certificate('pod-here.example.test', { origin: 'on-demand' }));
+    const renewer = new Renewer({
+      store: s,
+      manager: manager(s, issuer, 'r1', later),
+      log,
+      intervalMs: 60_000,
+      now: later,
+      wanted: (r) => r.origin !== 'on-demand' || r.id !== 'pod-gone.example.test',
+    });
+    await renewer.runOnce();
+    expect(issuer.calls).toEqual([['pod-here.example.test']]);
+    expect(await s.getCertificate('pod-gone.example.test')).toBeDefined(); // left to expire, not deleted
+  });
+
   it('a failed renewal keeps the certificate, records the error and waits for Retry-After', async () => {
     const s = await store(`g${++n}:`);
     const issuer = new ScriptedIssuer();

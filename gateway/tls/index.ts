@@ -18,6 +18,7 @@ import { CertificateManager } from './manager.ts';
 import { OnDemandIssuance } from './on-demand.ts';
 import { Renewer } from './renewer.ts';
 import { createSelfSignedCertificate } from './self-signed.ts';
+import { onDemandVerdict } from './names.ts';
 
 export { loadTlsConfig, type TlsConfig } from './config.ts';
 
@@ -88,7 +89,15 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     now,
     backoff: { minMs: config.renewal.backoffMinMs, maxMs: config.renewal.backoffMaxMs },
   });
-  const renewer = new Renewer({ store, manager, log, intervalMs: config.renewal.checkIntervalMs, now });
+  const renewer = new Renewer({
+    store,
+    manager,
+    log,
+    intervalMs: config.renewal.checkIntervalMs,
+    now,
+    wanted: (record) =>
+      record.origin !== 'on-demand' || record.names.every((n) => onDemandVerdict(n, baseDomains, options.podExists).allowed),
+  });
   const onDemand = config.onDemand.enabled
     ? new OnDemandIssuance({
         store,

@@ -1,7 +1,7 @@
 // Background renewal: every interval, renew the certificates that are due. Every replica runs this; the lock
 // in CertificateManager makes one replica at a time do each renewal, and the re-check under the lock stops a
 // second replica from renewing again what the first just renewed.
-import type { CertStore } from '../../shared/cert-store.ts';
+import type { CertificateRecord, CertStore } from '../../shared/cert-store.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { CertificateManager } from './manager.ts';
 import { isRenewalDue, RENEW_AT_FRACTION } from './renewal-policy.ts';
@@ -13,6 +13,12 @@ export interface RenewerOptions {
   intervalMs: number;
   renewAtFraction?: number;
   now?: () => number;
+  /**
+   * Whether a due certificate is still wanted. On-demand certificates of pods that are gone are left to
+   * expire instead of being renewed (renewing them forever would spend CA quota on nothing); never deleted
+   * here, because an empty route table at start looks exactly like "every pod is gone".
+   */
+  wanted?: (record: CertificateRecord) => boolean;
 }
 
 export class Renewer {
@@ -50,6 +56,10 @@ export class Renewer {
       );
       // One at a time: renewals are rare, and a burst against the CA is what rate limits punish.
       for (const record of due) {
+        if (this.options.wanted && !this.options.wanted(record)) {
+          log.debug({ id: record.id }, 'not renewing an on-demand certificate whose pod is gone');
+          continue;
+        }
         try {
           const renewed = await manager.renewIfDue(record.id);
           if (renewed) log.info({ id: renewed.id, notAfter: renewed.notAfter }, 'certificate renewed');
