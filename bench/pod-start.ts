@@ -5,6 +5,7 @@
 //   node bench/pod-start.ts [--pods 8]
 import { request } from 'node:http';
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { silentLogger } from '../shared/log.ts';
 import { startRedis } from '../test/support/redis-server.ts';
 import { loadConfig } from '../orchestrator/config.ts';
@@ -42,6 +43,14 @@ async function until(check: () => Promise<boolean>, deadlineMs: number): Promise
   return false;
 }
 
+/** The orchestrator logs where each pod's start spent its time; sum it up per phase. */
+const phaseSamples: Record<string, number[]> = {};
+function collectPhases(line: string): void {
+  const entry = JSON.parse(line) as { msg?: string; phases?: Record<string, number> };
+  if (entry.msg !== 'pod running' || !entry.phases) return;
+  for (const [k, v] of Object.entries(entry.phases)) (phaseSamples[k] ??= []).push(v);
+}
+
 const redis = await startRedis();
 const image = await testPodImage();
 const prefix = `bench${process.pid}:`;
@@ -50,7 +59,7 @@ const orch = await startOrchestrator(
     ADMIN_TOKEN: TOKEN, ORCHESTRATOR_PORT: '0', REDIS_URL: redis.url, REDIS_PREFIX: prefix, POD_IMAGE: image,
     POD_PORT_RANGE: '38300-38399', POD_NAMESPACE: `bench-${process.pid}`, RECONCILE_INTERVAL: '1h',
   }),
-  { logger: silentLogger() },
+  { logger: pino({ level: 'info' }, { write: (line: string) => collectPhases(line) }) },
 );
 const gw = await runGateway(
   loadGatewayConfig({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_PORT: '0', ACCESS_LOG: 'false', ACCESS_CONCEAL_PODS: 'false' }),
@@ -110,6 +119,7 @@ const result = {
   firstByteMs: { p50: round(percentile(firstByte, 50)), p95: round(percentile(firstByte, 95)), max: round(Math.max(...firstByte)) },
   warmFirstByteMs: { p50: round(percentile(warm, 50)), p95: round(percentile(warm, 95)) },
   createCallMs: { p50: round(percentile(createCall, 50)), p95: round(percentile(createCall, 95)) },
+  orchestratorPhasesP50Ms: Object.fromEntries(Object.entries(phaseSamples).map(([k, v]) => [k, round(percentile(v, 50))])),
   stopCallTo503Ms: { p50: round(percentile(stopTo503, 50)), p95: round(percentile(stopTo503, 95)) },
 };
 console.log(JSON.stringify(result, null, 2));

@@ -56,12 +56,19 @@ export function runtimeMissingMessage(runtime: string, available: string[]): str
 }
 
 export const DEFAULT_NAMESPACE = 'default';
+const INFO_CACHE_MS = 30_000;
+
+interface DaemonInfo {
+  Runtimes?: Record<string, unknown>;
+  NCPU?: number;
+}
 
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
   private readonly namespace: string;
   /** Docker label filters selecting this namespace's pods. */
   private readonly filter: string[];
+  private infoCache: { at: number; value: Promise<DaemonInfo> } | undefined;
 
   constructor(docker: Docker, options: { namespace?: string } = {}) {
     this.docker = docker;
@@ -79,15 +86,27 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  /** `docker info` is slow under load and changes rarely: one answer serves every create for a while. */
+  private info(fresh = false): Promise<DaemonInfo> {
+    const now = Date.now();
+    if (fresh || !this.infoCache || now - this.infoCache.at > INFO_CACHE_MS) {
+      const value = this.call('info', () => this.docker.info() as Promise<DaemonInfo>);
+      this.infoCache = { at: now, value };
+      value.catch(() => (this.infoCache = undefined));
+    }
+    return this.infoCache.value;
+  }
+
   async checkRuntime(runtime: string): Promise<void> {
-    const info = await this.call('info', () => this.docker.info());
-    const available = Object.keys((info as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
-    if (!available.includes(runtime)) throw new ServiceUnavailableError(runtimeMissingMessage(runtime, available));
+    const has = (i: DaemonInfo) => Object.keys(i.Runtimes ?? {}).includes(runtime);
+    let info = await this.info();
+    // Someone may have registered it since the cached answer: ask again before refusing.
+    if (!has(info)) info = await this.info(true);
+    if (!has(info)) throw new ServiceUnavailableError(runtimeMissingMessage(runtime, Object.keys(info.Runtimes ?? {})));
   }
 
   async hostCpus(): Promise<number> {
-    const info = await this.call('info', () => this.docker.info());
-    return Number((info as { NCPU?: number }).NCPU) || 1;
+    return Number((await this.info()).NCPU) || 1;
   }
 
   async imageExists(image: string): Promise<boolean> {

@@ -144,6 +144,23 @@ export function podEnvironment(spec: ResolvedSpec): Record<string, string> {
   };
 }
 
+/** Milliseconds spent in each step of a pod's start, for the log (where the time goes). */
+class Phases {
+  readonly ms: Record<string, number> = {};
+  private readonly start = Date.now();
+  private last = this.start;
+
+  mark(name: string): void {
+    const now = Date.now();
+    this.ms[name] = now - this.last;
+    this.last = now;
+  }
+
+  total(): number {
+    return Date.now() - this.start;
+  }
+}
+
 export class PodService {
   private readonly d: PodServiceDeps;
 
@@ -188,17 +205,24 @@ export class PodService {
     const { runtime, ports, routes, config, logger } = this.d;
     const { slug, spec } = record;
     let created = false;
-    const started = Date.now();
+    const phases = new Phases();
     try {
-      await runtime.checkRuntime(config.runtime);
-      if (!(await runtime.imageExists(spec.image))) {
-        throw new ValidationError('image', `${spec.image} is not on the Docker host (build or load it there first)`);
-      }
-      if (await runtime.inspect(slug)) throw new ConflictError(`pod ${JSON.stringify(slug)} already exists on the Docker host`);
+      // Independent checks at once: they sit on the create -> first byte path.
+      const [, imageThere, existing, hostCpus] = await Promise.all([
+        runtime.checkRuntime(config.runtime),
+        runtime.imageExists(spec.image),
+        runtime.inspect(slug),
+        runtime.hostCpus(),
+      ]);
+      if (!imageThere) throw new ValidationError('image', `${spec.image} is not on the Docker host (build or load it there first)`);
+      if (existing) throw new ConflictError(`pod ${JSON.stringify(slug)} already exists on the Docker host`);
+      phases.mark('checks');
       this.setState(record, 'provisioning');
-      record.hostPort = await allocateBindablePort(ports, slug, this.d.isBindable);
-      const limits = tierLimits(spec.tier, await runtime.hostCpus());
-      record.generation = await routes.nextGeneration();
+      const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
+      record.hostPort = hostPort;
+      record.generation = generation;
+      const limits = tierLimits(spec.tier, hostCpus);
+      phases.mark('port');
       const container = await runtime.create({
         slug,
         generation: record.generation,
@@ -219,8 +243,9 @@ export class PodService {
       });
       created = true;
       record.containerId = container.id;
-      await this.bringUp(record);
-      logger.info({ slug, hostPort: record.hostPort, ms: Date.now() - started }, 'pod running');
+      phases.mark('create');
+      await this.bringUp(record, phases);
+      logger.info({ slug, hostPort: record.hostPort, ms: phases.total(), phases: phases.ms }, 'pod running');
     } catch (err) {
       logger.warn({ slug, err: message(err) }, 'pod creation failed; rolling back');
       this.setState(record, 'failed');
@@ -252,12 +277,13 @@ export class PodService {
   }
 
   /** Start the container, wait until its router answers, run postStart hooks, then route to it. */
-  private async bringUp(record: PodRecord): Promise<void> {
+  private async bringUp(record: PodRecord, phases = new Phases()): Promise<void> {
     const { runtime, config } = this.d;
     const { slug } = record;
     this.setState(record, 'starting');
-    await this.publish(record);
-    await runtime.start(slug);
+    // The `starting` route (gateways answer 503 + Retry-After) is written while Docker starts the container.
+    await Promise.all([this.publish(record), runtime.start(slug)]);
+    phases.mark('start');
     try {
       await waitAnswering(config.hostAddress, record.hostPort!, `pod-${slug}.${config.baseDomains[0]}`, {
         timeoutMs: config.readyTimeoutMs,
@@ -267,14 +293,17 @@ export class PodService {
       const tail = await runtime.logsTail(slug, FAILURE_LOG_LINES).catch(() => '');
       throw new Error(`${message(err)}${tail.trim() ? `; its last output: ${tail.trim().slice(-FAILURE_LOG_CHARS)}` : ''}`);
     }
+    phases.mark('answering');
     for (const [i, hook] of record.spec.postStart.entries()) {
       const label = hook.label ?? `postStart[${i}]`;
       const r = await this.execLogged(slug, hook.command, label, hook.timeoutMs);
       if (r.exitCode !== 0) throw new Error(`postStart hook ${JSON.stringify(label)} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}`);
     }
+    phases.mark('hooks');
     this.setState(record, 'running');
     record.error = undefined;
     await this.publish(record);
+    phases.mark('route');
   }
 
   /** Write the route the pod's state calls for, with a fresh generation. */

@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { RedisPortAllocator, portKeys } from './redis-port-allocator.ts';
@@ -37,6 +40,28 @@ describe('RedisPortAllocator across processes', () => {
     ]);
     expect(new Set(got).size).toBe(100);
     expect((await a.owners()).size).toBe(100);
+  });
+
+  it('two real processes allocating 50 ports each at once never get the same port', async () => {
+    const prefix = `procs${++n}:`;
+    const allocator = fileURLToPath(new URL('./redis-port-allocator.ts', import.meta.url));
+    const redisModule = fileURLToPath(new URL('../shared/redis.ts', import.meta.url));
+    // Each child is a separate Node process with its own connection, as two orchestrators would be.
+    const script = `
+      const { RedisPortAllocator } = await import(${JSON.stringify(allocator)});
+      const { createRedis, waitReady } = await import(${JSON.stringify(redisModule)});
+      const redis = createRedis(process.env.URL);
+      await waitReady(redis);
+      const a = new RedisPortAllocator(redis, { first: 30000, last: 39999 }, { prefix: process.env.PREFIX });
+      const ports = await Promise.all(Array.from({ length: 50 }, (_, i) => a.allocate('p' + process.pid + '-' + i)));
+      console.log(JSON.stringify(ports));
+      redis.disconnect();`;
+    const run = () =>
+      promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, URL: server.url, PREFIX: prefix }, timeout: 30_000 });
+    const [one, two] = await Promise.all([run(), run()]);
+    const ports = [...(JSON.parse(one.stdout) as number[]), ...(JSON.parse(two.stdout) as number[])];
+    expect(ports).toHaveLength(100);
+    expect(new Set(ports).size).toBe(100);
   });
 
   it('after Redis lost its data, claimed ports are not handed out again', async () => {
