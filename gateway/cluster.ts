@@ -4,6 +4,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from '../shared/log.ts';
 import { createAdminApp } from './admin.ts';
@@ -18,7 +19,7 @@ export interface ClusterPrimary {
   stop(): Promise<void>;
 }
 
-export async function runPrimary(config: GatewayConfig, log: Logger): Promise<ClusterPrimary> {
+export async function runPrimary(config: GatewayConfig, log: Logger, mountAdmin?: (app: Hono) => void): Promise<ClusterPrimary> {
   const ready = new Set<number>();
   let stopping = false;
   const fork = (): Worker => {
@@ -40,6 +41,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Cl
   const app = createAdminApp({
     ready: () => !stopping && ready.size === config.GATEWAY_WORKERS,
     registry: { contentType: registry.contentType, metrics: () => registry.clusterMetrics() } as unknown as Registry,
+    mount: mountAdmin,
   });
   const admin = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolve(s));

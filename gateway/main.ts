@@ -11,7 +11,7 @@ import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { startGateway, type GatewayDeps, type RunningGateway } from './gateway.ts';
 import { createCertStore } from '../shared/cert-store-factory.ts';
 import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
-import { prepareGatewayTls } from './tls/gateway-tls.ts';
+import { createCertificatesAdmin, prepareGatewayTls } from './tls/gateway-tls.ts';
 
 export { startGateway, loadGatewayConfig };
 export type { GatewayConfig, RunningGateway };
@@ -90,8 +90,18 @@ if (import.meta.main) {
   }
   const log = createLogger('gateway');
   if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
-    const primary = await runPrimary(config, log);
-    stopOnSignals(primary.stop, config.SHUTDOWN_TIMEOUT_MS, log);
+    // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
+    const certStore = tlsConfig.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
+    const certificates = certStore ? createCertificatesAdmin(config, tlsConfig, { certStore, log }) : undefined;
+    const primary = await runPrimary(config, log, certificates?.mountAdmin);
+    stopOnSignals(
+      async () => {
+        await primary.stop();
+        await certStore?.close();
+      },
+      config.SHUTDOWN_TIMEOUT_MS,
+      log,
+    );
   } else {
     const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig });
     if (cluster.isWorker) announceWorker(running.gateway.registry);
