@@ -5,15 +5,22 @@
 #   3. `docker build` docker/Dockerfile.offline (FROM podgate/base:bookworm, no RUN step downloads) as podgate/pod:dev.
 # Each step is skipped when its inputs are unchanged: the images carry the hash of their inputs as a label.
 #
-# Usage: docker/build-image.sh [--force] [--quiet]
-#   --force  rebuild everything (new debootstrap, new import, docker build --no-cache)
-#   --quiet  print nothing when the image is already up to date
-# Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
+# Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode]
+#   --force        rebuild everything (new debootstrap, new import, docker build --no-cache)
+#   --quiet        print nothing when the image is already up to date
+#   --with-vscode  also build podgate/pod:vscode = podgate/pod:dev + Node 24 + code-server (VS Code in the browser),
+#                  installed from the npm registry with native modules compiled here: about 8 minutes, ~900 MB.
+# Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR
+# override the defaults.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POD_IMAGE="${PODGATE_POD_IMAGE:-podgate/pod:dev}"
 BASE_IMAGE="${PODGATE_BASE_IMAGE:-podgate/base:bookworm}"
+VSCODE_IMAGE="${PODGATE_VSCODE_IMAGE:-podgate/pod:vscode}"
+# Pinned: code-server requires one Node major (24 for this release) and compiles against it.
+CODE_SERVER_VERSION=4.139.1
+CODE_SERVER_NODE_MAJOR=24
 CACHE_DIR="${PODGATE_CACHE_DIR:-/var/cache/podgate}"
 MIRROR="${PODGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
@@ -24,11 +31,13 @@ POD_LABEL=podgate.inputs-hash
 
 force=0
 quiet=0
+with_vscode=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --quiet) quiet=1 ;;
-    *) echo "build-image: unknown argument $arg (expected --force or --quiet)" >&2; exit 2 ;;
+    --with-vscode) with_vscode=1 ;;
+    *) echo "build-image: unknown argument $arg (expected --force, --quiet or --with-vscode)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,21 +70,15 @@ pod_hash="$(inputs_hash)"
 
 label_of() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
-if [ "$force" = 0 ] && [ "$(label_of "$POD_IMAGE" "$POD_LABEL")" = "$pod_hash" ]; then
-  [ "$quiet" = 1 ] || log "$POD_IMAGE is up to date (inputs $pod_hash)"
-  exit 0
-fi
-
-# Two builds at once (setup.sh in two shells, a test run beside CI) would race on the cache and the tags.
 mkdir -p "$CACHE_DIR"
-exec 9>"$CACHE_DIR/build.lock"
-flock 9
-if [ "$force" = 0 ] && [ "$(label_of "$POD_IMAGE" "$POD_LABEL")" = "$pod_hash" ]; then
-  [ "$quiet" = 1 ] || log "$POD_IMAGE was built meanwhile by another run"
-  exit 0
-fi
-
-started=$SECONDS
+lock_taken=0
+# Two builds at once (setup.sh in two shells, a test run beside CI) would race on the cache and the tags.
+take_lock() {
+  [ "$lock_taken" = 0 ] || return 0
+  exec 9>"$CACHE_DIR/build.lock"
+  flock 9
+  lock_taken=1
+}
 
 build_rootfs() {
   local dir="$1"
@@ -108,27 +111,121 @@ EOF
   mv "$dir.tmp" "$dir"
 }
 
-if [ "$force" = 1 ] || [ "$(label_of "$BASE_IMAGE" "$BASE_LABEL")" != "$base_hash" ]; then
-  rootfs="$CACHE_DIR/rootfs-$base_hash"
-  if [ "$force" = 1 ] || [ ! -d "$rootfs" ]; then
-    rm -rf "$rootfs"
-    build_rootfs "$rootfs"
+build_pod_image() {
+  local started=$SECONDS
+  if [ "$force" = 1 ] || [ "$(label_of "$BASE_IMAGE" "$BASE_LABEL")" != "$base_hash" ]; then
+    local rootfs="$CACHE_DIR/rootfs-$base_hash"
+    if [ "$force" = 1 ] || [ ! -d "$rootfs" ]; then
+      rm -rf "$rootfs"
+      build_rootfs "$rootfs"
+    fi
+    # Other hashes are stale recipes: they only fill the disk.
+    find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'rootfs-*' ! -name "rootfs-$base_hash" -exec rm -rf {} +
+    log "importing $rootfs as $BASE_IMAGE"
+    tar --numeric-owner -C "$rootfs" -c . |
+      docker import --change "LABEL $BASE_LABEL=$base_hash" --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   fi
-  # Other hashes are stale recipes: they only fill the disk.
-  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'rootfs-*' ! -name "rootfs-$base_hash" -exec rm -rf {} +
-  log "importing $rootfs as $BASE_IMAGE"
-  tar --numeric-owner -C "$rootfs" -c . |
-    docker import --change "LABEL $BASE_LABEL=$base_hash" --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
-fi
 
-log "building $POD_IMAGE from docker/Dockerfile.offline"
-build_args=(--file "$here/Dockerfile.offline" --tag "$POD_IMAGE" --label "$POD_LABEL=$pod_hash" --build-arg "BASE=$BASE_IMAGE")
-[ "$force" = 0 ] || build_args+=(--no-cache)
-# The classic builder uses the local base image as is; BuildKit would try to resolve it on Docker Hub.
-if ! DOCKER_BUILDKIT=0 docker build --quiet "${build_args[@]}" "$here" >"$CACHE_DIR/docker-build.log" 2>&1; then
-  cat "$CACHE_DIR/docker-build.log" >&2
-  die "docker build failed"
+  log "building $POD_IMAGE from docker/Dockerfile.offline"
+  local args=(--file "$here/Dockerfile.offline" --tag "$POD_IMAGE" --label "$POD_LABEL=$pod_hash" --build-arg "BASE=$BASE_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$here" "${args[@]}"
+  log "built $POD_IMAGE (inputs $pod_hash) in $((SECONDS - started)) s"
+}
+
+docker_build() {
+  local context="$1"
+  shift
+  # The classic builder uses local base images as they are; BuildKit would try to resolve them on Docker Hub.
+  if ! DOCKER_BUILDKIT=0 docker build --quiet "$@" "$context" >"$CACHE_DIR/docker-build.log" 2>&1; then
+    cat "$CACHE_DIR/docker-build.log" >&2
+    die "docker build failed"
+  fi
+  # Untagged layers of earlier builds.
+  docker image prune --force --filter "label=$POD_LABEL" >/dev/null 2>&1 || true
+}
+
+# --- optional VS Code variant ---------------------------------------------------------------------------------------
+VSCODE_BUILD_PACKAGES=(g++ make python3 pkg-config libkrb5-dev)
+
+vscode_node() {
+  # shellcheck source=../scripts/node-env.sh
+  source "$here/../scripts/node-env.sh"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" = "$CODE_SERVER_NODE_MAJOR" ] ||
+    die "code-server $CODE_SERVER_VERSION needs Node $CODE_SERVER_NODE_MAJOR, but node on PATH is $(node --version)"
+  node_dir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  [ -f "$node_dir/include/node/node_api.h" ] ||
+    die "no Node headers in $node_dir/include/node (needed to compile code-server's native modules offline)"
+}
+
+install_code_server() {
+  local dir="$1"
+  local missing=() pkg
+  for pkg in "${VSCODE_BUILD_PACKAGES[@]}"; do
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "code-server's native modules need: ${missing[*]} (apt-get install them as root)"
+    log "installing build packages for code-server: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  log "installing code-server $CODE_SERVER_VERSION from the npm registry (compiles native modules; several minutes)"
+  # nodedir: node-gyp would download headers from nodejs.org, which is unreachable; the Node package ships them.
+  if ! npm_config_nodedir="$node_dir" npm install --no-audit --no-fund --foreground-scripts --prefix "$dir.tmp"     "code-server@$CODE_SERVER_VERSION" >"$CACHE_DIR/code-server-install.log" 2>&1; then
+    die "npm install code-server failed; see $CACHE_DIR/code-server-install.log"
+  fi
+  [ -f "$dir.tmp/node_modules/code-server/out/node/entry.js" ] || die "code-server installed without out/node/entry.js"
+  mv "$dir.tmp" "$dir"
+}
+
+build_vscode_image() {
+  local node_dir started=$SECONDS
+  vscode_node
+  local node_version
+  node_version="$(node --version)"
+  local hash
+  hash="$( (echo "pod=$pod_hash code-server=$CODE_SERVER_VERSION node=$node_version"
+    cd "$here/vscode" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+  if [ "$force" = 0 ] && [ "$(label_of "$VSCODE_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$VSCODE_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  local install="$CACHE_DIR/code-server-$CODE_SERVER_VERSION-node$node_version"
+  if [ "$force" = 1 ] || [ ! -d "$install" ]; then
+    rm -rf "$install"
+    install_code_server "$install"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'code-server-*' ! -name "$(basename "$install")" ! -name '*.log' -exec rm -rf {} +
+  # The build context: hard links into the cache (same file system), so nothing large is copied twice.
+  local context="$CACHE_DIR/vscode-context"
+  rm -rf "$context"
+  mkdir -p "$context/node/bin"
+  cp -a "$here/vscode/." "$context/"
+  cp -al "$install/node_modules" "$context/code-server" 2>/dev/null || cp -a "$install/node_modules" "$context/code-server"
+  cp "$(readlink -f "$(command -v node)")" "$context/node/bin/node"
+  log "building $VSCODE_IMAGE from docker/vscode/Dockerfile"
+  local args=(--file "$context/Dockerfile" --tag "$VSCODE_IMAGE" --label "$POD_LABEL=$hash" --build-arg "POD_IMAGE=$POD_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $VSCODE_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+# --- main -----------------------------------------------------------------------------------------------------------
+pod_up_to_date() { [ "$force" = 0 ] && [ "$(label_of "$POD_IMAGE" "$POD_LABEL")" = "$pod_hash" ]; }
+
+if pod_up_to_date; then
+  [ "$quiet" = 1 ] || log "$POD_IMAGE is up to date (inputs $pod_hash)"
+else
+  take_lock
+  # Another run may have built it while this one waited for the lock.
+  pod_up_to_date || build_pod_image
 fi
-# Untagged layers of earlier builds of the pod image.
-docker image prune --force --filter "label=$POD_LABEL" >/dev/null 2>&1 || true
-log "built $POD_IMAGE (inputs $pod_hash) in $((SECONDS - started)) s"
+if [ "$with_vscode" = 1 ]; then
+  take_lock
+  build_vscode_image
+fi

@@ -12,6 +12,11 @@ import { waitFor } from '../test/support/wait.ts';
 
 const run = promisify(execFile);
 const POD_IMAGE = 'podgate/pod:dev';
+/** Built only on request (docker/build-image.sh --with-vscode): too heavy for every CI run. */
+const VSCODE_IMAGE = 'podgate/pod:vscode';
+const VSCODE_PORT = 8726;
+/** code-server starts in about 15 s under gVisor on an idle 2-core machine; give a busy one room. */
+const VSCODE_READY_TIMEOUT_MS = 180_000;
 const BUILD_SCRIPT = fileURLToPath(new URL('./build-image.sh', import.meta.url));
 /** A cold build (debootstrap + import + docker build) takes about two minutes on the CI machines. */
 const BUILD_TIMEOUT_MS = 600_000;
@@ -72,10 +77,10 @@ async function execIn(container: Docker.Container, cmd: string[]): Promise<{ exi
   return { exitCode: info.ExitCode ?? -1, output };
 }
 
-async function startPod(env: string[] = []): Promise<Docker.Container> {
+async function startPod(env: string[] = [], image = POD_IMAGE): Promise<Docker.Container> {
   const container = await docker.createContainer({
     name: `podgate-imagetest-${runId}-${created.length}`,
-    Image: POD_IMAGE,
+    Image: image,
     Env: env,
     Labels: { [TEST_LABEL]: runId },
     ExposedPorts: { '80/tcp': {} },
@@ -238,6 +243,35 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     const state = (await extra.inspect()).State;
     // 137 would mean Docker had to SIGKILL it after the grace period.
     expect(state.ExitCode).toBe(0);
+  });
+});
+
+const hasVscodeImage = await docker
+  .getImage(VSCODE_IMAGE)
+  .inspect()
+  .then(
+    () => true,
+    () => false,
+  );
+
+describe.runIf(hasVscodeImage)('VS Code image (podgate/pod:vscode, when built)', () => {
+  it('serves code-server on 8726 through the router', async () => {
+    const pod = await startPod([], VSCODE_IMAGE);
+    const port = await publishedPort(pod);
+    await waitFor(() => isReady(port), { timeoutMs: VSCODE_READY_TIMEOUT_MS, intervalMs: 500, what: 'code-server' });
+    const host = `localhost-${VSCODE_PORT}.pod-demo.localhost`;
+    const health = await get(port, host, '/healthz');
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.body)).toHaveProperty('status');
+    const root = await get(port, host, '/');
+    expect(root.status).toBe(302);
+    const workbench = await get(port, host, `/${String(root.headers.location).replace(/^\.\//, '')}`);
+    expect(workbench.status).toBe(200);
+    expect(workbench.body).toContain('workbench');
+  }, VSCODE_READY_TIMEOUT_MS + 30_000);
+
+  afterAll(async () => {
+    for (const c of created) await c.remove({ force: true }).catch(() => {});
   });
 });
 

@@ -6,7 +6,8 @@
 #   4. Node >= 22.12 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
 #   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
 # Prints only what it changes, then one summary line.
-# Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
+# Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_WITH_VSCODE=1 also builds podgate/pod:vscode (code-server,
+# about 8 minutes the first time); PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -122,7 +123,9 @@ fi
 
 # --- 5. Pod image ---------------------------------------------------------------------------------------------------
 if [ "${PODGATE_SKIP_IMAGE:-0}" != 1 ]; then
-  bash "$root/docker/build-image.sh" --quiet
+  image_args=(--quiet)
+  [ "${PODGATE_WITH_VSCODE:-0}" != 1 ] || image_args+=(--with-vscode)
+  bash "$root/docker/build-image.sh" "${image_args[@]}"
 fi
 
 log "ready: docker $(docker version --format '{{ .Server.Version }}') with runsc, node $(node --version)$([ "${PODGATE_SKIP_IMAGE:-0}" = 1 ] || echo ", image podgate/pod:dev")"
