@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { envBool, envList, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
+import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
@@ -41,6 +42,22 @@ const GatewayEnv = z.object({
     .default(1)
     .transform((v) => (v === 'auto' ? availableParallelism() : v)),
   ACCESS_LOG: envBool(true),
+  // Access control (gateway/access). Signing secrets shared with the orchestrator, comma list: the first signs,
+  // all verify. Unset: a generated one is shared through the store (see shared/access-token.ts).
+  ACCESS_SECRET: z
+    .string()
+    .optional()
+    .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.string().min(MIN_SECRET_LENGTH, `each secret must be at least ${MIN_SECRET_LENGTH} characters`))),
+  /** Browsers without access are sent here with `return_to=<the URL they asked for>` instead of the 401 page. */
+  ACCESS_LOGIN_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional().or(z.literal('').transform(() => undefined)),
+  /** Full re-read of revocations (events deliver them at once; this bounds the delay when one is lost). */
+  ACCESS_RESYNC_INTERVAL_MS: envMs(5_000).pipe(z.number().min(100)),
+  /** Forged or damaged tokens one client address may send per window before it gets 429. */
+  ACCESS_BAD_TOKEN_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  ACCESS_BAD_TOKEN_WINDOW_MS: envMs(60_000).pipe(z.number().min(1000)),
+  /** Unknown and stopped pods answer clients without access exactly like private ones (401), hiding which pods exist. */
+  ACCESS_CONCEAL_PODS: envBool(true),
 });
 
 export type GatewayEnv = z.infer<typeof GatewayEnv>;

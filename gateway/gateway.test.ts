@@ -29,6 +29,8 @@ function get(h: Harness, host: string, options: { path?: string; method?: string
 }
 
 const json = (a: Answer) => JSON.parse(a.body);
+/** Routes written directly (not through h.route()) are about proxying too; access control has its own tests. */
+const PUBLIC = { default: 'public', ports: {} } as const;
 
 let h: Harness;
 let up: Upstream;
@@ -271,9 +273,9 @@ describe('route table and Redis', () => {
       // The orchestrator republishes (reconcile) with a change made meanwhile, plus a brand-new pod.
       await waitFor(async () => {
         try {
-          await own.writer.put({ slug: 'moved', host: '127.0.0.1', port: b.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString() });
-          await own.writer.put({ slug: 'steady', host: '127.0.0.1', port: a.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString() });
-          await own.writer.put({ slug: 'fresh', host: '127.0.0.1', port: b.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString() });
+          await own.writer.put({ slug: 'moved', host: '127.0.0.1', port: b.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString(), access: PUBLIC });
+          await own.writer.put({ slug: 'steady', host: '127.0.0.1', port: a.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString(), access: PUBLIC });
+          await own.writer.put({ slug: 'fresh', host: '127.0.0.1', port: b.port, status: 'running', generation: await own.writer.nextGeneration(), defaultPort: 3000, updatedAt: new Date().toISOString(), access: PUBLIC });
           return true;
         } catch {
           return false;
@@ -295,7 +297,7 @@ describe('route table and Redis', () => {
       for (let start = 0; start < 20_000; start += 500) {
         const batch = [];
         for (let i = start; i < start + 500; i++) {
-          batch.push(big.writer.put({ slug: `p${i}`, host: '127.0.0.1', port: up.port, status: 'running', generation: 1, defaultPort: 3000, updatedAt: new Date().toISOString() }));
+          batch.push(big.writer.put({ slug: `p${i}`, host: '127.0.0.1', port: up.port, status: 'running', generation: 1, defaultPort: 3000, updatedAt: new Date().toISOString(), access: PUBLIC }));
         }
         await Promise.all(batch);
       }

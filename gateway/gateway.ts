@@ -18,6 +18,8 @@ import { createMetrics } from './metrics.ts';
 import { createPodProxy } from './proxy.ts';
 import { resolveTarget, soleHostHeader, type Target } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
+import { AccessGuard } from './access/guard.ts';
+import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { UpstreamPool } from './upstream-pool.ts';
 import { WebSocketTunnels } from './websockets.ts';
 
@@ -30,6 +32,8 @@ export interface GatewayDeps {
   mountAdmin?: (app: Hono) => void;
   /** Skip the admin listener (worker processes share the primary's). */
   noAdmin?: boolean;
+  /** Access links and revocations (gateway/access); the embedded store when absent (pods stay private by default). */
+  access?: AccessStore;
 }
 
 export interface RunningGateway {
@@ -69,6 +73,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     log,
     onChange: (slug) => pool.retire(slug),
   });
+  const access = new AccessGuard(config, { store: deps.access ?? new MemoryAccessStore(), log, lookup: (slug) => table.lookup(slug) });
   const metrics = createMetrics({ routeCount: () => table.size, lastSyncAt: () => table.lastSyncAt });
   const tunnels = new WebSocketTunnels((delta) => metrics.websocketsOpen.inc(delta));
   let closing = false;
@@ -142,10 +147,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     try {
       target = resolve(req);
     } catch (err) {
-      answerError(err, req, res);
+      if (!access.concealRequest(err, req, res)) answerError(err, req, res);
       return;
     }
     pod = target.slug;
+    if (access.guardRequest(req, res, target)) return;
     prepareRequestHeaders(req.headers, forwardContext(req, false));
     proxy.web(req, res, target);
   }
@@ -159,14 +165,20 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       if (closing) throw new ServiceUnavailableError('the gateway is shutting down');
       target = resolve(req);
     } catch (err) {
-      answerError(err, req, socket);
-      record(req, toHttpError(err).status, '-', started);
+      const concealed = access.concealUpgrade(err, req, socket);
+      if (concealed === undefined) answerError(err, req, socket);
+      record(req, concealed ?? toHttpError(err).status, '-', started);
       return;
     }
     if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
       const answer = renderError({ status: 400, code: 'unsupported_upgrade', message: 'only WebSocket upgrades (GET) are proxied', headers: {} }, req.headers.accept);
       socket.end(rawHttpError(answer));
       record(req, 400, target.slug, started);
+      return;
+    }
+    const refused = access.guardUpgrade(req, socket, target);
+    if (refused !== undefined) {
+      record(req, refused, target.slug, started);
       return;
     }
     prepareRequestHeaders(req.headers, forwardContext(req, true));
@@ -199,7 +211,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
   });
 
-  await table.start();
+  await Promise.all([table.start(), access.start()]);
   const httpPort = await listen(server, config.HTTP_PORT, config.HTTP_HOST);
 
   let admin: ServerType | undefined;
@@ -226,7 +238,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     clearTimeout(deadline);
     proxy.close();
     pool.close();
-    await table.close();
+    await Promise.all([table.close(), access.close()]);
     if (admin) await new Promise<void>((r) => admin!.close(() => r()));
   }
 

@@ -59,6 +59,20 @@ export class PodUnavailableError extends PodgateError {
   }
 }
 
+/** The pod already has its configured maximum of concurrent connections (route `maxConnections`) through this gateway. */
+export class PodBusyError extends PodgateError {
+  readonly code = 'pod_busy';
+  readonly status = 503;
+  readonly retryAfterSeconds: number;
+  constructor(maxConnections: number, retryAfterSeconds: number) {
+    super(`the pod has reached its limit of ${maxConnections} concurrent connections; try again shortly`);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(this.retryAfterSeconds) };
+  }
+}
+
 /** The pod's port refused the connection, reset it, or is not listening. */
 export class UpstreamUnreachableError extends PodgateError {
   readonly code = 'upstream_unreachable';

@@ -53,6 +53,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     ADMIN_PORT: '0',
     REDIS_URL: redis.url,
     ACCESS_LOG: 'false',
+    // Proxying tests expect the plain 404/503 answers; test/access-* turn concealment back on.
+    ACCESS_CONCEAL_PODS: 'false',
     ...env,
   });
   const gateway = await startGateway(config, { store: new RedisRouteStore(gatewayClient), log });
@@ -72,6 +74,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
         generation: await writer.nextGeneration(),
         defaultPort: 3000,
         updatedAt: new Date().toISOString(),
+        // These tests are about proxying; access control (private by default) has its own tests (test/access-*).
+        access: { default: 'public', ports: {} },
         ...extra,
       };
       if (!(await writer.put(route))) throw new Error(`route ${slug} was not written`);

@@ -1,0 +1,104 @@
+// Where a client's access token comes from, and removing every trace of it before the request reaches the pod
+// (pure functions on headers and the request target).
+//   - `?podgate_token=` in an access link: redeemed into a cookie, then the URL is reloaded without it;
+//   - the `podgate_access` cookie: host-only (no Domain attribute), so it is sent to exactly the hostname that
+//     redeemed the link and never to another pod or port;
+//   - the `X-Podgate-Token` header: for API clients and scripts.
+import type { IncomingHttpHeaders } from 'node:http';
+
+export const ACCESS_COOKIE = 'podgate_access';
+export const TOKEN_HEADER = 'x-podgate-token';
+export const TOKEN_QUERY = 'podgate_token';
+
+export type CredentialSource = 'query' | 'header' | 'cookie';
+
+export interface Presented {
+  source: CredentialSource;
+  token: string;
+}
+
+function cookiePairs(header: string | undefined): { name: string; value: string; raw: string }[] {
+  if (!header) return [];
+  const out = [];
+  for (const part of header.split(';')) {
+    const raw = part.trim();
+    if (!raw) continue;
+    const eq = raw.indexOf('=');
+    const name = (eq < 0 ? raw : raw.slice(0, eq)).trim();
+    let value = eq < 0 ? '' : raw.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    out.push({ name, value, raw });
+  }
+  return out;
+}
+
+function queryParts(url: string): { path: string; params: string[] } {
+  const q = url.indexOf('?');
+  if (q < 0) return { path: url, params: [] };
+  return { path: url.slice(0, q), params: url.slice(q + 1).split('&') };
+}
+
+function paramName(param: string): string {
+  const eq = param.indexOf('=');
+  const name = eq < 0 ? param : param.slice(0, eq);
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
+}
+
+function paramValue(param: string): string {
+  const eq = param.indexOf('=');
+  if (eq < 0) return '';
+  try {
+    return decodeURIComponent(param.slice(eq + 1).replace(/\+/g, ' '));
+  } catch {
+    return param.slice(eq + 1);
+  }
+}
+
+/**
+ * Every token the request carries, in the order they are tried: the link's query token (the newest intent), the
+ * header, then cookies (more than one when a sibling host tossed a cookie of the same name at a parent domain:
+ * any valid one counts, so a tossed cookie cannot shadow the real one).
+ */
+export function presentedTokens(headers: IncomingHttpHeaders, url: string): Presented[] {
+  const out: Presented[] = [];
+  for (const p of queryParts(url).params) {
+    if (paramName(p) === TOKEN_QUERY) out.push({ source: 'query', token: paramValue(p) });
+  }
+  const header = headers[TOKEN_HEADER];
+  for (const h of Array.isArray(header) ? header : header === undefined ? [] : [header]) {
+    out.push({ source: 'header', token: h.trim() });
+  }
+  for (const c of cookiePairs(headers.cookie)) if (c.name === ACCESS_COOKIE) out.push({ source: 'cookie', token: c.value });
+  return out;
+}
+
+/** The request target without the link's token parameter (everything else kept byte for byte). */
+export function withoutTokenParam(url: string): string {
+  const { path, params } = queryParts(url);
+  if (params.length === 0) return url;
+  const kept = params.filter((p) => paramName(p) !== TOKEN_QUERY);
+  if (kept.length === params.length) return url;
+  return kept.length === 0 ? path : `${path}?${kept.join('&')}`;
+}
+
+/** Remove the gateway's cookie and header in place: the pod never sees them. */
+export function stripCredentialHeaders(headers: IncomingHttpHeaders): void {
+  delete headers[TOKEN_HEADER];
+  if (headers.cookie === undefined) return;
+  const kept = cookiePairs(headers.cookie).filter((c) => c.name !== ACCESS_COOKIE);
+  if (kept.length === 0) delete headers.cookie;
+  else headers.cookie = kept.map((c) => c.raw).join('; ');
+}
+
+/** Host-only (no Domain), whole host (Path=/), not readable by the pod's scripts, not sent on cross-site subrequests. */
+export function accessCookie(token: string, maxAgeSeconds: number, secure: boolean): string {
+  return `${ACCESS_COOKIE}=${token}; Path=/; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
+}
+
+export function clearedAccessCookie(secure: boolean): string {
+  return accessCookie('', 0, secure);
+}

@@ -1,0 +1,70 @@
+// The access decision for one request (pure): may it reach the pod, and how. No I/O: the guard (guard.ts)
+// gathers the inputs and carries the decision out.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { AccessClaims, VerifyFailure } from '../../shared/access-token.ts';
+import { PRIVATE_BY_DEFAULT, type Route, type Visibility } from '../../shared/route.ts';
+import type { Presented } from './credentials.ts';
+
+/** The visibility of one in-pod port: its own entry, else the pod's default; no policy at all means private. */
+export function visibilityOf(route: Route, podPort: number): Visibility {
+  const policy = route.access ?? PRIVATE_BY_DEFAULT;
+  return policy.ports[String(podPort)] ?? policy.default;
+}
+
+/**
+ * A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method and no body. Browsers never attach
+ * cookies to it, so it is let through to the pod (whose CORS policy answers it); the real request that follows
+ * carries the cookie and is checked as usual.
+ */
+export function isPreflight(method: string | undefined, headers: IncomingHttpHeaders): boolean {
+  if (method !== 'OPTIONS' || !headers.origin || !headers['access-control-request-method']) return false;
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
+export type TokenCheck =
+  | { ok: true; claims: AccessClaims }
+  /** `unverifiable`: revocations are not loaded yet (fail closed). */
+  | { ok: false; reason: VerifyFailure | 'revoked' | 'out_of_scope' | 'unverifiable' };
+
+export interface DecisionInput {
+  visibility: Visibility;
+  preflight: boolean;
+  /** GET or HEAD without Upgrade: a link's token may be turned into a cookie by a redirect. */
+  navigable: boolean;
+  presented: Presented[];
+  /** The client has sent too many forged tokens lately. */
+  rateLimited: boolean;
+  check: (token: string) => TokenCheck;
+  nowMs: number;
+}
+
+export type Decision =
+  | { allow: true; via: 'public' | 'preflight' | 'token'; redeem?: { token: string; maxAgeSeconds: number } }
+  | { allow: false; reason: 'no_credentials' | 'rejected' | 'rate_limited'; forged: number; staleCookie: boolean };
+
+/** Forged or damaged tokens: what a guesser sends. Expired, revoked or out-of-scope ones are real tokens. */
+export function isForgery(check: TokenCheck): boolean {
+  return !check.ok && (check.reason === 'malformed' || check.reason === 'bad_signature');
+}
+
+export function decide(input: DecisionInput): Decision {
+  if (input.visibility === 'public') return { allow: true, via: 'public' };
+  if (input.preflight) return { allow: true, via: 'preflight' };
+  if (input.presented.length === 0) return { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
+  if (input.rateLimited) return { allow: false, reason: 'rate_limited', forged: 0, staleCookie: false };
+  let forged = 0;
+  let staleCookie = false;
+  for (const p of input.presented) {
+    const check = input.check(p.token);
+    if (check.ok) {
+      if (p.source === 'query' && input.navigable) {
+        return { allow: true, via: 'token', redeem: { token: p.token, maxAgeSeconds: check.claims.exp - input.nowMs / 1000 } };
+      }
+      return { allow: true, via: 'token' };
+    }
+    if (isForgery(check)) forged++;
+    if (p.source === 'cookie') staleCookie = true;
+  }
+  return { allow: false, reason: 'rejected', forged, staleCookie };
+}

@@ -1,0 +1,294 @@
+// The access guard (GitHub issue 5): runs after a request's pod is resolved and before it is proxied. It gathers
+// what decide.ts needs (the port's visibility, the tokens the client presents, the revocation list, the client's
+// forged-token count), carries the decision out (proxy, redirect that turns a link into a cookie, 401, 429), and
+// removes the gateway's cookie, header and query token before anything reaches the pod. It also counts the
+// pod's connections in flight against the route's `maxConnections`.
+//
+// Answers never reveal whether a pod exists: with ACCESS_CONCEAL_PODS a client without a valid token for the pod
+// gets the same 401 for an unknown or stopped pod as for a running private one (concealRequest/concealUpgrade).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { AccessStore } from '../../shared/access-store.ts';
+import { AccessTokens, generateSecret, tokenCovers } from '../../shared/access-token.ts';
+import {
+  PodBusyError,
+  PodNotFoundError,
+  PodUnavailableError,
+  TooManyRequestsError,
+  UnauthorizedError,
+  toHttpError,
+} from '../../shared/errors.ts';
+import { parsePodHost } from '../../shared/hostname.ts';
+import type { Logger } from '../../shared/log.ts';
+import { DEFAULT_POD_PORT, type Route } from '../../shared/route.ts';
+import type { GatewayConfig } from '../config.ts';
+import { rawHttpError, renderError, wantsHtml, type ErrorAnswer } from '../error-page.ts';
+import { unwrapMappedAddress } from '../forward-headers.ts';
+import type { Target } from '../resolve.ts';
+import {
+  accessCookie,
+  clearedAccessCookie,
+  presentedTokens,
+  stripCredentialHeaders,
+  withoutTokenParam,
+  TOKEN_HEADER,
+  type Presented,
+} from './credentials.ts';
+import { decide, isPreflight, visibilityOf, type Decision, type TokenCheck } from './decide.ts';
+import { BadTokenLimiter, PodConnections } from './limits.ts';
+import { RevocationList } from './revocations.ts';
+
+/** One message for every refusal: it names no pod, so it cannot tell an existing pod from an unknown one. */
+export const ACCESS_REQUIRED_MESSAGE =
+  'this service is private: open an access link from the pod owner, or send an access token in the X-Podgate-Token header';
+/** Retry-After for a pod at its connection limit: connections of a dev tool come and go within seconds. */
+const POD_BUSY_RETRY_SECONDS = 1;
+const WWW_AUTHENTICATE = `Podgate-Token realm="podgate", header="${TOKEN_HEADER}"`;
+
+export interface AccessGuardDeps {
+  store: AccessStore;
+  log: Logger;
+  lookup: (slug: string) => Route | undefined;
+  now?: () => number;
+}
+
+export type AccessGuardConfig = Pick<
+  GatewayConfig,
+  | 'ACCESS_SECRET'
+  | 'ACCESS_LOGIN_URL'
+  | 'ACCESS_RESYNC_INTERVAL_MS'
+  | 'ACCESS_BAD_TOKEN_LIMIT'
+  | 'ACCESS_BAD_TOKEN_WINDOW_MS'
+  | 'ACCESS_CONCEAL_PODS'
+  | 'baseDomains'
+  | 'trustedProxies'
+>;
+
+export class AccessGuard {
+  private readonly config: AccessGuardConfig;
+  private readonly deps: AccessGuardDeps;
+  private readonly now: () => number;
+  private readonly revocations: RevocationList;
+  private readonly limiter: BadTokenLimiter;
+  readonly connections = new PodConnections();
+  private tokens: AccessTokens | undefined;
+  private secretTimer: NodeJS.Timeout | undefined;
+
+  constructor(config: AccessGuardConfig, deps: AccessGuardDeps) {
+    this.config = config;
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+    this.revocations = new RevocationList(deps.store, { resyncIntervalMs: config.ACCESS_RESYNC_INTERVAL_MS, log: deps.log, now: this.now });
+    this.limiter = new BadTokenLimiter(config.ACCESS_BAD_TOKEN_LIMIT, config.ACCESS_BAD_TOKEN_WINDOW_MS);
+    if (config.ACCESS_SECRET.length > 0) this.tokens = new AccessTokens(config.ACCESS_SECRET);
+  }
+
+  /** Load the secret (unless configured) and the revocations. Resolves even if the store is down (retried). */
+  async start(): Promise<void> {
+    await this.loadSecret();
+    if (!this.tokens) {
+      this.secretTimer = setInterval(() => void this.loadSecret(), this.config.ACCESS_RESYNC_INTERVAL_MS);
+      this.secretTimer.unref();
+    }
+    await this.revocations.start();
+  }
+
+  private async loadSecret(): Promise<void> {
+    if (this.tokens) {
+      if (this.secretTimer) clearInterval(this.secretTimer);
+      return;
+    }
+    try {
+      this.tokens = new AccessTokens([await this.deps.store.sharedSecret(generateSecret())]);
+    } catch (err) {
+      this.deps.log.warn({ err: String(err) }, 'access secret not readable yet; private services refuse every token until it is');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.secretTimer) clearInterval(this.secretTimer);
+    await this.revocations.close();
+  }
+
+  /** Verify a token for one port of one pod. */
+  check(token: string, slug: string, podPort: number): TokenCheck {
+    if (!this.tokens || !this.revocations.ready) return { ok: false, reason: 'unverifiable' };
+    const verified = this.tokens.verify(token, this.now());
+    if (!verified.ok) return verified;
+    if (this.revocations.isRevoked(verified.claims)) return { ok: false, reason: 'revoked' };
+    if (!tokenCovers(verified.claims, slug, podPort)) return { ok: false, reason: 'out_of_scope' };
+    return verified;
+  }
+
+  /**
+   * Before proxying an HTTP request. True when the guard answered (redirect, 401, 429, 503); false when the request
+   * may go on, with the gateway's credentials removed and a connection slot held until the response closes.
+   */
+  guardRequest(req: IncomingMessage, res: ServerResponse, target: Target): boolean {
+    const url = req.url ?? '/';
+    const clean = withoutTokenParam(url);
+    const decision = this.decide(req, target, false);
+    if (!decision.allow) {
+      this.deny(req, res, decision, clean);
+      return true;
+    }
+    if (decision.redeem) {
+      // The link becomes a cookie for exactly this hostname; reloading without the token keeps it out of the
+      // address bar, the history and the Referer of whatever the page loads next.
+      send(req, res, 302, {
+        location: clean,
+        'set-cookie': accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, this.isTls(req)),
+        'cache-control': 'no-store',
+        'referrer-policy': 'no-referrer',
+      });
+      return true;
+    }
+    const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
+    if (!release) {
+      answer(req, res, renderError(toHttpError(new PodBusyError(target.route.maxConnections!, POD_BUSY_RETRY_SECONDS)), req.headers.accept));
+      return true;
+    }
+    res.once('close', release);
+    stripCredentialHeaders(req.headers);
+    req.url = clean;
+    return false;
+  }
+
+  /** Before proxying a WebSocket upgrade: the status answered, or undefined when it may go on (slot held until close). */
+  guardUpgrade(req: IncomingMessage, socket: Duplex, target: Target): number | undefined {
+    const decision = this.decide(req, target, true);
+    if (!decision.allow) return this.denyRaw(req, socket, decision);
+    const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
+    if (!release) {
+      const busy = renderError(toHttpError(new PodBusyError(target.route.maxConnections!, POD_BUSY_RETRY_SECONDS)), req.headers.accept);
+      socket.end(rawHttpError(busy));
+      return busy.status;
+    }
+    socket.once('close', release);
+    stripCredentialHeaders(req.headers);
+    req.url = withoutTokenParam(req.url ?? '/');
+    return undefined;
+  }
+
+  /**
+   * resolve() failed. For an unknown or stopped pod, a client without a valid token for it gets the same answer as
+   * for a private pod. True when the guard answered; false leaves the original error to the caller.
+   */
+  concealRequest(err: unknown, req: IncomingMessage, res: ServerResponse): boolean {
+    const decision = this.concealment(err, req);
+    if (!decision) return false;
+    this.deny(req, res, decision, withoutTokenParam(req.url ?? '/'));
+    return true;
+  }
+
+  concealUpgrade(err: unknown, req: IncomingMessage, socket: Duplex): number | undefined {
+    const decision = this.concealment(err, req);
+    return decision ? this.denyRaw(req, socket, decision) : undefined;
+  }
+
+  private concealment(err: unknown, req: IncomingMessage): Extract<Decision, { allow: false }> | undefined {
+    if (!this.config.ACCESS_CONCEAL_PODS) return undefined;
+    if (!(err instanceof PodNotFoundError) && !(err instanceof PodUnavailableError)) return undefined;
+    let slug: string;
+    let port: number | undefined;
+    try {
+      ({ slug, port } = parsePodHost(req.headers.host, this.config.baseDomains));
+    } catch {
+      return undefined;
+    }
+    const route = this.deps.lookup(slug);
+    const podPort = port ?? route?.defaultPort ?? DEFAULT_POD_PORT;
+    // A stopped pod's public port may say it is stopped; so may anyone holding a valid token for the pod.
+    const visibility = route ? visibilityOf(route, podPort) : 'private';
+    const decision = this.decideFor(req, slug, podPort, visibility, false);
+    return decision.allow ? undefined : decision;
+  }
+
+  private decide(req: IncomingMessage, target: Target, upgrade: boolean): Decision {
+    return this.decideFor(req, target.slug, target.podPort, visibilityOf(target.route, target.podPort), upgrade);
+  }
+
+  private decideFor(req: IncomingMessage, slug: string, podPort: number, visibility: 'public' | 'private', upgrade: boolean): Decision {
+    const now = this.now();
+    const client = this.clientAddress(req);
+    const presented: Presented[] = presentedTokens(req.headers, req.url ?? '/');
+    const decision = decide({
+      visibility,
+      preflight: !upgrade && isPreflight(req.method, req.headers),
+      navigable: !upgrade && (req.method === 'GET' || req.method === 'HEAD'),
+      presented,
+      rateLimited: this.limiter.blockedFor(client, now) > 0,
+      check: (token) => this.check(token, slug, podPort),
+      nowMs: now,
+    });
+    if (!decision.allow && decision.forged > 0 && this.limiter.record(client, decision.forged, now)) {
+      this.deps.log.warn({ client, windowMs: this.config.ACCESS_BAD_TOKEN_WINDOW_MS }, 'too many forged access tokens; client blocked for the window');
+    }
+    return decision;
+  }
+
+  private refusal(req: IncomingMessage, decision: Extract<Decision, { allow: false }>): ErrorAnswer {
+    const error =
+      decision.reason === 'rate_limited'
+        ? new TooManyRequestsError('too many invalid access tokens from this address', this.limiter.blockedFor(this.clientAddress(req), this.now()))
+        : new UnauthorizedError(ACCESS_REQUIRED_MESSAGE);
+    const rendered = renderError(toHttpError(error), req.headers.accept);
+    if (rendered.status === 401) rendered.headers['www-authenticate'] = WWW_AUTHENTICATE;
+    return rendered;
+  }
+
+  private deny(req: IncomingMessage, res: ServerResponse, decision: Extract<Decision, { allow: false }>, clean: string): void {
+    const extra: Record<string, string> = {};
+    // A cookie that no longer opens anything (revoked, expired) is dropped, so the browser stops sending it.
+    if (decision.staleCookie) extra['set-cookie'] = clearedAccessCookie(this.isTls(req));
+    const login = this.config.ACCESS_LOGIN_URL;
+    if (login && decision.reason !== 'rate_limited' && wantsHtml(req.headers.accept) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const to = new URL(login);
+      to.searchParams.set('return_to', `${this.isTls(req) ? 'https' : 'http'}://${req.headers.host}${clean}`);
+      send(req, res, 302, { ...extra, location: to.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
+      return;
+    }
+    const refused = this.refusal(req, decision);
+    answer(req, res, { ...refused, headers: { ...refused.headers, ...extra } });
+  }
+
+  private denyRaw(req: IncomingMessage, socket: Duplex, decision: Extract<Decision, { allow: false }>): number {
+    const refused = this.refusal(req, decision);
+    if (socket.writable) socket.end(rawHttpError(refused));
+    else socket.destroy();
+    return refused.status;
+  }
+
+  /** The client as the rate limiter sees it: the peer, or the address a trusted proxy in front of us saw. */
+  private clientAddress(req: IncomingMessage): string {
+    const peer = unwrapMappedAddress(req.socket.remoteAddress);
+    if (!this.isTrusted(peer)) return peer;
+    const forwarded = req.headers['x-forwarded-for'];
+    const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded ?? '').split(',').pop()?.trim();
+    return last || peer;
+  }
+
+  private isTrusted(address: string): boolean {
+    return address !== '' && this.config.trustedProxies.check(address, address.includes(':') ? 'ipv6' : 'ipv4');
+  }
+
+  /** The client reached us over TLS (directly, or through a trusted proxy that says so): cookies get Secure. */
+  private isTls(req: IncomingMessage): boolean {
+    if ((req.socket as TLSSocket).encrypted) return true;
+    return this.isTrusted(unwrapMappedAddress(req.socket.remoteAddress)) && req.headers['x-forwarded-proto'] === 'https';
+  }
+}
+
+function send(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>): void {
+  res.writeHead(status, { ...headers, 'content-length': '0' });
+  res.end();
+  req.resume();
+}
+
+function answer(req: IncomingMessage, res: ServerResponse, a: ErrorAnswer): void {
+  res.writeHead(a.status, { ...a.headers, 'content-length': Buffer.byteLength(a.body) });
+  res.end(req.method === 'HEAD' ? undefined : a.body);
+  // The body of a refused request is never read; draining it keeps the connection usable for the next request.
+  req.resume();
+}
