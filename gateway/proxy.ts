@@ -47,31 +47,48 @@ function targetUrl(target: Target) {
   return { protocol: 'http:', host: target.route.host, port: target.route.port };
 }
 
+/**
+ * UPSTREAM_RESPONSE_TIMEOUT_MS bounds how long the gateway waits on the pod, never on the client: the clock runs
+ * once the whole request has been sent, and during an upload only while the pod is not reading it (backpressure).
+ * A slow client upload, however long, and a long stream after the response head are never cut.
+ */
+function armResponseDeadline(proxyReq: ClientRequest, req: IncomingMessage, timeoutMs: number): void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    if (timer) return;
+    timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError(`no response within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  };
+  const disarm = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  // Runs after http-proxy-3's pipe has handed the piece on (it piped req into proxyReq before emitting proxyReq).
+  const onData = () => (proxyReq.writableNeedDrain ? arm() : disarm());
+  const onDrain = () => {
+    if (!proxyReq.writableFinished) disarm();
+  };
+  req.on('data', onData);
+  proxyReq.on('drain', onDrain);
+  if (proxyReq.writableFinished) arm();
+  else proxyReq.once('finish', arm);
+  const stop = () => {
+    disarm();
+    req.off('data', onData);
+    proxyReq.off('drain', onDrain);
+    proxyReq.off('finish', arm);
+  };
+  proxyReq.once('response', stop);
+  proxyReq.once('close', stop);
+}
+
 export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks: ProxyHooks) {
   const proxy = createProxyServer({ xfwd: false, ws: true, connectTimeout: options.connectTimeoutMs });
 
   proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage) => {
     const state = states.get(req);
     if (state) state.reusedSocket = proxyReq.reusedSocket;
-    if (options.responseTimeoutMs > 0) {
-      // Bounds the pod's silence before the response head, not the length of the exchange: every piece of
-      // request body restarts the clock, so a long upload is never cut, while a pod that stops reading it
-      // (backpressure pauses the body) or never answers still times out. A long stream after the head is never cut.
-      const timer = setTimeout(
-        () => proxyReq.destroy(new UpstreamTimeoutError(`no response within ${options.responseTimeoutMs} ms`)),
-        options.responseTimeoutMs,
-      );
-      timer.unref();
-      // Safe to listen: http-proxy-3 has already piped req into proxyReq when it emits proxyReq.
-      const progress = () => timer.refresh();
-      req.on('data', progress);
-      const stop = () => {
-        clearTimeout(timer);
-        req.off('data', progress);
-      };
-      proxyReq.once('response', stop);
-      proxyReq.once('close', stop);
-    }
+    if (options.responseTimeoutMs > 0) armResponseDeadline(proxyReq, req, options.responseTimeoutMs);
   });
 
   proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
