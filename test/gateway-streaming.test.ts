@@ -21,8 +21,12 @@ const RSS_SAMPLE_INTERVAL_MS = 25;
 const TRANSFER_TIMEOUT_MS = 240_000;
 /** Short, so a slow upload lasts several times longer than it. */
 const RESPONSE_TIMEOUT_MS = 1_000;
-const SLOW_UPLOAD_PIECES = 10;
-const SLOW_UPLOAD_PAUSE_MS = 250;
+const SLOW_UPLOAD_PIECES = 3;
+/** Each pause of the client alone is longer than the response timeout: only the pod's delays may count. */
+const SLOW_UPLOAD_PAUSE_MS = RESPONSE_TIMEOUT_MS + 500;
+/** Enough to fill every socket buffer between the client and a pod that does not read. */
+const STALLED_UPLOAD_BYTES = 256 * 1024 * 1024;
+const ROUTE_READY_TIMEOUT_MS = 30_000;
 const SSE_EVENTS = 5;
 const ABORT_AFTER_BYTES = 8 * 1024 * 1024;
 const HEADERS_ONLY = /^\s*$/;
@@ -152,7 +156,10 @@ describe('the gateway process', () => {
   let redis: RedisServer;
   let writer: RedisRouteStore;
   let writerClient: ReturnType<typeof createRedis>;
+  /** Default timeouts: the bulk transfers must not depend on the machine never pausing for a second. */
   let gw: ChildGateway;
+  /** A 1 s response timeout, for the tests about that timeout. */
+  let quick: ChildGateway;
   let pod: Server;
   /** Per-request behaviour of the pod, by path. */
   const handlers = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
@@ -180,14 +187,23 @@ describe('the gateway process', () => {
       access: PUBLIC, // this file is about streaming; access control has its own tests
     });
     expect(put).toBe(true);
-    gw = await spawnGateway({ REDIS_URL: redis.url, ACCESS_LOG: 'true', UPSTREAM_RESPONSE_TIMEOUT_MS: String(RESPONSE_TIMEOUT_MS) });
-    let last = 0;
-    await waitFor(async () => (last = await statusOf(gw.url, 'pod-bulk.localhost')) === 200, { what: 'the pod route' }).catch((err) => {
-      throw new Error(`${err.message} (last status ${last})`);
-    });
+    [gw, quick] = await Promise.all([
+      spawnGateway({ REDIS_URL: redis.url, ACCESS_LOG: 'true' }),
+      spawnGateway({ REDIS_URL: redis.url, UPSTREAM_RESPONSE_TIMEOUT_MS: String(RESPONSE_TIMEOUT_MS) }),
+    ]);
+    for (const g of [gw, quick]) {
+      let last = 0;
+      await waitFor(async () => (last = await statusOf(g.url, 'pod-bulk.localhost')) === 200, {
+        timeoutMs: ROUTE_READY_TIMEOUT_MS,
+        what: 'the pod route',
+      }).catch((err) => {
+        throw new Error(`${err.message} (last status ${last})`);
+      });
+    }
   });
   afterAll(async () => {
     await gw?.kill();
+    await quick?.kill();
     pod?.closeAllConnections();
     await new Promise<void>((r) => (pod ? pod.close(() => r()) : r()));
     writerClient?.disconnect();
@@ -266,7 +282,7 @@ describe('the gateway process', () => {
     expect(peak - idle).toBeLessThan(MAX_RSS_GROWTH_BYTES);
   });
 
-  it('does not cut an upload that takes longer than the response timeout while it makes progress', async () => {
+  it('does not count a slow client against the response timeout', async () => {
     let podGotFirstPiece = false;
     handlers.set('/slow-upload', (req, res) => {
       let bytes = 0;
@@ -279,7 +295,7 @@ describe('the gateway process', () => {
     const piece = Buffer.alloc(1024, 'u');
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(
-        `${gw.url}/slow-upload`,
+        `${quick.url}/slow-upload`,
         { method: 'POST', headers: { host: 'pod-bulk.localhost', 'content-length': String(piece.length * SLOW_UPLOAD_PIECES) }, agent: false },
         (res) => {
           let body = '';
@@ -292,7 +308,7 @@ describe('the gateway process', () => {
       void (async () => {
         req.write(piece);
         await waitFor(() => podGotFirstPiece, { what: 'the pod to receive the first piece' });
-        // A client uploading slowly: the whole upload lasts longer than the response timeout, each pause does not.
+        // A client uploading slowly: each of its pauses is longer than the response timeout.
         for (let i = 1; i < SLOW_UPLOAD_PIECES; i++) {
           await sleep(SLOW_UPLOAD_PAUSE_MS);
           req.write(piece);
@@ -300,8 +316,43 @@ describe('the gateway process', () => {
         req.end();
       })().catch(reject);
     });
-    expect(SLOW_UPLOAD_PIECES * SLOW_UPLOAD_PAUSE_MS).toBeGreaterThan(2 * RESPONSE_TIMEOUT_MS);
     expect(answer).toEqual({ status: 200, body: String(piece.length * SLOW_UPLOAD_PIECES) });
+  });
+
+  it('answers 504 when the pod stops reading an upload and never answers, and tears the pod request down', { timeout: 60_000 }, async () => {
+    let podClosed = false;
+    let podReq: IncomingMessage | undefined;
+    handlers.set('/stalled', (req) => {
+      // Reads nothing, answers nothing: the upload backs up until the gateway's own buffers are full.
+      podReq = req;
+      req.pause();
+      req.on('close', () => (podClosed = true));
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${quick.url}/stalled`,
+        { method: 'POST', headers: { host: 'pod-bulk.localhost', 'content-length': String(STALLED_UPLOAD_BYTES) }, agent: false },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      // After the 504 the gateway may close while the client is still writing: only an error before it counts.
+      req.on('error', (err) => reject(err));
+      const body = generated(STALLED_UPLOAD_BYTES);
+      body.pipe(req);
+      req.on('response', () => {
+        body.unpipe(req);
+        body.destroy();
+        req.removeAllListeners('error');
+        req.on('error', () => {});
+      });
+    });
+    expect(status).toBe(504);
+    // A paused socket does not notice its peer going away: read again, and what follows the buffered bytes must
+    // be the end of the connection, not the rest of the upload.
+    podReq!.resume();
+    await waitFor(() => podClosed, { what: 'the stalled pod request to be torn down' });
   });
 
   it('tears the pod request down when the client aborts a download, and logs no error', async () => {
