@@ -48,6 +48,10 @@ export class WebSocketTunnels {
       client.unpipe(upstream);
       if (client.writable) client.end(closeFrame(GOING_AWAY, false));
       if (upstream.writable) upstream.end(closeFrame(GOING_AWAY, true));
+      // Unpiped sockets are paused: keep reading (and discarding) so each sees its peer's answering close and FIN
+      // and closes now, instead of lingering until the hard deadline below and holding up the shutdown.
+      client.resume();
+      upstream.resume();
       setTimeout(() => {
         client.destroy();
         upstream.destroy();
