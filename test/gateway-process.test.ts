@@ -11,7 +11,9 @@ import { runGatewayToExit, spawnGateway, type ChildGateway } from './support/chi
 import { startRedis, type RedisServer } from './support/redis-server.ts';
 import { waitFor } from './support/wait.ts';
 
-const SHUTDOWN_TIMEOUT_MS = 4_000;
+/** Long enough for the test's own steps between the signal and releasing the slow request on a loaded machine. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+const ROUTE_READY_TIMEOUT_MS = 30_000;
 /** Process start-up and exit on a loaded 2-core machine, on top of the shutdown deadline. */
 const EXIT_SLACK_MS = 5_000;
 const HEADERS_TIMEOUT_MS = 1_000;
@@ -82,6 +84,8 @@ let writer: RedisRouteStore;
 let pod: Server;
 let podWs: WebSocketServer;
 let podPort: number;
+/** Close codes the pod's WebSocket server saw, oldest first. */
+const podWsCloseCodes: number[] = [];
 const handlers = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
 
 async function publish(slug: string, port: number): Promise<void> {
@@ -100,7 +104,10 @@ async function publish(slug: string, port: number): Promise<void> {
 
 async function startChild(env: Record<string, string> = {}): Promise<ChildGateway> {
   const gw = await spawnGateway({ REDIS_URL: redis.url, ACCESS_CONCEAL_PODS: 'false', ...env });
-  await waitFor(async () => (await get(gw.url, 'pod-proc.localhost')).status === 200, { what: 'the pod route in the gateway' });
+  await waitFor(async () => (await get(gw.url, 'pod-proc.localhost')).status === 200, {
+    timeoutMs: ROUTE_READY_TIMEOUT_MS,
+    what: 'the pod route in the gateway',
+  });
   return gw;
 }
 
@@ -116,7 +123,10 @@ beforeAll(async () => {
     res.end('ok');
   });
   podWs = new WebSocketServer({ server: pod });
-  podWs.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  podWs.on('connection', (ws) => {
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on('close', (code) => podWsCloseCodes.push(code));
+  });
   await new Promise<void>((r) => pod.listen(0, '127.0.0.1', () => r()));
   podPort = (pod.address() as AddressInfo).port;
   await publish('proc', podPort);
@@ -163,6 +173,8 @@ describe('SIGTERM', () => {
     await waitFor(() => gw.logs.some((l) => l.msg === 'gateway shutting down'), { what: 'the gateway to start shutting down' });
 
     expect(await wsClosed).toBe(GOING_AWAY);
+    await waitFor(() => podWsCloseCodes.length > 0, { what: 'the pod to see its WebSocket closed' });
+    expect(podWsCloseCodes).toEqual([GOING_AWAY]); // both ends are told the gateway is going away
     // The listener is closed: a new connection is refused (not accepted and left hanging).
     await waitFor(
       () =>
