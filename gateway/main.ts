@@ -5,6 +5,7 @@ import { loadEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { createRouteStore } from '../shared/route-store-factory.ts';
+import { createAccessStore } from '../shared/access-store-factory.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { announceWorker, runPrimary } from './cluster.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
@@ -31,10 +32,12 @@ export async function runGateway(
 ): Promise<GatewayProcess> {
   const log = options.log ?? createLogger('gateway');
   const store = options.store ?? createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, log);
+  // Access links and revocations (gateway/access); an embedded orchestrator passes the same store in.
+  const access = options.access ?? createAccessStore(config.REDIS_URL, config.REDIS_PREFIX, log);
   // TLS (gateway/tls): certificates in the shared store, HTTPS listener with the same handlers as HTTP.
   const certStore = options.tls?.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
   const tls = certStore && options.tls ? await prepareGatewayTls(config, options.tls, { certStore, log }) : undefined;
-  const gateway = await startGateway(config, { ...options, ...tls?.hooks, store, log });
+  const gateway = await startGateway(config, { ...options, ...tls?.hooks, store, log, access });
   const httpsPort = await tls?.attach(gateway);
   return {
     gateway,
@@ -44,6 +47,7 @@ export async function runGateway(
       await Promise.all([tls?.stop(config.SHUTDOWN_TIMEOUT_MS), gateway.shutdown()]);
       await certStore?.close();
       if (!options.store) await store.close();
+      if (!options.access) await access.close();
     },
   };
 }

@@ -1,0 +1,171 @@
+// Shared pieces of the access-control tests (test/access-*.test.ts): a real gateway with its own Redis, whose
+// route table and access store the test writes as the orchestrator would, and plain HTTP requests with an explicit
+// Host (no DNS involved).
+import { request } from 'node:http';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { loadGatewayConfig } from '../gateway/config.ts';
+import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
+import type { AccessLink } from '../shared/access-store.ts';
+import { AccessTokens, newLinkId } from '../shared/access-token.ts';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisAccessStore } from '../shared/redis-access-store.ts';
+import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import type { AccessPolicy, Route } from '../shared/route.ts';
+import { startRedis, type RedisServer } from './support/redis-server.ts';
+import { waitFor } from './support/wait.ts';
+
+export const HOUR_S = 3600;
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export interface RequestOptions {
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** One request on a fresh connection with an explicit Host header. */
+export function send(baseUrl: string, host: string, options: RequestOptions = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${baseUrl}${options.path ?? '/'}`,
+      { method: options.method ?? 'GET', headers: { host, ...options.headers }, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export interface AccessWorld {
+  redis: RedisServer;
+  routes: RedisRouteStore;
+  /** The orchestrator's side of the access store (links, revocations). */
+  access: RedisAccessStore;
+  /** Signs like the orchestrator does, with the secret the gateways use. */
+  tokens: AccessTokens;
+  close(): Promise<void>;
+  /** Publish a route (private unless `access` says otherwise) and wait until `gateways` serve this generation. */
+  route(slug: string, port: number, extra?: Partial<Route>, gateways?: RunningGateway[]): Promise<Route>;
+  /** Mint a token as the admin API would, and record its link. */
+  link(pod: string, options?: { port?: number; expiresInS?: number; iat?: number }): Promise<{ token: string; id: string }>;
+}
+
+export async function startWorld(secret?: string): Promise<AccessWorld> {
+  const redis = await startRedis();
+  const routeClient = createRedis(redis.url);
+  const accessClient = createRedis(redis.url);
+  await Promise.all([waitReady(routeClient), waitReady(accessClient)]);
+  const routes = new RedisRouteStore(routeClient);
+  const access = new RedisAccessStore(accessClient);
+  const tokens = new AccessTokens([secret ?? (await access.sharedSecret('w'.repeat(43)))]);
+  return {
+    redis,
+    routes,
+    access,
+    tokens,
+    async close() {
+      await access.close();
+      routeClient.disconnect();
+      accessClient.disconnect();
+      await redis.stop();
+    },
+    async route(slug, port, extra = {}, gateways = []) {
+      const route: Route = {
+        slug,
+        host: '127.0.0.1',
+        port,
+        status: 'running',
+        generation: await routes.nextGeneration(),
+        defaultPort: 3000,
+        updatedAt: new Date().toISOString(),
+        ...extra,
+      };
+      if (!(await routes.put(route))) throw new Error(`route ${slug} was not written`);
+      for (const g of gateways) {
+        await waitFor(() => g.table.lookup(slug)?.generation === route.generation, { what: `route ${slug}` });
+      }
+      return route;
+    },
+    async link(pod, options = {}) {
+      const now = Date.now();
+      const id = newLinkId();
+      const exp = Math.floor(now / 1000) + (options.expiresInS ?? HOUR_S);
+      const token = tokens.mint({ pod, port: options.port, exp, id, iat: options.iat ?? now });
+      const link: AccessLink = { id, pod, port: options.port, createdAt: new Date(now).toISOString(), expiresAt: new Date(exp * 1000).toISOString() };
+      if (exp * 1000 > now) await access.addLink(link);
+      return { token, id };
+    },
+  };
+}
+
+export interface TestGateway {
+  gateway: RunningGateway;
+  url: string;
+  logs: { level: number; msg: string; [k: string]: unknown }[];
+  close(): Promise<void>;
+}
+
+/** An in-process gateway on the world's Redis, with its own Redis connections, as a replica would have. */
+export async function startTestGateway(world: AccessWorld, env: Record<string, string> = {}): Promise<TestGateway> {
+  const routeClient = createRedis(world.redis.url);
+  const accessClient = createRedis(world.redis.url);
+  await Promise.all([waitReady(routeClient), waitReady(accessClient)]);
+  const logs: TestGateway['logs'] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const config = loadGatewayConfig({
+    HTTP_PORT: '0',
+    HTTP_HOST: '127.0.0.1',
+    ADMIN_PORT: '0',
+    REDIS_URL: world.redis.url,
+    ACCESS_LOG: 'false',
+    ...env,
+  });
+  const access = new RedisAccessStore(accessClient);
+  const gateway = await startGateway(config, {
+    store: new RedisRouteStore(routeClient),
+    access,
+    log: pino({ level: 'info' }, sink),
+  });
+  return {
+    gateway,
+    url: `http://127.0.0.1:${gateway.httpPort}`,
+    logs,
+    async close() {
+      await gateway.shutdown(1000);
+      await access.close();
+      routeClient.disconnect();
+      accessClient.disconnect();
+    },
+  };
+}
+
+export const PUBLIC: AccessPolicy = { default: 'public', ports: {} };
+
+/** `name=value` pairs of a Set-Cookie header, and its attributes (lowercased names). */
+export function parseSetCookie(header: string): { name: string; value: string; attributes: Map<string, string> } {
+  const [pair, ...attrs] = header.split(';').map((s) => s.trim());
+  const eq = pair!.indexOf('=');
+  const attributes = new Map<string, string>();
+  for (const a of attrs) {
+    const i = a.indexOf('=');
+    attributes.set((i < 0 ? a : a.slice(0, i)).toLowerCase(), i < 0 ? '' : a.slice(i + 1));
+  }
+  return { name: pair!.slice(0, eq), value: pair!.slice(eq + 1), attributes };
+}
