@@ -104,3 +104,12 @@ export interface ContainerRuntime {
 export function podResourceName(slug: string): string {
   return `podgate-${slug}`;
 }
+
+/** Starting failed because the pod's host port is taken on the host (the pod can be retried on another port). */
+export class HostPortBusyError extends Error {
+  readonly port: number | undefined;
+  constructor(message: string, port?: number) {
+    super(message);
+    this.port = port;
+  }
+}

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ConflictError, ServiceUnavailableError } from '../shared/errors.ts';
 import {
+  HostPortBusyError,
   LABELS,
   POD_ROUTER_PORT,
   podResourceName,
@@ -22,6 +23,7 @@ import {
 const NOT_MODIFIED = 304;
 const NOT_FOUND = 404;
 const CONFLICT = 409;
+const PORT_TAKEN = /port is already allocated|address already in use/i;
 /** A pod's json-file log is capped so a chatty pod cannot fill the host's disk. */
 const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
 /** Processes per pod: a fork bomb stays inside its sandbox. */
@@ -172,7 +174,10 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       await this.call('start', () => this.docker.getContainer(podResourceName(slug)).start());
     } catch (err) {
-      if (statusOf(err) !== NOT_MODIFIED) throw err;
+      if (statusOf(err) === NOT_MODIFIED) return;
+      // Docker binds the published port only now; something else may hold it (or a remote host we cannot probe).
+      if (PORT_TAKEN.test(dockerMessage(err))) throw new HostPortBusyError(dockerMessage(err));
+      throw err;
     }
   }
 

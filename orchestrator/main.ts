@@ -25,6 +25,11 @@ export interface StartOptions {
   routes?: RouteStore;
   docker?: Docker;
   logger?: Logger;
+  /**
+   * Probe a host port before handing it out (skip ports something else bound). Only possible when Docker runs on
+   * this machine; default: true unless DOCKER_HOST names a remote daemon. Docker's own bind error is the backstop.
+   */
+  probeHostPorts?: boolean;
 }
 
 export interface RunningOrchestrator {
@@ -66,11 +71,13 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
   const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
+  const dockerHost = process.env.DOCKER_HOST ?? '';
+  const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const table = new PodTable();
   const pods = new PodService({
     runtime, routes, ports, log, table, logger,
     config,
-    isBindable: (port) => isPortBindable(config.bindAddress, port),
+    isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });
   const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: config.hostAddress, intervalMs: config.reconcileIntervalMs, logger });
   // Rebuild the view from Docker before taking requests: a restart loses nothing.

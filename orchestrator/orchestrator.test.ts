@@ -2,6 +2,7 @@
 // rollback, reconcile after changes behind its back, restart of the orchestrator, Redis data loss, isolation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { createRedis, waitReady } from '../shared/redis.ts';
@@ -213,6 +214,25 @@ describe('pod lifecycle', () => {
     expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
     const logs = await api('GET', `/v1/pods/${s}/logs`);
     expect(logs.json.entries[0]).toMatchObject({ label: 'breaks', exitCode: 7, stdout: 'going down\n' });
+  });
+
+  it('a host port Docker finds taken at start is skipped, and the pod starts on another', async () => {
+    // As with a remote Docker host, where ports cannot be probed from here: Docker's bind error is the backstop.
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen({ host: '127.0.0.1', port: 38400 }, r));
+    const other = await startOrchestrator(
+      { ...config, adminPort: 0, redisUrl: undefined, portRange: { first: 38400, last: 38401 }, namespace: `${config.namespace}-busy` },
+      { logger, probeHostPorts: false },
+    );
+    try {
+      const s = slug('busy');
+      const pod = await other.pods.create({ slug: s });
+      expect(pod).toMatchObject({ status: 'running', hostPort: 38401 });
+      await other.pods.delete(s);
+    } finally {
+      await other.close();
+      await new Promise<void>((r) => blocker.close(() => r()));
+    }
   });
 
   it('a second create of the same slug is a conflict', async () => {

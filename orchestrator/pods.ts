@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
 import type { RouteStore } from '../shared/route-store.ts';
-import { LABELS, type ContainerRuntime } from './container-runtime.ts';
+import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainerSpec } from './container-runtime.ts';
 import type { ExecLog, ExecLogEntry } from './exec-log.ts';
-import { allocateBindablePort, type PortAllocator } from './port-allocator.ts';
+import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
 import { waitAnswering } from './readiness.ts';
 import { canDo, desiredRoute, toRoute, type PodOperation, type PodState } from './route-builder.ts';
 import { CommandSchema, DEFAULT_HOOK_TIMEOUT_MS, MAX_HOOK_TIMEOUT_MS, parseOrThrow, parsePodSpec, tierLimits, type PodSpec } from './spec.ts';
@@ -21,6 +21,8 @@ export const EXEC_OUTPUT_LIMIT = 64 * 1024;
 /** How much of a failed pod's own output its error carries. */
 const FAILURE_LOG_LINES = 10;
 const FAILURE_LOG_CHARS = 1000;
+/** Tries on other ports when Docker finds the pod's host port taken at start. */
+const PORT_BUSY_ATTEMPTS = 3;
 
 export type ResolvedSpec = PodSpec & { image: string };
 
@@ -218,32 +220,31 @@ export class PodService {
       if (existing) throw new ConflictError(`pod ${JSON.stringify(slug)} already exists on the Docker host`);
       phases.mark('checks');
       this.setState(record, 'provisioning');
-      const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
-      record.hostPort = hostPort;
-      record.generation = generation;
-      const limits = tierLimits(spec.tier, hostCpus);
-      phases.mark('port');
-      const container = await runtime.create({
-        slug,
-        generation: record.generation,
-        image: spec.image,
-        runtime: config.runtime,
-        bindAddress: config.bindAddress,
-        hostPort: record.hostPort,
-        defaultPort: spec.defaultPort,
-        env: podEnvironment(spec),
-        labels: {
-          ...spec.labels,
-          [LABELS.generation]: String(record.generation),
-          [LABELS.hostPort]: String(record.hostPort),
-          [LABELS.defaultPort]: String(spec.defaultPort),
-          [LABELS.spec]: JSON.stringify(spec),
-        },
-        ...limits,
-      });
-      created = true;
-      record.containerId = container.id;
-      phases.mark('create');
+      for (let attempt = 1; ; attempt++) {
+        const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
+        record.hostPort = hostPort;
+        record.generation = generation;
+        phases.mark('port');
+        const container = await runtime.create(this.containerSpec(record, tierLimits(spec.tier, hostCpus)));
+        created = true;
+        record.containerId = container.id;
+        phases.mark('create');
+        try {
+          await runtime.start(slug);
+          phases.mark('start');
+          break;
+        } catch (err) {
+          if (!(err instanceof HostPortBusyError) || attempt >= PORT_BUSY_ATTEMPTS) throw err;
+          // Taken between our probe and Docker's bind (or on a remote host we cannot probe): another port.
+          logger.warn({ slug, port: hostPort, err: err.message }, 'host port taken; retrying on another');
+          await runtime.remove(slug);
+          created = false;
+          record.containerId = undefined;
+          await ports.release(hostPort, slug);
+          await ports.claim(hostPort, HOST_BOUND_OWNER);
+          record.hostPort = undefined;
+        }
+      }
       await this.bringUp(record, phases);
       logger.info({ slug, hostPort: record.hostPort, ms: phases.total(), phases: phases.ms }, 'pod running');
     } catch (err) {
@@ -255,6 +256,29 @@ export class PodService {
       if (err instanceof PodgateError) throw err;
       throw new PodStartFailedError(slug, message(err));
     }
+  }
+
+  private containerSpec(record: PodRecord, limits: ReturnType<typeof tierLimits>): PodContainerSpec {
+    const { spec } = record;
+    const { config } = this.d;
+    return {
+      slug: record.slug,
+      generation: record.generation,
+      image: spec.image,
+      runtime: config.runtime,
+      bindAddress: config.bindAddress,
+      hostPort: record.hostPort!,
+      defaultPort: spec.defaultPort,
+      env: podEnvironment(spec),
+      labels: {
+        ...spec.labels,
+        [LABELS.generation]: String(record.generation),
+        [LABELS.hostPort]: String(record.hostPort),
+        [LABELS.defaultPort]: String(spec.defaultPort),
+        [LABELS.spec]: JSON.stringify(spec),
+      },
+      ...limits,
+    };
   }
 
   /** Undo a half-made pod: container and network, route, port. Each step is attempted even if one fails. */
@@ -283,7 +307,7 @@ export class PodService {
     this.setState(record, 'starting');
     // The `starting` route (gateways answer 503 + Retry-After) is written while Docker starts the container.
     await Promise.all([this.publish(record), runtime.start(slug)]);
-    phases.mark('start');
+    phases.mark('startingRoute');
     try {
       await waitAnswering(config.hostAddress, record.hostPort!, `pod-${slug}.${config.baseDomains[0]}`, {
         timeoutMs: config.readyTimeoutMs,
