@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { accessCookie, presentedTokens, stripCredentialHeaders, withoutTokenParam } from './credentials.ts';
+
+describe('credentials', () => {
+  it('finds tokens in the query, the header and every cookie of our name, in that order', () => {
+    const found = presentedTokens(
+      { 'x-podgate-token': ' H ', cookie: 'a=1; podgate_access=C1; podgate_access="C2"; b' },
+      '/p?x=1&podgate_token=Q%2B&y',
+    );
+    expect(found).toEqual([
+      { source: 'query', token: 'Q+' },
+      { source: 'header', token: 'H' },
+      { source: 'cookie', token: 'C1' },
+      { source: 'cookie', token: 'C2' },
+    ]);
+    expect(presentedTokens({}, '/')).toEqual([]);
+  });
+
+  it('removes the token parameter and nothing else', () => {
+    expect(withoutTokenParam('/a?podgate_token=T')).toBe('/a');
+    expect(withoutTokenParam('/a?x=1&podgate_token=T&y=%20&z')).toBe('/a?x=1&y=%20&z');
+    expect(withoutTokenParam('/a?podgate%5Ftoken=T&k=v')).toBe('/a?k=v');
+    expect(withoutTokenParam('/a?x=podgate_token')).toBe('/a?x=podgate_token');
+    expect(withoutTokenParam('/plain')).toBe('/plain');
+  });
+
+  it('strips the gateway cookie and header, keeping the pod’s own cookies as they were', () => {
+    const headers: Record<string, string | undefined> = { cookie: 'a=1;podgate_access=T;  b="x y"', 'x-podgate-token': 'T' };
+    stripCredentialHeaders(headers);
+    expect(headers).toEqual({ cookie: 'a=1; b="x y"' });
+    const only: Record<string, string | undefined> = { cookie: 'podgate_access=T' };
+    stripCredentialHeaders(only);
+    expect(only).toEqual({});
+  });
+
+  it('builds a host-only cookie, Secure only under TLS', () => {
+    expect(accessCookie('T', 60.9, false)).toBe('podgate_access=T; Path=/; Max-Age=60; HttpOnly; SameSite=Lax');
+    expect(accessCookie('T', 60, true)).toMatch(/; Secure$/);
+    expect(accessCookie('T', 60, true)).not.toMatch(/Domain/i);
+  });
+});
