@@ -199,7 +199,8 @@ export class Reconciler {
           record = adopt(pod, fromDocker, this.now());
           table.records.set(pod.slug, record);
           report.adopted.push(pod.slug);
-        } else if (record.state !== fromDocker && settled(record)) {
+        } else if (record.state !== fromDocker && settled(record) && !(record.state === 'failed' && fromDocker === 'stopped')) {
+          // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`.)
           logger.warn({ slug: pod.slug, was: record.state, now: fromDocker }, 'pod changed behind the orchestrator\'s back');
           record.state = fromDocker;
           record.updatedAt = new Date(this.now()).toISOString();
