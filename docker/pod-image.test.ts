@@ -187,6 +187,12 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     }
   });
 
+  it('rewrites a dev server redirect to http://localhost:<port>/ to the host the browser used', async () => {
+    const res = await get(port, 'localhost-3000.pod-demo.localhost:8080', '/cgi-bin/redirect', { 'X-Forwarded-Proto': 'https' });
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe('https://localhost-3000.pod-demo.localhost:8080/index.html');
+  });
+
   it('answers 502 with a clear text when nothing listens on the port', async () => {
     const res = await get(port, 'localhost-4999.pod-demo.localhost');
     expect(res.status).toBe(502);
