@@ -98,13 +98,15 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
   });
 
   proxy.on('proxyReqWs', (proxyReq: ClientRequest, _req: IncomingMessage, client: Duplex) => {
-    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
-      if (options.wsIdleTimeoutMs > 0) {
-        upstream.setTimeout(options.wsIdleTimeoutMs, () => upstream.destroy());
-      }
-      hooks.onWebSocketOpen(client, upstream);
-    });
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => hooks.onWebSocketOpen(client, upstream));
   });
+
+  if (options.wsIdleTimeoutMs > 0) {
+    // Armed on 'open', once http-proxy-3 has set the upstream socket up: its setupSocket() calls setTimeout(0),
+    // which silently cancelled a timer set earlier (in our 'upgrade' listener, which runs before its own).
+    // Any traffic either way through the tunnel is activity on this socket.
+    proxy.on('open', (upstream: Socket) => upstream.setTimeout(options.wsIdleTimeoutMs, () => upstream.destroy()));
+  }
 
   // A client that went away is not an upstream failure: http-proxy-3 reports it here; nothing to answer.
   proxy.on('econnreset', () => {});
