@@ -313,3 +313,50 @@ describe('long-lived and many connections', () => {
     expect(await metric('podgate_websockets_total')).toBeGreaterThanOrEqual(SEQUENTIAL_CONNECTIONS);
   });
 });
+
+describe('WS_IDLE_TIMEOUT_MS', () => {
+  const IDLE_TIMEOUT_MS = 1_000;
+  /** Far shorter than the idle timeout, so only a machine stalled for most of a second could look idle. */
+  const CHATTER_INTERVAL_MS = 100;
+  let idle: Harness;
+  let up: Upstream;
+  beforeAll(async () => {
+    idle = await startHarness({ WS_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS) });
+    up = await startWsUpstream();
+    await idle.route('idleapp', up.port);
+  });
+  afterAll(async () => {
+    await idle?.close();
+    await up?.close();
+  });
+
+  it('closes a WebSocket with no traffic, on both ends, and forgets it', async () => {
+    const ws = new WebSocket(idle.url.replace('http://', 'ws://'), { headers: { host: 'pod-idleapp.localhost' } });
+    await opened(ws);
+    const back = nextMessage(ws);
+    ws.send('before idling');
+    expect((await back).data.toString()).toBe('before idling');
+    const { code } = await closed(ws); // nothing else ends it: the idle timer must
+    expect(code).toBe(1006); // the tunnel is cut, there is no close handshake to relay
+    await waitFor(() => up.wss.clients.size === 0, { what: 'the pod to see the tunnel closed' });
+    const text = await (await fetch(`${idle.adminUrl}/metrics`)).text();
+    expect(text).toMatch(/^podgate_websockets_open 0$/m);
+  });
+
+  it('keeps a WebSocket with traffic open past the idle timeout', async () => {
+    const ws = new WebSocket(idle.url.replace('http://', 'ws://'), { headers: { host: 'pod-idleapp.localhost' } });
+    await opened(ws);
+    let closedEarly = false;
+    ws.once('close', () => (closedEarly = true));
+    const started = Date.now();
+    for (let i = 0; Date.now() - started < 3 * IDLE_TIMEOUT_MS; i++) {
+      const back = nextMessage(ws);
+      ws.send(`tick ${i}`);
+      expect((await back).data.toString()).toBe(`tick ${i}`);
+      await sleep(CHATTER_INTERVAL_MS); // the traffic pattern under test, not synchronisation
+    }
+    expect(closedEarly).toBe(false);
+    ws.close();
+    await closed(ws);
+  });
+});
