@@ -33,10 +33,11 @@ die() { echo "setup: ERROR: $*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
 
 # --- 1. Debian packages ---------------------------------------------------------------------------------------------
+# One dpkg-query for all of them: unknown packages are simply absent from its answer.
+installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${APT_PACKAGES[@]}" 2>/dev/null | awk '$4 == "installed" {print $1}' || true)"
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
-  [ "$status" = "install ok installed" ] || missing+=("$pkg")
+  grep -qxF "$pkg" <<<"$installed" || missing+=("$pkg")
 done
 # scripts/node-env.sh fetches Node 24 with npm when the machine's node is older; a bare Debian has neither.
 node_recent() { command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)?0:1)'; }
