@@ -21,6 +21,10 @@ export interface ApiDeps {
   routes: RouteStore;
   reconciler: Reconciler | undefined;
   adminToken: string;
+  /** Access links and visibility (access-api.ts), under the same bearer token and error answers. */
+  accessApi?: Hono;
+  /** After a pod is deleted: its links must never open a later pod of the same slug. */
+  onPodDeleted?: (slug: string) => Promise<void>;
 }
 
 function digest(s: string): Buffer {
@@ -98,7 +102,9 @@ export function createApi(deps: ApiDeps): Hono {
   app.post('/v1/pods/:slug/stop', async (c) => c.json(await pods.stop(slugParam(c))));
   app.post('/v1/pods/:slug/restart', async (c) => c.json(await pods.restart(slugParam(c))));
   app.delete('/v1/pods/:slug', async (c) => {
-    await pods.delete(slugParam(c));
+    const slug = slugParam(c);
+    await pods.delete(slug);
+    await deps.onPodDeleted?.(slug);
     return c.body(null, 204);
   });
   app.post('/v1/pods/:slug/exec', async (c) => {
@@ -116,5 +122,6 @@ export function createApi(deps: ApiDeps): Hono {
     if (!deps.reconciler) throw new NotFoundError('reconcile is not running');
     return c.json(await deps.reconciler.reconcile());
   });
+  if (deps.accessApi) app.route('/', deps.accessApi);
   return app;
 }

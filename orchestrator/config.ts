@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { loadEnv, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
+import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 
 export const DEFAULT_PORT_RANGE = '30000-39999';
 export const DEFAULT_ORCHESTRATOR_PORT = 8090;
@@ -45,6 +46,8 @@ export interface OrchestratorConfig {
   reconcileIntervalMs: number;
   readyTimeoutMs: number;
   logLevel: string;
+  /** ACCESS_SECRET, comma list (first signs): shared with the gateways; empty means generated and shared via the store. */
+  accessSecrets: string[];
 }
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -88,6 +91,11 @@ const EnvSchema = z.object({
   BASE_DOMAINS: z.string().default('localhost'),
   PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
   PUBLIC_PORT: port('PUBLIC_PORT').optional(),
+  ACCESS_SECRET: z
+    .string()
+    .optional()
+    .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.string().min(MIN_SECRET_LENGTH, `each secret must be at least ${MIN_SECRET_LENGTH} characters`))),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -124,5 +132,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     reconcileIntervalMs: duration('RECONCILE_INTERVAL', e.RECONCILE_INTERVAL),
     readyTimeoutMs: duration('POD_READY_TIMEOUT', e.POD_READY_TIMEOUT),
     logLevel: e.LOG_LEVEL,
+    accessSecrets: e.ACCESS_SECRET,
   };
 }

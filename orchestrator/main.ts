@@ -12,6 +12,10 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createApi } from './api.ts';
+import { accessTokensFor, createAccessApi, podAccessControl } from './access-api.ts';
+import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
+import { generateSecret } from '../shared/access-token.ts';
+import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { loadConfig, type OrchestratorConfig } from './config.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
@@ -23,6 +27,8 @@ import { RedisPortAllocator } from './redis-port-allocator.ts';
 export interface StartOptions {
   /** Share a route store with an embedded gateway (all-in-one without Redis); otherwise one is built. */
   routes?: RouteStore;
+  /** Share the access store (links, revocations, generated secret) with an embedded gateway; otherwise one is built. */
+  access?: AccessStore;
   docker?: Docker;
   logger?: Logger;
   /**
@@ -83,7 +89,18 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   // Rebuild the view from Docker before taking requests: a restart loses nothing.
   await reconciler.start();
 
-  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken });
+  const ownAccess = !options.access;
+  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
+  const accessApi = createAccessApi({
+    store: access,
+    tokens: await accessTokensFor(config.accessSecrets, access, generateSecret),
+    pods: podAccessControl(pods, table),
+    urls: config,
+  });
+  const app = createApi({
+    pods, routes, reconciler, adminToken: config.adminToken, accessApi,
+    onPodDeleted: (slug) => access.revokePod(slug, Date.now() + 1),
+  });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);
@@ -102,6 +119,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await reconciler.close();
         if (ownRoutes) await routes.close();
+        if (ownAccess) await access.close();
         redis?.disconnect();
       })();
       return closed;

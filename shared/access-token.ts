@@ -17,6 +17,10 @@ import { z } from 'zod';
 import { PortSchema, SlugSchema } from './route.ts';
 
 export const TOKEN_PREFIX = 'pg1';
+/** Where clients present tokens (gateway/access/credentials.ts); links are minted with the query parameter. */
+export const ACCESS_COOKIE = 'podgate_access';
+export const TOKEN_HEADER = 'x-podgate-token';
+export const TOKEN_QUERY = 'podgate_token';
 /** Far above any real token (about 200 characters), so a huge header or cookie is rejected before any work. */
 export const MAX_TOKEN_LENGTH = 512;
 export const MIN_SECRET_LENGTH = 32;

@@ -5,10 +5,9 @@
 //     redeemed the link and never to another pod or port;
 //   - the `X-Podgate-Token` header: for API clients and scripts.
 import type { IncomingHttpHeaders } from 'node:http';
+import { ACCESS_COOKIE, TOKEN_HEADER, TOKEN_QUERY } from '../../shared/access-token.ts';
 
-export const ACCESS_COOKIE = 'podgate_access';
-export const TOKEN_HEADER = 'x-podgate-token';
-export const TOKEN_QUERY = 'podgate_token';
+export { ACCESS_COOKIE, TOKEN_HEADER, TOKEN_QUERY };
 
 export type CredentialSource = 'query' | 'header' | 'cookie';
 
