@@ -1,0 +1,93 @@
+// Reconcile's slow paths (grace periods of minutes) against real Docker and Redis, with the reconciler's clock
+// moved forward instead of waiting: orphan networks, ports of vanished pods, quarantined ports, foreign routes.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Docker from 'dockerode';
+import { pino } from 'pino';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { LABELS } from './container-runtime.ts';
+import { DockerRuntime } from './docker-runtime.ts';
+import { MemoryExecLog } from './exec-log.ts';
+import { HOST_BOUND_OWNER } from './port-allocator.ts';
+import { PodService, PodTable } from './pods.ts';
+import { HOST_BOUND_QUARANTINE_MS, ORPHAN_NETWORK_GRACE_MS, PORT_GRACE_MS, Reconciler } from './reconcile.ts';
+import { RedisPortAllocator } from './redis-port-allocator.ts';
+import { uniqueSlug } from './testing.ts';
+
+const docker = new Docker();
+const namespace = `rc-${process.pid}-${Date.now().toString(36)}`;
+const logger = pino({ level: 'silent' });
+let server: RedisServer;
+let redis: ReturnType<typeof createRedis>;
+const networks: string[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = createRedis(server.url);
+  await waitReady(redis);
+});
+afterAll(async () => {
+  for (const n of networks) await docker.getNetwork(n).remove().catch(() => {});
+  redis?.disconnect();
+  await server?.stop();
+});
+
+function setup(now: () => number) {
+  const runtime = new DockerRuntime(docker, { namespace });
+  const routes = new RedisRouteStore(redis, { prefix: `${namespace}:` });
+  const ports = new RedisPortAllocator(redis, { first: 38600, last: 38699 }, { prefix: `${namespace}:`, now: () => Date.now() });
+  const table = new PodTable();
+  const config = {
+    runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
+    readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
+  };
+  const pods = new PodService({ runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), table, logger, config, isBindable: async () => true });
+  const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: '127.0.0.1', intervalMs: 3_600_000, logger, now });
+  return { runtime, routes, ports, reconciler };
+}
+
+describe('Reconciler grace periods', () => {
+  it('reports an orphan pod network at once and removes it once orphaned long enough', async () => {
+    let now = Date.now();
+    const { reconciler } = setup(() => now);
+    const slug = uniqueSlug('orphan');
+    const name = `podgate-${slug}`;
+    networks.push(name);
+    await docker.createNetwork({ Name: name, Labels: { [LABELS.managed]: 'true', [LABELS.namespace]: namespace, [LABELS.slug]: slug } });
+    const first = await reconciler.reconcile();
+    expect(first.orphans).toContainEqual({ kind: 'network', name, reason: 'no pod container', removed: false });
+    now += ORPHAN_NETWORK_GRACE_MS + 1;
+    const later = await reconciler.reconcile();
+    expect(later.orphans).toContainEqual({ kind: 'network', name, reason: 'no pod container', removed: true });
+    expect(await docker.getNetwork(name).inspect().then(() => true, () => false)).toBe(false);
+  });
+
+  it('frees ports of pods without a container after the grace, and quarantined ports after theirs', async () => {
+    let now = Date.now();
+    const { reconciler, ports } = setup(() => now);
+    const ghost = await ports.allocate('ghost-pod');
+    const bound = await ports.allocate('probe');
+    await ports.release(bound, 'probe');
+    await ports.claim(bound, HOST_BOUND_OWNER);
+    // Within the grace: a creation may be in flight in another process.
+    expect((await reconciler.reconcile()).releasedPorts).toEqual([]);
+    now += PORT_GRACE_MS + 1;
+    expect((await reconciler.reconcile()).releasedPorts).toEqual([ghost]);
+    now += HOST_BOUND_QUARANTINE_MS;
+    expect((await reconciler.reconcile()).releasedPorts).toEqual([bound]);
+    expect((await ports.owners()).size).toBe(0);
+  });
+
+  it('removes routes of this host that have no container, but never another host\'s', async () => {
+    const { reconciler, routes } = setup(Date.now);
+    const at = new Date().toISOString();
+    const g = await routes.nextGeneration();
+    await routes.put({ slug: 'gone-pod', host: '127.0.0.1', port: 38650, status: 'running', generation: g, defaultPort: 3000, updatedAt: at });
+    await routes.put({ slug: 'elsewhere', host: '10.9.9.9', port: 38651, status: 'running', generation: g, defaultPort: 3000, updatedAt: at });
+    const report = await reconciler.reconcile();
+    expect(report.removedRoutes).toEqual(['gone-pod']);
+    expect(await routes.get('gone-pod')).toBeUndefined();
+    expect(await routes.get('elsewhere')).toBeDefined();
+  });
+});
