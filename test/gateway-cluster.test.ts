@@ -1,0 +1,120 @@
+// GATEWAY_WORKERS: worker processes share the HTTP port, the primary serves aggregated metrics and readiness and
+// restarts a worker that dies. Real processes, real Redis, a real upstream.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import { startUpstream, type Upstream } from './support/gateway-harness.ts';
+import { startRedis, type RedisServer } from './support/redis-server.ts';
+import { waitFor } from './support/wait.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+interface Line {
+  msg: string;
+  pid: number;
+  httpPort?: number;
+  adminPort?: number;
+}
+
+let redis: RedisServer;
+let upstream: Upstream;
+let child: ChildProcess;
+const lines: Line[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  upstream = await startUpstream((_req, res) => res.end(String(process.pid)));
+  const client = createRedis(redis.url);
+  await waitReady(client);
+  const store = new RedisRouteStore(client);
+  await store.put({ slug: 'app', host: '127.0.0.1', port: upstream.port, status: 'running', generation: 1, defaultPort: 3000, updatedAt: new Date().toISOString(), access: { default: 'public', ports: {} } });
+  client.disconnect();
+  child = spawn(process.execPath, ['gateway/main.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, GATEWAY_WORKERS: '2', REDIS_URL: redis.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', ADMIN_PORT: '0', ACCESS_LOG: 'false' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let pending = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (s: string) => {
+    const parts = (pending + s).split('\n');
+    pending = parts.pop()!;
+    for (const p of parts) if (p.startsWith('{')) lines.push(JSON.parse(p));
+  });
+  await waitFor(() => lines.filter((l) => l.msg === 'gateway listening').length >= 2 && lines.some((l) => l.adminPort), {
+    what: 'primary and two workers',
+    timeoutMs: 60_000,
+  });
+});
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    child.kill('SIGKILL');
+  }
+  await upstream?.close();
+  await redis?.stop();
+});
+
+const httpPort = () => lines.find((l) => l.msg === 'gateway listening')!.httpPort!;
+const adminUrl = () => `http://127.0.0.1:${lines.find((l) => l.msg === 'gateway primary started')!.adminPort}`;
+/** A request on a fresh connection (fetch cannot set Host, and a pooled connection may belong to a killed worker). */
+const get = () =>
+  new Promise<{ status: number; text: () => Promise<string> }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: httpPort(), path: '/', headers: { host: 'pod-app.localhost' }, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: async () => body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('no answer within 10 s')));
+    req.end();
+  });
+
+describe('gateway workers', () => {
+  it('both workers serve the same port', async () => {
+    const workers = lines.filter((l) => l.msg === 'gateway listening');
+    expect(new Set(workers.map((w) => w.pid)).size).toBe(2);
+    expect(new Set(workers.map((w) => w.httpPort)).size).toBe(1);
+    for (let i = 0; i < 20; i++) expect((await get()).status).toBe(200);
+  });
+
+  it('the primary is ready when every worker is, and sums their metrics', async () => {
+    await waitFor(async () => (await fetch(`${adminUrl()}/readyz`)).status === 200, { what: 'readiness' });
+    const before = await (await fetch(`${adminUrl()}/metrics`)).text();
+    const count = (text: string) => Number(/podgate_http_requests_total\{status="200",pod="app"\} (\d+)/.exec(text)?.[1] ?? 0);
+    for (let i = 0; i < 10; i++) await (await get()).text();
+    const after = await (await fetch(`${adminUrl()}/metrics`)).text();
+    expect(count(after) - count(before)).toBe(10);
+    expect(after).toMatch(/podgate_route_table_size 1\b/); // the max over workers, not the sum
+  });
+
+  it('restarts a worker that dies; the other one serves meanwhile', async () => {
+    const victim = lines.filter((l) => l.msg === 'gateway listening')[0]!.pid;
+    process.kill(victim, 'SIGKILL');
+    // Once the primary has noticed, it hands new connections only to the living worker.
+    await waitFor(() => lines.some((l) => l.msg.startsWith('gateway worker died')), { what: 'the primary noticing' });
+    for (let i = 0; i < 10; i++) expect((await get()).status).toBe(200);
+    await waitFor(() => lines.filter((l) => l.msg === 'gateway listening').length >= 3, { what: 'a new worker', timeoutMs: 30_000 });
+    await waitFor(async () => (await fetch(`${adminUrl()}/readyz`)).status === 200, { what: 'ready again', timeoutMs: 30_000 });
+  });
+
+  it('SIGTERM stops the primary and every worker', async () => {
+    const pids = [...new Set(lines.map((l) => l.pid))];
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    for (const pid of pids) {
+      await waitFor(() => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      }, { what: `process ${pid} gone` });
+    }
+  });
+});
