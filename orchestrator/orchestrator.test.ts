@@ -114,6 +114,17 @@ describe('admin API borders', () => {
     expect((await api('GET', '/v1/pods')).json.pods).toEqual([]);
   });
 
+  it('an image the Docker host does not have is a 400 on the image field, and nothing is made', async () => {
+    const s = slug('noimage');
+    const r = await api('POST', '/v1/pods', { slug: s, image: 'podgate/not-here:never' });
+    expect(r.status).toBe(400);
+    expect(r.json.error.field).toBe('image');
+    expect(await containerExists(s)).toBe(false);
+    expect(await networkExists(s)).toBe(false);
+    expect(Object.values(await createRedisOwners()).some((v) => v.startsWith(`${s}|`))).toBe(false);
+    expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+  });
+
   it('404 for unknown pods and endpoints', async () => {
     expect((await api('GET', '/v1/pods/nobody-here')).status).toBe(404);
     expect((await api('POST', '/v1/pods/nobody-here/stop')).status).toBe(404);
