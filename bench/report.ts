@@ -20,6 +20,8 @@ export interface HttpCaseResult {
   cpuRatio?: number;
   non2xx: number;
   socketErrors: number;
+  /** Each round's figures (the table shows their medians). */
+  rounds: { requestsPerSecond: number; p50Ms: number; p99Ms: number; cpuSeconds: number }[];
 }
 
 export interface WsCaseResult {

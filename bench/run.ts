@@ -9,8 +9,12 @@
 // here, so neither proxy is held back by its upstream; a Node upstream sharing core 0 with wrk would cap nginx's
 // throughput well below what nginx can proxy and flatter the gateway's ratio.
 //
-// Environment: BENCH_SECONDS (measured seconds per case, default 8), BENCH_PROFILE=1 (also run the 1-worker gateway
-// under `node --cpu-prof`, profile written to bench/profiles/).
+// Noise: the machine is shared, so every server is started first and the cases are measured in interleaved rounds
+// (median reported), and the CPU time of the process under test is read from /proc: requests per CPU-second stay
+// meaningful when other work steals the pinned core.
+//
+// Environment: BENCH_SECONDS (measured seconds per case and round, default 4), BENCH_ROUNDS (default 3),
+// BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/).
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -24,21 +28,23 @@ import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { BENCH_BODY, proxyConfig, startNginx, upstreamConfig } from './nginx.ts';
 import { Children, describeCores, freePort, httpGet, pinned, treeCpuSeconds, waitServing, type CoreSet } from './processes.ts';
 import { describeMachine, httpTable, wsTable, type HttpCaseResult, type WsCaseResult } from './report.ts';
-import { measureRouteLatency, type RouteLatencyResult } from './route-latency.ts';
-import { ratio } from './stats.ts';
+import { measureRouteLatency } from './route-latency.ts';
+import { percentile, ratio } from './stats.ts';
 import { runWrk, type WrkResult } from './wrk.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
-const SECONDS = boundedNumber('BENCH_SECONDS', 8, 1, 60);
+/** Measured seconds per case and round. */
+const SECONDS = boundedNumber('BENCH_SECONDS', 4, 1, 60);
+const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
-/** Short warm-up before each measured run: Node's JIT and both connection pools settle. */
+/** Warm-up of each server before the first round: Node's JIT and both connection pools settle. */
 const WARMUP_SECONDS = 2;
 /** Concurrent keep-alive connections from wrk (one thread: it shares core 0 with the upstream). */
 const CONNECTIONS = 50;
 const WS_CLIENTS = 32;
 const WS_MESSAGE_BYTES = 64;
-const WS_SECONDS = Math.min(SECONDS, 6);
+const WS_SECONDS = Math.min(SECONDS, 3);
 const ROUTE_CHANGES = 200;
 const MULTI_WORKERS = 2;
 const SLUG = 'bench';
@@ -121,67 +127,87 @@ interface Measured extends WrkResult {
   cpuSeconds: number;
 }
 
-/** Warm up, then measure; `pid` is the process under test, whose CPU time is taken around the measured run. */
-async function measure(port: number, pid: number, host = HOST): Promise<Measured> {
-  await runWrk({ url: `http://127.0.0.1:${port}/`, host, connections: CONNECTIONS, seconds: WARMUP_SECONDS, cores: L.load });
-  const cpuBefore = treeCpuSeconds(pid);
-  const r = await runWrk({ url: `http://127.0.0.1:${port}/`, host, connections: CONNECTIONS, seconds: SECONDS, cores: L.load });
-  return { ...r, cpuSeconds: treeCpuSeconds(pid) - cpuBefore };
+/** One thing to load: a server on `port` whose process tree `pid` is the thing measured. */
+interface LoadTarget {
+  name: string;
+  placement: string;
+  port: number;
+  pid: number;
+  child?: ChildProcess;
+  /** The nginx case a gateway case is compared with. */
+  versus?: string;
+  rounds: Measured[];
 }
 
-function row(name: string, placement: string, r: Measured, versus?: HttpCaseResult): HttpCaseResult {
-  const perCpu = r.cpuSeconds > 0 ? Math.round(r.requests / r.cpuSeconds) : undefined;
-  return {
-    name,
-    placement,
-    requestsPerSecond: Math.round(r.requestsPerSecond),
-    requestsPerCpuSecond: perCpu,
-    cpuSeconds: Math.round(r.cpuSeconds * 100) / 100,
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
-    non2xx: r.non2xx,
-    socketErrors: r.socketErrors,
-    ...(versus
-      ? { versus: versus.name, ratio: ratio(r.requestsPerSecond, versus.requestsPerSecond), cpuRatio: ratio(perCpu, versus.requestsPerCpuSecond) }
-      : {}),
+function wrkOnce(port: number, seconds: number, host = HOST): Promise<WrkResult> {
+  return runWrk({ url: `http://127.0.0.1:${port}/`, host, connections: CONNECTIONS, seconds, cores: L.load });
+}
+
+/** One measured run; the CPU time of the process under test is taken around it. */
+async function measure(t: LoadTarget): Promise<Measured> {
+  const cpuBefore = treeCpuSeconds(t.pid);
+  const r = await wrkOnce(t.port, SECONDS);
+  return { ...r, cpuSeconds: treeCpuSeconds(t.pid) - cpuBefore };
+}
+
+/**
+ * Every target is started first, warmed up, then measured in ROUNDS interleaved rounds (a, b, c, a, b, c...):
+ * on a shared machine a burst of someone else's work then hits every case about equally instead of one case
+ * in full, and the median round is reported.
+ */
+async function runRounds(targets: LoadTarget[]): Promise<void> {
+  for (const t of targets) await wrkOnce(t.port, WARMUP_SECONDS);
+  for (let round = 1; round <= ROUNDS; round++) {
+    const line: string[] = [];
+    for (const t of targets) {
+      const m = await measure(t);
+      t.rounds.push(m);
+      line.push(`${t.name} ${Math.round(m.requestsPerSecond)}`);
+    }
+    say(`  round ${round}/${ROUNDS}: ${line.join(', ')} req/s`);
+  }
+}
+
+function summarise(t: LoadTarget, all: LoadTarget[]): HttpCaseResult {
+  const requests = t.rounds.reduce((n, r) => n + r.requests, 0);
+  const cpu = t.rounds.reduce((n, r) => n + r.cpuSeconds, 0);
+  const result: HttpCaseResult = {
+    name: t.name,
+    placement: t.placement,
+    requestsPerSecond: Math.round(percentile(t.rounds.map((r) => r.requestsPerSecond), 50)),
+    requestsPerCpuSecond: cpu > 0 ? Math.round(requests / cpu) : undefined,
+    cpuSeconds: Math.round(cpu * 100) / 100,
+    p50Ms: percentile(t.rounds.map((r) => r.p50Ms), 50),
+    p99Ms: percentile(t.rounds.map((r) => r.p99Ms), 50),
+    non2xx: t.rounds.reduce((n, r) => n + r.non2xx, 0),
+    socketErrors: t.rounds.reduce((n, r) => n + r.socketErrors, 0),
+    rounds: t.rounds.map((r) => ({ requestsPerSecond: Math.round(r.requestsPerSecond), p50Ms: r.p50Ms, p99Ms: r.p99Ms, cpuSeconds: Math.round(r.cpuSeconds * 100) / 100 })),
   };
+  const ref = t.versus ? all.find((x) => x.name === t.versus) : undefined;
+  if (ref) {
+    const refResult = summarise(ref, []);
+    result.versus = ref.name;
+    result.ratio = ratio(result.requestsPerSecond, refResult.requestsPerSecond);
+    result.cpuRatio = ratio(result.requestsPerCpuSecond, refResult.requestsPerCpuSecond);
+  }
+  return result;
 }
 
-async function nginxProxyCase(name: string, upstreamPort: number, workers: number, accessLog: boolean, cores: CoreSet): Promise<HttpCaseResult> {
+function placement(cores: CoreSet, workers: number): string {
+  return workers > 1 ? `${describeCores(cores)}, ${workers} workers` : describeCores(cores);
+}
+
+async function nginxTarget(name: string, upstreamPort: number, workers: number, accessLog: boolean, cores: CoreSet): Promise<LoadTarget> {
   const port = await freePort();
   const dir = join(tmp, `nginx-${port}`);
   const child = startNginx(children, name, dir, proxyConfig(dir, { listenPort: port, upstreamPort, workers, accessLog }), cores);
-  try {
-    await waitServing(port, HOST, name, BENCH_BODY);
-    const r = await measure(port, child.pid!);
-    const placement = workers > 1 ? `${describeCores(cores)}, ${workers} workers` : describeCores(cores);
-    const result = row(name, placement, r);
-    say(`  ${name}: ${result.requestsPerSecond} req/s`);
-    return result;
-  } finally {
-    await children.stop(child);
-  }
+  await waitServing(port, HOST, name, BENCH_BODY);
+  return { name, placement: placement(cores, workers), port, pid: child.pid!, child, rounds: [] };
 }
 
-async function gatewayCase(
-  name: string,
-  redisUrl: string,
-  env: Record<string, string>,
-  cores: CoreSet,
-  versus: HttpCaseResult,
-  during?: (g: GatewayRun) => Promise<void>,
-): Promise<HttpCaseResult> {
-  const g = await startGateway(redisUrl, env, cores);
-  try {
-    const r = await measure(g.port, g.child.pid!);
-    await during?.(g);
-    const workers = Number(env.GATEWAY_WORKERS ?? 1);
-    const result = row(name, workers > 1 ? `${describeCores(cores)}, ${workers} workers` : describeCores(cores), r, versus);
-    say(`  ${name}: ${result.requestsPerSecond} req/s (${result.ratio}x ${versus.name})`);
-    return result;
-  } finally {
-    await children.stop(g.child);
-  }
+async function gatewayTarget(name: string, redisUrl: string, env: Record<string, string>, cores: CoreSet, versus: string): Promise<LoadTarget & { run: GatewayRun }> {
+  const run = await startGateway(redisUrl, env, cores);
+  return { name, placement: placement(cores, Number(env.GATEWAY_WORKERS ?? 1)), port: run.port, pid: run.child.pid!, child: run.child, versus, rounds: [], run };
 }
 
 async function wsLoad(port: number, host: string): Promise<{ messagesPerSecond: number; errors: number }> {
@@ -191,8 +217,30 @@ async function wsLoad(port: number, host: string): Promise<{ messagesPerSecond: 
   child.stdout?.on('data', (d: Buffer) => (out += d));
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   if (code !== 0) throw new Error(`ws-load exited with ${code}`);
-  const parsed = JSON.parse(out.trim()) as { messagesPerSecond: number; errors: number };
-  return { messagesPerSecond: Math.round(parsed.messagesPerSecond), errors: parsed.errors };
+  return JSON.parse(out.trim()) as { messagesPerSecond: number; errors: number };
+}
+
+/** Direct and through the gateway, interleaved over ROUNDS rounds; medians. */
+async function wsRounds(echoPort: number, gatewayPort: number): Promise<WsCaseResult[]> {
+  const direct: number[] = [];
+  const gateway: number[] = [];
+  let directErrors = 0;
+  let gatewayErrors = 0;
+  for (let round = 1; round <= ROUNDS; round++) {
+    const d = await wsLoad(echoPort, WS_HOST);
+    const g = await wsLoad(gatewayPort, WS_HOST);
+    direct.push(d.messagesPerSecond);
+    gateway.push(g.messagesPerSecond);
+    directErrors += d.errors;
+    gatewayErrors += g.errors;
+    say(`  round ${round}/${ROUNDS}: direct ${Math.round(d.messagesPerSecond)}, gateway ${Math.round(g.messagesPerSecond)} msg/s`);
+  }
+  const d = Math.round(percentile(direct, 50));
+  const g = Math.round(percentile(gateway, 50));
+  return [
+    { name: 'direct (echo server)', placement: describeCores(L.load), messagesPerSecond: d, errors: directErrors },
+    { name: 'gateway', placement: describeCores(L.proxy), messagesPerSecond: g, errors: gatewayErrors, ratio: ratio(g, d) },
+  ];
 }
 
 async function profileGateway(redisUrl: string): Promise<string> {
@@ -200,7 +248,8 @@ async function profileGateway(redisUrl: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
   const g = await startGateway(redisUrl, {}, L.proxy, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   try {
-    await measure(g.port, g.child.pid!);
+    await wrkOnce(g.port, WARMUP_SECONDS);
+    await wrkOnce(g.port, SECONDS);
   } finally {
     await children.stop(g.child); // the profile is written when the process exits
   }
@@ -212,7 +261,7 @@ async function main(): Promise<void> {
   say(`podgate bench — ${machine.date}`);
   say(`machine: ${machine.cores} cores, ${machine.cpu}; node ${machine.node}; ${machine.nginx}; ${machine.wrk}`);
   say(`placement: ${L.note}`);
-  say(`load: wrk 1 thread, ${CONNECTIONS} keep-alive connections, ${WARMUP_SECONDS} s warm-up + ${SECONDS} s per case; body ${BENCH_BODY.length} bytes\n`);
+  say(`load: wrk 1 thread, ${CONNECTIONS} keep-alive connections, ${WARMUP_SECONDS} s warm-up, then ${ROUNDS} interleaved rounds of ${SECONDS} s per case (median reported); body ${BENCH_BODY.length} bytes\n`);
 
   const writerClient = { current: undefined as ReturnType<typeof createRedis> | undefined };
   try {
@@ -233,40 +282,26 @@ async function main(): Promise<void> {
     const wsRoute: Route = { ...base, slug: WS_SLUG, port: wsPort, generation: await writer.nextGeneration(), updatedAt: new Date().toISOString() };
     if (!(await writer.put(route)) || !(await writer.put(wsRoute))) throw new Error('could not write the bench routes');
 
-    say('HTTP:');
-    const direct = row('direct (upstream)', describeCores(L.load), await measure(upA, upstream.pid!));
-    say(`  direct: ${direct.requestsPerSecond} req/s`);
-    const nginx1 = await nginxProxyCase('nginx', upA, 1, false, L.proxy);
-    let latency: RouteLatencyResult | undefined;
-    const gateway1 = await gatewayCase('gateway', redis.url, {}, L.proxy, nginx1, async (g) => {
-      // The gateway just measured is the one whose route-change latency is taken (after the load, so undisturbed).
-      latency = await measureRouteLatency({ writer, gatewayPort: g.port, route, host: HOST, upstreamPorts: [upA, upB], changes: ROUTE_CHANGES });
-      // Leave the route on upstream A for the next cases.
-      const back: Route = { ...route, port: upA, generation: await writer.nextGeneration(), updatedAt: new Date().toISOString() };
-      await writer.put(back);
-      await waitServing(g.port, HOST, 'route back on upstream A', String(upA), '/port');
-    });
-    const nginxLog = await nginxProxyCase('nginx + access log', upA, 1, true, L.proxy);
-    const gatewayLog = await gatewayCase('gateway + ACCESS_LOG', redis.url, { ACCESS_LOG: 'true' }, L.proxy, nginxLog);
-    const nginx2 = await nginxProxyCase(`nginx x${MULTI_WORKERS}`, upA, MULTI_WORKERS, false, 'any');
-    const gateway2 = await gatewayCase(`gateway x${MULTI_WORKERS}`, redis.url, { GATEWAY_WORKERS: String(MULTI_WORKERS) }, 'any', nginx2);
-    const http = [direct, nginx1, gateway1, nginxLog, gatewayLog, nginx2, gateway2];
+    say('HTTP (every server started first, then measured in interleaved rounds):');
+    const direct: LoadTarget = { name: 'direct (upstream)', placement: describeCores(L.load), port: upA, pid: upstream.pid!, rounds: [] };
+    const nginx1 = await nginxTarget('nginx', upA, 1, false, L.proxy);
+    const gateway1 = await gatewayTarget('gateway', redis.url, {}, L.proxy, nginx1.name);
+    const nginxLog = await nginxTarget('nginx + access log', upA, 1, true, L.proxy);
+    const gatewayLog = await gatewayTarget('gateway + ACCESS_LOG', redis.url, { ACCESS_LOG: 'true' }, L.proxy, nginxLog.name);
+    const nginx2 = await nginxTarget(`nginx x${MULTI_WORKERS}`, upA, MULTI_WORKERS, false, 'any');
+    const gateway2 = await gatewayTarget(`gateway x${MULTI_WORKERS}`, redis.url, { GATEWAY_WORKERS: String(MULTI_WORKERS) }, 'any', nginx2.name);
+    const targets = [direct, nginx1, gateway1, nginxLog, gatewayLog, nginx2, gateway2];
+    await runRounds(targets);
+    const http = targets.map((t) => summarise(t, targets));
+    // Only the 1-worker gateway is needed from here on.
+    for (const t of [nginx1, nginxLog, nginx2, gatewayLog, gateway2]) if (t.child) await children.stop(t.child);
 
-    say('\nWebSocket echo:');
-    const wsDirect = await wsLoad(wsPort, WS_HOST);
-    say(`  direct: ${wsDirect.messagesPerSecond} msg/s`);
-    const g = await startGateway(redis.url, {}, L.proxy);
-    let wsGateway: { messagesPerSecond: number; errors: number };
-    try {
-      wsGateway = await wsLoad(g.port, WS_HOST);
-    } finally {
-      await children.stop(g.child);
-    }
-    say(`  gateway: ${wsGateway.messagesPerSecond} msg/s`);
-    const ws: WsCaseResult[] = [
-      { name: 'direct (echo server)', placement: describeCores(L.load), ...wsDirect },
-      { name: 'gateway', placement: describeCores(L.proxy), ...wsGateway, ratio: ratio(wsGateway.messagesPerSecond, wsDirect.messagesPerSecond) },
-    ];
+    say(`\nroute-change latency (${ROUTE_CHANGES} changes through Redis)...`);
+    const latency = await measureRouteLatency({ writer, gatewayPort: gateway1.port, route, host: HOST, upstreamPorts: [upA, upB], changes: ROUTE_CHANGES });
+
+    say('\nWebSocket echo (interleaved rounds):');
+    const ws = await wsRounds(wsPort, gateway1.port);
+    await children.stop(gateway1.run.child);
 
     let profileDir: string | undefined;
     if (PROFILE) {
@@ -276,9 +311,9 @@ async function main(): Promise<void> {
 
     say(`\n== HTTP: ${BENCH_BODY.length}-byte keep-alive response (${L.note}) ==`);
     say(httpTable(http));
-    say(`\n== WebSocket echo: ${WS_CLIENTS} clients, ${WS_MESSAGE_BYTES}-byte messages, next message on echo, ${WS_SECONDS} s ==`);
+    say(`\n== WebSocket echo: ${WS_CLIENTS} clients, ${WS_MESSAGE_BYTES}-byte messages, next message on echo, median of ${ROUNDS} rounds of ${WS_SECONDS} s ==`);
     say(wsTable(ws));
-    if (latency) {
+    {
       say(`\n== Route change -> routed by the gateway (${latency.changes} changes via Redis) ==`);
       say(`p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms, max ${latency.maxMs.toFixed(2)} ms (probe resolution ~${latency.probeMs.toFixed(2)} ms)`);
     }
@@ -287,7 +322,7 @@ async function main(): Promise<void> {
     const results = {
       machine,
       placement: L.note,
-      settings: { connections: CONNECTIONS, warmupSeconds: WARMUP_SECONDS, seconds: SECONDS, bodyBytes: BENCH_BODY.length, wsClients: WS_CLIENTS, wsMessageBytes: WS_MESSAGE_BYTES, wsSeconds: WS_SECONDS },
+      settings: { connections: CONNECTIONS, warmupSeconds: WARMUP_SECONDS, seconds: SECONDS, rounds: ROUNDS, bodyBytes: BENCH_BODY.length, wsClients: WS_CLIENTS, wsMessageBytes: WS_MESSAGE_BYTES, wsSeconds: WS_SECONDS },
       http,
       websocket: ws,
       routeLatency: latency,

@@ -14,6 +14,7 @@ if (!url || !host || !(clients >= 1 && clients <= 1000) || !(seconds > 0 && seco
 /** JIT and connection set-up before counting starts. */
 const WARMUP_MS = 1000;
 const OPEN_TIMEOUT_MS = 10_000;
+const CLOSE_DEADLINE_MS = 3000;
 
 const payload = Buffer.alloc(bytes, 'x').toString();
 let counting = false;
@@ -56,7 +57,14 @@ setTimeout(() => {
     counting = false;
     const elapsed = (performance.now() - started) / 1000;
     process.stdout.write(`${JSON.stringify({ messages, seconds: elapsed, messagesPerSecond: messages / elapsed, errors })}\n`);
-    for (const ws of sockets) ws.terminate();
-    process.exit(0);
+    // Close like a well-behaved client (close handshake, reading what is still in flight): terminating with echoes
+    // in flight makes the kernel reset the connections, which measures something else.
+    const closed = sockets.map((ws) => new Promise<void>((r) => (ws.readyState === WebSocket.CLOSED ? r() : ws.once('close', () => r()))));
+    for (const ws of sockets) ws.close(1000);
+    const deadline = setTimeout(() => process.exit(0), CLOSE_DEADLINE_MS);
+    void Promise.all(closed).then(() => {
+      clearTimeout(deadline);
+      process.exit(0);
+    });
   }, seconds * 1000);
 }, WARMUP_MS);
