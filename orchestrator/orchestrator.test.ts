@@ -291,8 +291,14 @@ describe('reconcile: Docker is the source of truth', () => {
     const pod = (await api('POST', '/v1/pods', { slug: s, defaultPort: 7681, services: [{ name: 'terminal', port: 7681 }] })).json;
     expect(pod.status).toBe('running');
 
+    // Made public after creation: the container's labels cannot say so, the route does.
+    expect((await api('PUT', `/v1/pods/${s}/access`, { default: 'public', ports: {} })).status).toBe(200);
+    expect((await orch.routes.get(s))?.access).toEqual({ default: 'public', ports: {} });
+
     await orch.close();
     orch = await startOrchestrator(config, { logger });
+    expect((await orch.routes.get(s))?.access).toEqual({ default: 'public', ports: {} });
+    expect((await api('GET', `/v1/pods/${s}/access`)).json.access).toEqual({ default: 'public', ports: {} });
     const adopted = (await api('GET', `/v1/pods/${s}`)).json;
     expect(adopted).toMatchObject({ slug: s, status: 'running', hostPort: pod.hostPort, defaultPort: 7681 });
     expect(adopted.services).toEqual(pod.services);

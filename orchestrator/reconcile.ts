@@ -197,6 +197,12 @@ export class Reconciler {
         const fromDocker = stateFromContainer(pod.container);
         if (!record || record.containerId !== pod.containerId) {
           record = adopt(pod, fromDocker, this.now());
+          // Visibility can change after creation (PUT /v1/pods/:slug/access) but labels cannot: the route this
+          // incarnation last wrote holds the current policy; the label's is the fallback if Redis lost it.
+          const current = stored.get(pod.slug);
+          if (current && current.host === hostAddress && current.port === pod.hostPort) {
+            record.spec = { ...record.spec, access: current.access, maxConnections: current.maxConnections };
+          }
           table.records.set(pod.slug, record);
           report.adopted.push(pod.slug);
         } else if (record.state !== fromDocker && settled(record) && !(record.state === 'failed' && fromDocker === 'stopped')) {
