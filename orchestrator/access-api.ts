@@ -61,8 +61,8 @@ export interface PodAccessControl {
 
 /**
  * PodAccessControl over the orchestrator's pod table: the change is made under the pod's lock (never racing a
- * start or stop) and published like any other route change. It lives in this process's pod record: after an
- * orchestrator restart the policy of the pod spec applies again (see the report in README / issue 5).
+ * start or stop) and published like any other route change, and later publishes (stop, start) keep it. It survives
+ * an orchestrator restart because reconcile adopts the policy from the route this incarnation last wrote.
  */
 export function podAccessControl(pods: PodService, table: PodTable): PodAccessControl {
   return {
