@@ -71,12 +71,12 @@ function pad(s: string, n: number, right = false): string {
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 export function httpTable(rows: HttpCaseResult[]): string {
-  const header = `${pad('case', 22)} ${pad('placement', 20)} ${pad('req/s', 8, true)} ${pad('req/CPU-s', 10, true)} ${pad('p50 ms', 7, true)} ${pad('p99 ms', 7, true)}  ratio (req/s; per CPU-s)`;
+  const header = `${pad('case', 24)} ${pad('placement', 20)} ${pad('req/s', 8, true)} ${pad('req/CPU-s', 10, true)} ${pad('p50 ms', 7, true)} ${pad('p99 ms', 7, true)}  ratio (req/s; per CPU-s)`;
   const lines = rows.map((r) => {
     const ratio = r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x; ${r.cpuRatio?.toFixed(2) ?? '?'}x  vs ${r.versus}`;
     const bad = r.non2xx || r.socketErrors ? `  (!) ${r.non2xx} non-2xx, ${r.socketErrors} socket errors` : '';
     const perCpu = r.requestsPerCpuSecond === undefined ? '?' : fmt(r.requestsPerCpuSecond);
-    return `${pad(r.name, 22)} ${pad(r.placement, 20)} ${pad(fmt(r.requestsPerSecond), 8, true)} ${pad(perCpu, 10, true)} ${pad(fmt(r.p50Ms, 2), 7, true)} ${pad(fmt(r.p99Ms, 2), 7, true)}  ${ratio}${bad}`;
+    return `${pad(r.name, 24)} ${pad(r.placement, 20)} ${pad(fmt(r.requestsPerSecond), 8, true)} ${pad(perCpu, 10, true)} ${pad(fmt(r.p50Ms, 2), 7, true)} ${pad(fmt(r.p99Ms, 2), 7, true)}  ${ratio}${bad}`;
   });
   return [header, '-'.repeat(header.length + 8), ...lines].join('\n');
 }

@@ -13,7 +13,7 @@
 // (median reported), and the CPU time of the process under test is read from /proc: requests per CPU-second stay
 // meaningful when other work steals the pinned core.
 //
-// Environment: BENCH_SECONDS (measured seconds per case and round, default 4), BENCH_ROUNDS (default 3),
+// Environment: BENCH_SECONDS (measured seconds per case and round, default 3), BENCH_ROUNDS (default 3),
 // BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/).
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,11 +35,11 @@ import { waitFor } from '../test/support/wait.ts';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 /** Measured seconds per case and round. */
-const SECONDS = boundedNumber('BENCH_SECONDS', 4, 1, 60);
+const SECONDS = boundedNumber('BENCH_SECONDS', 3, 1, 60);
 const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
 /** Warm-up of each server before the first round: Node's JIT and both connection pools settle. */
-const WARMUP_SECONDS = 2;
+const WARMUP_SECONDS = 1;
 /** Concurrent keep-alive connections from wrk (one thread: it shares core 0 with the upstream). */
 const CONNECTIONS = 50;
 const WS_CLIENTS = 32;
@@ -205,6 +205,14 @@ async function nginxTarget(name: string, upstreamPort: number, workers: number, 
   return { name, placement: placement(cores, workers), port, pid: child.pid!, child, rounds: [] };
 }
 
+/** A minimal Node reverse proxy (bench/reference-proxy.ts): what Node's HTTP stack alone costs. */
+async function referenceTarget(name: string, kind: 'node-http' | 'http-proxy-3', upstreamPort: number, cores: CoreSet, versus: string): Promise<LoadTarget> {
+  const port = await freePort();
+  const child = children.start(name, pinned(cores, [process.execPath, join(ROOT, 'bench/reference-proxy.ts'), kind, String(port), String(upstreamPort)]), { cwd: ROOT });
+  await waitServing(port, HOST, name, BENCH_BODY);
+  return { name, placement: describeCores(cores), port, pid: child.pid!, child, versus, rounds: [] };
+}
+
 async function gatewayTarget(name: string, redisUrl: string, env: Record<string, string>, cores: CoreSet, versus: string): Promise<LoadTarget & { run: GatewayRun }> {
   const run = await startGateway(redisUrl, env, cores);
   return { name, placement: placement(cores, Number(env.GATEWAY_WORKERS ?? 1)), port: run.port, pid: run.child.pid!, child: run.child, versus, rounds: [], run };
@@ -285,16 +293,18 @@ async function main(): Promise<void> {
     say('HTTP (every server started first, then measured in interleaved rounds):');
     const direct: LoadTarget = { name: 'direct (upstream)', placement: describeCores(L.load), port: upA, pid: upstream.pid!, rounds: [] };
     const nginx1 = await nginxTarget('nginx', upA, 1, false, L.proxy);
+    const refNode = await referenceTarget('ref: node:http proxy', 'node-http', upA, L.proxy, nginx1.name);
+    const refHp3 = await referenceTarget('ref: http-proxy-3 proxy', 'http-proxy-3', upA, L.proxy, nginx1.name);
     const gateway1 = await gatewayTarget('gateway', redis.url, {}, L.proxy, nginx1.name);
     const nginxLog = await nginxTarget('nginx + access log', upA, 1, true, L.proxy);
     const gatewayLog = await gatewayTarget('gateway + ACCESS_LOG', redis.url, { ACCESS_LOG: 'true' }, L.proxy, nginxLog.name);
     const nginx2 = await nginxTarget(`nginx x${MULTI_WORKERS}`, upA, MULTI_WORKERS, false, 'any');
     const gateway2 = await gatewayTarget(`gateway x${MULTI_WORKERS}`, redis.url, { GATEWAY_WORKERS: String(MULTI_WORKERS) }, 'any', nginx2.name);
-    const targets = [direct, nginx1, gateway1, nginxLog, gatewayLog, nginx2, gateway2];
+    const targets = [direct, nginx1, refNode, refHp3, gateway1, nginxLog, gatewayLog, nginx2, gateway2];
     await runRounds(targets);
     const http = targets.map((t) => summarise(t, targets));
     // Only the 1-worker gateway is needed from here on.
-    for (const t of [nginx1, nginxLog, nginx2, gatewayLog, gateway2]) if (t.child) await children.stop(t.child);
+    for (const t of [nginx1, refNode, refHp3, nginxLog, nginx2, gatewayLog, gateway2]) if (t.child) await children.stop(t.child);
 
     say(`\nroute-change latency (${ROUTE_CHANGES} changes through Redis)...`);
     const latency = await measureRouteLatency({ writer, gatewayPort: gateway1.port, route, host: HOST, upstreamPorts: [upA, upB], changes: ROUTE_CHANGES });
