@@ -84,6 +84,14 @@ describe('private by default', () => {
     expect((await get('pod-nosuchpod.localhost', { headers: { [TOKEN_HEADER]: gone.token } })).status).toBe(404);
   });
 
+  it('on a public port, a link still becomes a cookie and the URL loses the token', async () => {
+    const { token } = await world.link('mixed');
+    const a = await get('localhost-3000.pod-mixed.localhost', { path: `/x?podgate_token=${token}`, headers: BROWSER });
+    expect(a.status).toBe(302);
+    expect(a.headers.location).toBe('/x');
+    expect(parseSetCookie(String(a.headers['set-cookie'])).value).toBe(token);
+  });
+
   it('lets a public port through with nothing, and keeps the other ports private', async () => {
     const open = await get('localhost-3000.pod-mixed.localhost');
     expect(open.status).toBe(200);
@@ -246,6 +254,36 @@ describe('browsers talking to a private service', () => {
       ws.once('error', reject);
     });
     ws.close();
+  });
+
+  it('refuse the cookie on WebSockets and requests opened by another pod (same site, so the browser sends it)', async () => {
+    const { token } = await world.link('sock');
+    const status = (origin: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${gw.gateway.httpPort}/ws`, {
+          headers: { host: 'localhost-7681.pod-sock.localhost', cookie: `${ACCESS_COOKIE}=${token}`, origin },
+        });
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once('error', () => {});
+      });
+    expect(await status('http://localhost-3000.pod-evil.localhost')).toBe(401);
+    expect(await status('https://attacker.example')).toBe(401);
+    expect(await status('null')).toBe(401);
+    // The pod's own pages, on any of its ports, may.
+    expect(await status('http://localhost-3000.pod-sock.localhost:8080')).toBe(101);
+    const { token: secretToken } = await world.link('secret');
+    const post = await get('pod-secret.localhost', {
+      method: 'POST',
+      headers: { origin: 'http://pod-evil.localhost', cookie: `${ACCESS_COOKIE}=${secretToken}` },
+      body: 'x',
+    });
+    expect(post.status).toBe(401);
+    // A header token is not something another page can know: it still works.
+    expect((await get('pod-secret.localhost', { headers: { origin: 'http://pod-evil.localhost', [TOKEN_HEADER]: secretToken } })).status).toBe(200);
   });
 
   it('receive Server-Sent Events with the cookie', async () => {

@@ -9,7 +9,7 @@ const route = (access?: Route['access']): Route => ({
 });
 const valid: TokenCheck = { ok: true, claims: { pod: 'app', port: undefined, exp: NOW / 1000 + 100, id: 'abcdefgh', iat: NOW } };
 const input = (extra: Partial<DecisionInput>): DecisionInput => ({
-  visibility: 'private', preflight: false, navigable: true, presented: [], rateLimited: false,
+  visibility: 'private', preflight: false, navigable: true, presented: [], rateLimited: false, foreignOrigin: false,
   check: () => ({ ok: false, reason: 'bad_signature' }), nowMs: NOW, ...extra,
 });
 
@@ -38,6 +38,7 @@ describe('preflight', () => {
 describe('decide', () => {
   it('lets public ports and preflights through without looking at tokens', () => {
     expect(decide(input({ visibility: 'public', rateLimited: true }))).toEqual({ allow: true, via: 'public' });
+    expect(decide(input({ visibility: 'public', presented: [{ source: 'header', token: 'x' }] }))).toEqual({ allow: true, via: 'public' });
     expect(decide(input({ preflight: true }))).toEqual({ allow: true, via: 'preflight' });
   });
 
@@ -70,5 +71,22 @@ describe('decide', () => {
     }));
     expect(refused).toEqual({ allow: false, reason: 'rejected', forged: 2, staleCookie: true });
     expect(decide(input({ presented: [{ source: 'cookie', token: 'forged' }, { source: 'cookie', token: 'good' }], check }))).toEqual({ allow: true, via: 'token' });
+  });
+
+  it('on a public port, still turns a link into a cookie and reloads without it (or just reloads)', () => {
+    const link = [{ source: 'query' as const, token: 'q' }];
+    expect(decide(input({ visibility: 'public', presented: link, check: () => valid }))).toEqual({
+      allow: true, via: 'public', reload: true, redeem: { token: 'q', maxAgeSeconds: 100 },
+    });
+    expect(decide(input({ visibility: 'public', presented: link }))).toEqual({ allow: true, via: 'public', reload: true });
+    expect(decide(input({ visibility: 'public', presented: link, navigable: false }))).toEqual({ allow: true, via: 'public' });
+  });
+
+  it('ignores cookies on requests from another pod or site (sibling pods are the same site), not header tokens', () => {
+    const cookie = [{ source: 'cookie' as const, token: 'c' }];
+    expect(decide(input({ foreignOrigin: true, presented: cookie, check: () => valid }))).toMatchObject({ allow: false, reason: 'no_credentials' });
+    const both = [...cookie, { source: 'header' as const, token: 'h' }];
+    expect(decide(input({ foreignOrigin: true, presented: both, check: () => valid }))).toEqual({ allow: true, via: 'token' });
+    expect(decide(input({ foreignOrigin: false, presented: cookie, check: () => valid }))).toEqual({ allow: true, via: 'token' });
   });
 });

@@ -35,12 +35,25 @@ export interface DecisionInput {
   presented: Presented[];
   /** The client has sent too many forged tokens lately. */
   rateLimited: boolean;
+  /**
+   * The request's Origin is a page of another pod or site (not this pod, any port). Sibling pods are the same
+   * *site* for the browser, so SameSite=Lax still attaches the cookie to their fetches and WebSockets: a
+   * cookie must not authorise those (a header or query token still does: another page cannot know it).
+   */
+  foreignOrigin: boolean;
   check: (token: string) => TokenCheck;
   nowMs: number;
 }
 
 export type Decision =
-  | { allow: true; via: 'public' | 'preflight' | 'token'; redeem?: { token: string; maxAgeSeconds: number } }
+  | {
+      allow: true;
+      via: 'public' | 'preflight' | 'token';
+      /** Set the cookie and reload without the token. */
+      redeem?: { token: string; maxAgeSeconds: number };
+      /** Reload without the query token (a link opened on a public port: keep it out of the history anyway). */
+      reload?: boolean;
+    }
   | { allow: false; reason: 'no_credentials' | 'rejected' | 'rate_limited'; forged: number; staleCookie: boolean };
 
 /** Forged or damaged tokens: what a guesser sends. Expired, revoked or out-of-scope ones are real tokens. */
@@ -49,13 +62,23 @@ export function isForgery(check: TokenCheck): boolean {
 }
 
 export function decide(input: DecisionInput): Decision {
-  if (input.visibility === 'public') return { allow: true, via: 'public' };
+  if (input.visibility === 'public') {
+    const link = input.navigable ? input.presented.find((p) => p.source === 'query') : undefined;
+    if (!link) return { allow: true, via: 'public' };
+    const check = input.check(link.token);
+    if (!check.ok) return { allow: true, via: 'public', reload: true };
+    return { allow: true, via: 'public', reload: true, redeem: { token: link.token, maxAgeSeconds: check.claims.exp - input.nowMs / 1000 } };
+  }
   if (input.preflight) return { allow: true, via: 'preflight' };
   if (input.presented.length === 0) return { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
+  if (input.foreignOrigin && input.presented.every((p) => p.source === 'cookie')) {
+    return { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
+  }
   if (input.rateLimited) return { allow: false, reason: 'rate_limited', forged: 0, staleCookie: false };
   let forged = 0;
   let staleCookie = false;
   for (const p of input.presented) {
+    if (p.source === 'cookie' && input.foreignOrigin) continue;
     const check = input.check(p.token);
     if (check.ok) {
       if (p.source === 'query' && input.navigable) {

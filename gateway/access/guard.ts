@@ -133,15 +133,12 @@ export class AccessGuard {
       this.deny(req, res, decision, clean);
       return true;
     }
-    if (decision.redeem) {
+    if (decision.redeem || decision.reload) {
       // The link becomes a cookie for exactly this hostname; reloading without the token keeps it out of the
       // address bar, the history and the Referer of whatever the page loads next.
-      send(req, res, 302, {
-        location: clean,
-        'set-cookie': accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, this.isTls(req)),
-        'cache-control': 'no-store',
-        'referrer-policy': 'no-referrer',
-      });
+      const headers: Record<string, string> = { location: clean, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' };
+      if (decision.redeem) headers['set-cookie'] = accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, this.isTls(req));
+      send(req, res, 302, headers);
       return true;
     }
     const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
@@ -219,6 +216,7 @@ export class AccessGuard {
       navigable: !upgrade && (req.method === 'GET' || req.method === 'HEAD'),
       presented,
       rateLimited: this.limiter.blockedFor(client, now) > 0,
+      foreignOrigin: this.isForeignOrigin(req.headers.origin, slug),
       check: (token) => this.check(token, slug, podPort),
       nowMs: now,
     });
@@ -258,6 +256,16 @@ export class AccessGuard {
     if (socket.writable) socket.end(rawHttpError(refused));
     else socket.destroy();
     return refused.status;
+  }
+
+  /** An Origin that is not a page of this pod (any of its ports); absent (navigations, non-browsers) is not foreign. */
+  private isForeignOrigin(origin: string | undefined, slug: string): boolean {
+    if (origin === undefined) return false;
+    try {
+      return parsePodHost(new URL(origin).host, this.config.baseDomains).slug !== slug;
+    } catch {
+      return true; // `null` (sandboxed frames, file:), other sites, malformed
+    }
   }
 
   /** The client as the rate limiter sees it: the peer, or the address a trusted proxy in front of us saw. */
