@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AccessStore } from '../../shared/access-store.ts';
-import { AccessTokens, generateSecret, tokenCovers } from '../../shared/access-token.ts';
+import { AccessTokens, generateSecret, tokenCovers, type AccessClaims } from '../../shared/access-token.ts';
 import {
   PodBusyError,
   PodNotFoundError,
@@ -42,6 +42,8 @@ import { RevocationList } from './revocations.ts';
 /** One message for every refusal: it names no pod, so it cannot tell an existing pod from an unknown one. */
 export const ACCESS_REQUIRED_MESSAGE =
   'this service is private: open an access link from the pod owner, or send an access token in the X-Podgate-Token header';
+/** Genuine tokens remembered after their signature check (about 300 bytes each). */
+const VERIFIED_CACHE_SIZE = 10_000;
 /** Retry-After for a pod at its connection limit: connections of a dev tool come and go within seconds. */
 const POD_BUSY_RETRY_SECONDS = 1;
 const WWW_AUTHENTICATE = `Podgate-Token realm="podgate", header="${TOKEN_HEADER}"`;
@@ -73,6 +75,8 @@ export class AccessGuard {
   private readonly limiter: BadTokenLimiter;
   readonly connections = new PodConnections();
   private tokens: AccessTokens | undefined;
+  /** Tokens whose signature was checked: a page load sends the same cookie dozens of times. */
+  private readonly verified = new Map<string, AccessClaims>();
   private secretTimer: NodeJS.Timeout | undefined;
 
   constructor(config: AccessGuardConfig, deps: AccessGuardDeps) {
@@ -114,11 +118,22 @@ export class AccessGuard {
   /** Verify a token for one port of one pod. */
   check(token: string, slug: string, podPort: number): TokenCheck {
     if (!this.tokens || !this.revocations.ready) return { ok: false, reason: 'unverifiable' };
-    const verified = this.tokens.verify(token, this.now());
-    if (!verified.ok) return verified;
-    if (this.revocations.isRevoked(verified.claims)) return { ok: false, reason: 'revoked' };
-    if (!tokenCovers(verified.claims, slug, podPort)) return { ok: false, reason: 'out_of_scope' };
-    return verified;
+    const now = this.now();
+    let claims = this.verified.get(token);
+    if (!claims) {
+      const result = this.tokens.verify(token, now);
+      if (!result.ok) return result;
+      claims = result.claims;
+      // Only genuine tokens are remembered, so a flood of forged ones cannot evict them or grow the map.
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, claims);
+    } else if (claims.exp * 1000 <= now) {
+      this.verified.delete(token);
+      return { ok: false, reason: 'expired' };
+    }
+    if (this.revocations.isRevoked(claims)) return { ok: false, reason: 'revoked' };
+    if (!tokenCovers(claims, slug, podPort)) return { ok: false, reason: 'out_of_scope' };
+    return { ok: true, claims };
   }
 
   /**
