@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { loadEnv } from './shared/config.ts';
 import { createLogger } from './shared/log.ts';
 import { MemoryRouteStore } from './shared/memory-route-store.ts';
+import { MemoryAccessStore } from './shared/access-store.ts';
 import { exitOnConfigError, loadGatewayConfig, runGateway, stopOnSignals, type GatewayConfig } from './gateway/main.ts';
 import { loadTlsConfig, type TlsConfig } from './gateway/tls/config.ts';
 import { loadConfig, type OrchestratorConfig } from './orchestrator/config.ts';
@@ -30,8 +31,11 @@ try {
 
 const log = createLogger('podgate');
 const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
-const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, logger: log.child({ role: 'orchestrator' }) });
-const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, tls: tlsConfig });
+// Links minted by the orchestrator must verify at the gateway: without Redis they share one access store (and so
+// one generated signing secret and one revocation list).
+const sharedAccess = gatewayConfig.REDIS_URL ? undefined : new MemoryAccessStore();
+const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) });
+const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, access: sharedAccess, tls: tlsConfig });
 
 const api = `http://${orchestratorConfig.adminBind}:${orchestrator.port}`;
 process.stderr.write(
