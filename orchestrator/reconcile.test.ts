@@ -57,7 +57,7 @@ describe('Reconciler grace periods', () => {
     await docker.createNetwork({ Name: name, Labels: { [LABELS.managed]: 'true', [LABELS.namespace]: namespace, [LABELS.slug]: slug } });
     const first = await reconciler.reconcile();
     expect(first.orphans).toContainEqual({ kind: 'network', name, reason: 'no pod container', removed: false });
-    now += ORPHAN_NETWORK_GRACE_MS + 1;
+    now += ORPHAN_NETWORK_GRACE_MS + 60_000;
     const later = await reconciler.reconcile();
     expect(later.orphans).toContainEqual({ kind: 'network', name, reason: 'no pod container', removed: true });
     expect(await docker.getNetwork(name).inspect().then(() => true, () => false)).toBe(false);
@@ -72,7 +72,8 @@ describe('Reconciler grace periods', () => {
     await ports.claim(bound, HOST_BOUND_OWNER);
     // Within the grace: a creation may be in flight in another process.
     expect((await reconciler.reconcile()).releasedPorts).toEqual([]);
-    now += PORT_GRACE_MS + 1;
+    // A minute of margin: the ports' own timestamps come from the real clock, a little after `now` was read.
+    now += PORT_GRACE_MS + 60_000;
     expect((await reconciler.reconcile()).releasedPorts).toEqual([ghost]);
     now += HOST_BOUND_QUARANTINE_MS;
     expect((await reconciler.reconcile()).releasedPorts).toEqual([bound]);
