@@ -51,7 +51,9 @@ export class Children {
 
   start(name: string, argv: string[], options: SpawnOptions = {}): ChildProcess {
     const [cmd, ...args] = argv;
-    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options });
+    // Its own process group, so stopping it also stops what it started (nginx's and the gateway's workers would
+    // otherwise outlive a killed master).
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options, detached: true });
     this.live.add(child);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
@@ -74,10 +76,12 @@ export class Children {
     if (child.exitCode !== null || child.signalCode !== null) return;
     (child as ChildProcess & { stopping?: boolean }).stopping = true;
     const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    signalGroup(child, 'SIGTERM');
+    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), STOP_GRACE_MS);
     await gone;
     clearTimeout(timer);
+    // Workers that outlived their master (it exited first) go with their group.
+    signalGroup(child, 'SIGKILL');
   }
 
   async stopAll(): Promise<void> {
@@ -86,7 +90,17 @@ export class Children {
 
   /** Synchronous last resort (process exit handlers cannot await). */
   killAllNow(): void {
-    for (const c of this.live) c.kill('SIGKILL');
+    for (const c of this.live) signalGroup(c, 'SIGKILL');
+  }
+}
+
+/** Signal a child's whole process group (it leads one: spawned detached). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // the group is already gone
   }
 }
 

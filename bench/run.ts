@@ -16,7 +16,7 @@
 // Environment: BENCH_SECONDS (measured seconds per case and round, default 3), BENCH_ROUNDS (default 3),
 // BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/).
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,8 @@ const WS_MESSAGE_BYTES = 64;
 const WS_SECONDS = Math.min(SECONDS, 3);
 const ROUTE_CHANGES = 200;
 const MULTI_WORKERS = 2;
+/** Start-up includes type-stripping every module and the first full read of the route table. */
+const GATEWAY_START_TIMEOUT_MS = 30_000;
 const SLUG = 'bench';
 const WS_SLUG = 'benchws';
 const HOST = `localhost-3000.pod-${SLUG}.localhost`;
@@ -113,12 +115,19 @@ async function startGateway(redisUrl: string, env: Record<string, string>, cores
     },
   });
   closeSync(out);
-  await waitFor(async () => (await httpGet(adminPort, 'localhost', '/readyz'))?.status === 200, {
-    timeoutMs: 20_000,
-    intervalMs: 100,
-    what: `gateway readiness (log: ${logFile})`,
-  });
-  await waitServing(port, HOST, 'the bench route through the gateway', BENCH_BODY);
+  try {
+    await waitFor(async () => child.exitCode !== null || (await httpGet(adminPort, 'localhost', '/readyz'))?.status === 200, {
+      timeoutMs: GATEWAY_START_TIMEOUT_MS,
+      intervalMs: 100,
+      what: 'gateway readiness (/readyz)',
+    });
+    if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}`);
+    await waitServing(port, HOST, 'the bench route through the gateway', BENCH_BODY);
+  } catch (err) {
+    // The temporary directory goes away with the bench: show the gateway's own account now.
+    const tail = readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n');
+    throw new Error(`${(err as Error).message}\n--- gateway log (last lines) ---\n${tail}`);
+  }
   return { port, child };
 }
 
@@ -140,7 +149,7 @@ interface LoadTarget {
 }
 
 function wrkOnce(port: number, seconds: number, host = HOST): Promise<WrkResult> {
-  return runWrk({ url: `http://127.0.0.1:${port}/`, host, connections: CONNECTIONS, seconds, cores: L.load });
+  return runWrk(children, { url: `http://127.0.0.1:${port}/`, host, connections: CONNECTIONS, seconds, cores: L.load });
 }
 
 /** One measured run; the CPU time of the process under test is taken around it. */

@@ -1,7 +1,6 @@
 // Runs wrk (the HTTP load generator) and parses its text report. The parser is pure so it is unit-tested on
 // recorded output; the runner only spawns the process.
-import { spawn } from 'node:child_process';
-import { pinned, type CoreSet } from './processes.ts';
+import { pinned, type Children, type CoreSet } from './processes.ts';
 
 export interface WrkResult {
   requests: number;
@@ -55,15 +54,15 @@ export interface WrkOptions {
 /** Extra time wrk gets to finish on its own before it is killed (it prints its report after the duration). */
 const WRK_GRACE_MS = 10_000;
 
-export function runWrk(options: WrkOptions): Promise<WrkResult> {
+/** Run wrk as one of `children` (so an interrupted bench stops it too) and parse its report. */
+export function runWrk(children: Children, options: WrkOptions): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', '-H', `Host: ${options.host}`, options.url];
-  const [cmd, ...rest] = pinned(options.cores, ['wrk', ...args]);
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = children.start('wrk', pinned(options.cores, ['wrk', ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.stdout?.on('data', (d: Buffer) => (out += d));
+    child.stderr?.on('data', (d: Buffer) => (err += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.seconds * 1000 + WRK_GRACE_MS);
     child.once('error', (e) => {
       clearTimeout(timer);
