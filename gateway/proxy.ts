@@ -110,6 +110,10 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
 
   // A client that went away is not an upstream failure: http-proxy-3 reports it here; nothing to answer.
   proxy.on('econnreset', () => {});
+  // Errors of a WebSocket client's socket (a reset tab, a NAT drop) are re-emitted here, and http-proxy-3 throws
+  // them when nobody listens: one such client would take the whole process down. Upstream failures reach the
+  // callbacks given to web() and ws(), so what arrives here is the client's own socket ending: nothing to answer.
+  proxy.on('error', () => {});
 
   function web(req: IncomingMessage, res: ServerResponse, target: Target): void {
     states.set(req, { reusedSocket: false, retried: false, target });

@@ -328,6 +328,21 @@ describe('malformed and hostile requests', () => {
     expect([undefined, 408]).toContain(answer.status);
   });
 
+  it('survives WebSocket clients that reset their connection with echoes in flight (a closed tab, a NAT drop)', async () => {
+    for (let round = 0; round < 5; round++) {
+      const ws = new WebSocket(gw.url.replace('http:', 'ws:'), { headers: { host: 'pod-proc.localhost' } });
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      for (let i = 0; i < 200; i++) ws.send('x'.repeat(1000));
+      await new Promise<void>((resolve) => ws.once('message', () => resolve()));
+      (ws as unknown as { _socket: Socket })._socket.resetAndDestroy();
+    }
+    await waitFor(async () => (await get(gw.url, 'pod-proc.localhost')).status === 200, { what: 'the gateway still serving' });
+    expect(gw.child.exitCode).toBeNull();
+  });
+
   it('is still alive and serving afterwards, with nothing on stderr and no error logged', async () => {
     expect(await get(gw.url, 'pod-proc.localhost')).toEqual({ status: 200, body: 'ok' });
     expect(gw.child.exitCode).toBeNull();
