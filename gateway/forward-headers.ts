@@ -51,6 +51,16 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, ctx: Forward
   if (!ctx.trustedPeer) delete headers.forwarded;
 }
 
+/**
+ * A copy without HTTP/2 pseudo-headers (:method, :path, :authority, :scheme), which have no place in the HTTP/1.1
+ * request to the pod. A copy, because an HTTP/2 request reads its url and method from those very headers.
+ */
+export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const copy: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) copy[name] = value;
+  return copy;
+}
+
 /** Remove hop-by-hop headers from a pod's response before it is copied to the client. */
 export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
   stripHopByHop(headers, false);
