@@ -1,6 +1,7 @@
 // Access links and revocations in Redis (keys: accessKeys() in access-store.ts). Revocations are Lua scripts, so
 // the write and its event are one atomic step and only one of two concurrent revokers publishes.
 import type { Redis } from 'ioredis';
+import { ChannelSubscriber } from './redis.ts';
 import {
   accessKeys,
   parseAccessEvent,
@@ -39,12 +40,13 @@ export class RedisAccessStore implements AccessStore {
   private readonly redis: Redis;
   private readonly keys: ReturnType<typeof accessKeys>;
   private readonly onInvalid: (where: string) => void;
-  private readonly subscribers: Redis[] = [];
+  private readonly events: ChannelSubscriber;
 
   constructor(redis: Redis, options: RedisAccessStoreOptions = {}) {
     this.redis = redis;
     this.keys = accessKeys(options.prefix ?? 'podgate:');
     this.onInvalid = options.onInvalid ?? (() => {});
+    this.events = new ChannelSubscriber(redis, this.keys.events);
   }
 
   async sharedSecret(candidate: string): Promise<string> {
@@ -104,38 +106,18 @@ export class RedisAccessStore implements AccessStore {
     return out;
   }
 
-  async subscribe(subscription: AccessSubscription): Promise<() => Promise<void>> {
-    // Pub/sub needs its own connection; it queues commands while offline so ioredis can re-subscribe itself.
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    sub.on('error', () => {});
-    this.subscribers.push(sub);
-    let lost = false;
-    let closed = false;
-    sub.on('close', () => {
-      lost = true;
+  subscribe(subscription: AccessSubscription): Promise<() => Promise<void>> {
+    return this.events.subscribe({
+      onResync: () => subscription.onResync(),
+      onMessage: (message) => {
+        const event = parseAccessEvent(message);
+        if (event) subscription.onEvent(event);
+        else this.onInvalid(this.keys.events);
+      },
     });
-    sub.on('ready', () => {
-      if (lost) {
-        lost = false;
-        subscription.onResync();
-      }
-    });
-    sub.on('message', (channel: string, message: string) => {
-      if (closed || channel !== this.keys.events) return;
-      const event = parseAccessEvent(message);
-      if (event) subscription.onEvent(event);
-      else this.onInvalid(this.keys.events);
-    });
-    await sub.subscribe(this.keys.events);
-    return async () => {
-      closed = true;
-      const i = this.subscribers.indexOf(sub);
-      if (i >= 0) this.subscribers.splice(i, 1);
-      sub.disconnect();
-    };
   }
 
   async close(): Promise<void> {
-    for (const sub of this.subscribers.splice(0)) sub.disconnect();
+    this.events.close();
   }
 }

@@ -1,6 +1,7 @@
 // The certificate store in Redis: every gateway replica serves the same certificates and answers the same
 // HTTP-01 challenges, and a restart issues nothing new. Keys are listed in certKeys().
 import type { Redis } from 'ioredis';
+import { ChannelSubscriber } from './redis.ts';
 import {
   AcmeAccountSchema,
   CertificateRecordSchema,
@@ -36,12 +37,13 @@ export class RedisCertStore implements CertStore {
   private readonly redis: Redis;
   private readonly keys: ReturnType<typeof certKeys>;
   private readonly onInvalid: (where: string, error: string) => void;
-  private readonly subscribers: Redis[] = [];
+  private readonly events: ChannelSubscriber;
 
   constructor(redis: Redis, options: RedisCertStoreOptions = {}) {
     this.redis = redis;
     this.keys = certKeys(options.prefix ?? 'podgate:');
     this.onInvalid = options.onInvalid ?? (() => {});
+    this.events = new ChannelSubscriber(redis, this.keys.events);
   }
 
   async getAccount(directoryUrl: string): Promise<AcmeAccount | undefined> {
@@ -116,35 +118,12 @@ export class RedisCertStore implements CertStore {
     return Number(await this.redis.eval(COUNT, 1, this.keys.window(key, start), windowMs * 2));
   }
 
-  async subscribe(subscription: CertStoreSubscription): Promise<() => Promise<void>> {
-    // Pub/sub needs its own connection; it queues commands while offline so ioredis can re-subscribe itself.
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    sub.on('error', () => {});
-    this.subscribers.push(sub);
-    let lost = false;
-    let closed = false;
-    sub.on('close', () => {
-      lost = true;
-    });
-    sub.on('ready', () => {
-      if (lost) {
-        lost = false;
-        subscription.onResync();
-      }
-    });
-    sub.on('message', (channel: string, id: string) => {
-      if (!closed && channel === this.keys.events) subscription.onChange(id);
-    });
-    await sub.subscribe(this.keys.events);
-    return async () => {
-      closed = true;
-      this.subscribers.splice(this.subscribers.indexOf(sub), 1);
-      sub.disconnect();
-    };
+  subscribe(subscription: CertStoreSubscription): Promise<() => Promise<void>> {
+    return this.events.subscribe({ onResync: () => subscription.onResync(), onMessage: (id) => subscription.onChange(id) });
   }
 
   async close(): Promise<void> {
-    for (const sub of this.subscribers.splice(0)) sub.disconnect();
+    this.events.close();
   }
 
   private parseAccount(json: string, directoryUrl: string): AcmeAccount | undefined {

@@ -1,6 +1,7 @@
 // The shared route table in Redis (see README "Route-table contract"). Writes are Lua scripts, so the
 // generation check, the write and the change event are one atomic step.
 import type { Redis } from 'ioredis';
+import { ChannelSubscriber } from './redis.ts';
 import { parseRoute, parseRouteEvent, routeKeys, type Route, type RouteEvent } from './route.ts';
 import type { RouteStore, RouteSubscription } from './route-store.ts';
 
@@ -51,13 +52,14 @@ export interface RedisRouteStoreOptions {
 export class RedisRouteStore implements RouteStore {
   private readonly keys: ReturnType<typeof routeKeys>;
   private readonly onInvalid: (where: string, error: string) => void;
-  private readonly subscribers: Redis[] = [];
+  private readonly events: ChannelSubscriber;
   private readonly redis: Redis;
 
   constructor(redis: Redis, options: RedisRouteStoreOptions = {}) {
     this.redis = redis;
     this.keys = routeKeys(options.prefix ?? 'podgate:');
     this.onInvalid = options.onInvalid ?? (() => {});
+    this.events = new ChannelSubscriber(redis, this.keys.events);
   }
 
   async get(slug: string): Promise<Route | undefined> {
@@ -104,38 +106,18 @@ export class RedisRouteStore implements RouteStore {
     return Number(await this.redis.eval(NEXT_GENERATION, 1, this.keys.generation));
   }
 
-  async subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {
-    // Pub/sub needs its own connection; it queues commands while offline so ioredis can re-subscribe itself.
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    sub.on('error', () => {});
-    this.subscribers.push(sub);
-    let lost = false;
-    let closed = false;
-    sub.on('close', () => {
-      lost = true;
+  subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {
+    return this.events.subscribe({
+      onResync: () => subscription.onResync(),
+      onMessage: (message) => {
+        const { event, error } = parseRouteEvent(message);
+        if (event) subscription.onEvent(event);
+        else this.onInvalid(this.keys.events, error ?? 'invalid event');
+      },
     });
-    sub.on('ready', () => {
-      // Messages published while we were away are gone: the reader must re-read everything.
-      if (lost) {
-        lost = false;
-        subscription.onResync();
-      }
-    });
-    sub.on('message', (channel: string, message: string) => {
-      if (closed || channel !== this.keys.events) return;
-      const { event, error } = parseRouteEvent(message);
-      if (event) subscription.onEvent(event);
-      else this.onInvalid(this.keys.events, error ?? 'invalid event');
-    });
-    await sub.subscribe(this.keys.events);
-    return async () => {
-      closed = true;
-      this.subscribers.splice(this.subscribers.indexOf(sub), 1);
-      sub.disconnect();
-    };
   }
 
   async close(): Promise<void> {
-    for (const sub of this.subscribers.splice(0)) sub.disconnect();
+    this.events.close();
   }
 }

@@ -36,3 +36,56 @@ export function waitReady(client: Redis, timeoutMs = 5000): Promise<void> {
     client.once('ready', onReady);
   });
 }
+
+export interface ChannelHandlers {
+  onMessage(message: string): void;
+  /** The connection came back after a loss: messages published meanwhile are gone, re-read the state. */
+  onResync(): void;
+}
+
+/**
+ * Subscriptions to one pub/sub channel, each on a connection of its own (a subscribed connection can do nothing
+ * else). The connection queues commands while offline so ioredis can re-subscribe by itself after a reconnect.
+ */
+export class ChannelSubscriber {
+  private readonly redis: Redis;
+  private readonly channel: string;
+  private readonly connections = new Set<Redis>();
+
+  constructor(redis: Redis, channel: string) {
+    this.redis = redis;
+    this.channel = channel;
+  }
+
+  async subscribe(handlers: ChannelHandlers): Promise<() => Promise<void>> {
+    const sub = this.redis.duplicate({ enableOfflineQueue: true });
+    sub.on('error', () => {});
+    this.connections.add(sub);
+    let lost = false;
+    let closed = false;
+    sub.on('close', () => {
+      lost = true;
+    });
+    sub.on('ready', () => {
+      if (lost) {
+        lost = false;
+        handlers.onResync();
+      }
+    });
+    sub.on('message', (channel: string, message: string) => {
+      // Messages already buffered when the subscription is closed must not reach the handlers.
+      if (!closed && channel === this.channel) handlers.onMessage(message);
+    });
+    await sub.subscribe(this.channel);
+    return async () => {
+      closed = true;
+      this.connections.delete(sub);
+      sub.disconnect();
+    };
+  }
+
+  close(): void {
+    for (const sub of this.connections) sub.disconnect();
+    this.connections.clear();
+  }
+}
