@@ -15,6 +15,7 @@ import type { AccessStore } from '../shared/access-store.ts';
 import { AccessTokens, LinkIdSchema, newLinkId, TOKEN_QUERY } from '../shared/access-token.ts';
 import { NotFoundError, ValidationError } from '../shared/errors.ts';
 import { AccessPolicySchema, PortSchema, PRIVATE_BY_DEFAULT, SlugSchema, type AccessPolicy } from '../shared/route.ts';
+import { jsonBody } from './api.ts';
 import { parseDuration } from './config.ts';
 import { podUrl, type PodService, type PodServiceConfig, type PodTable } from './pods.ts';
 import { parseOrThrow } from './spec.ts';
@@ -88,16 +89,6 @@ export interface AccessApiDeps {
   pods: PodAccessControl;
   urls: Pick<PodServiceConfig, 'baseDomains' | 'publicScheme' | 'publicPort'>;
   now?: () => number;
-}
-
-async function jsonBody(c: Context): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === '') return {};
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ValidationError('body', 'not valid JSON');
-  }
 }
 
 const slugOf = (c: Context) => parseOrThrow(SlugSchema, c.req.param('slug'), 'slug');

@@ -42,7 +42,8 @@ const LogQuerySchema = z.object({
 });
 const WaitQuerySchema = z.object({ wait: z.enum(['true', 'false']).default('true') });
 
-async function jsonBody(c: Context): Promise<unknown> {
+/** The request body as JSON; an empty body is `{}`, anything unparsable a 400 naming `body`. */
+export async function jsonBody(c: Context): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === '') return {};
   try {
