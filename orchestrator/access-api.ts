@@ -13,7 +13,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import type { AccessStore } from '../shared/access-store.ts';
 import { AccessTokens, LinkIdSchema, newLinkId, TOKEN_QUERY } from '../shared/access-token.ts';
-import { NotFoundError, ValidationError } from '../shared/errors.ts';
+import { NotFoundError } from '../shared/errors.ts';
 import { AccessPolicySchema, PortSchema, PRIVATE_BY_DEFAULT, SlugSchema, type AccessPolicy } from '../shared/route.ts';
 import { jsonBody } from './api.ts';
 import { parseDuration } from './config.ts';
