@@ -291,6 +291,31 @@ describe('route table and Redis', () => {
     }
   });
 
+  it('starts while Redis is down and becomes ready as soon as Redis answers, not one resync interval later', async () => {
+    const { startRedis } = await import('../test/support/redis-server.ts');
+    const { loadGatewayConfig } = await import('./config.ts');
+    const { startGateway } = await import('./gateway.ts');
+    const { createRouteStore } = await import('../shared/route-store-factory.ts');
+    const { silentLogger } = await import('../shared/log.ts');
+    const redis = await startRedis();
+    await redis.kill();
+    const config = loadGatewayConfig({ HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redis.url, ROUTE_RESYNC_INTERVAL_MS: '600000', ACCESS_LOG: 'false' });
+    const store = createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, silentLogger());
+    const gateway = await startGateway(config, { store, log: silentLogger() });
+    try {
+      expect((await fetch(`http://127.0.0.1:${gateway.adminPort}/readyz`)).status).toBe(503);
+      await redis.restart();
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${gateway.adminPort}/readyz`)).status === 200, {
+        what: 'readiness well before the 10-minute resync',
+        timeoutMs: 30_000,
+      });
+    } finally {
+      await gateway.shutdown(1000);
+      await store.close();
+      await redis.stop();
+    }
+  });
+
   it('re-reads a 20,000-route table completely (HSCAN)', async () => {
     const big = await startHarness();
     try {

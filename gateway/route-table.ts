@@ -14,6 +14,9 @@ export interface RouteTableOptions {
   onChange?: (slug: string, previous: Route | undefined, next: Route | undefined) => void;
 }
 
+/** First retry after a failed re-read; doubles up to the resync interval. */
+const FIRST_RETRY_MS = 100;
+
 interface Entry {
   route: Route | undefined; // undefined: deleted at `generation`
   generation: number;
@@ -31,6 +34,8 @@ export class RouteTable {
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<boolean> | undefined;
   private resyncWanted = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = FIRST_RETRY_MS;
   private closed = false;
   /** Time of the last complete re-read (ms since epoch), 0 before the first. */
   lastSyncAt = 0;
@@ -82,14 +87,34 @@ export class RouteTable {
       this.resyncWanted = true;
       return this.syncing;
     }
-    this.syncing = this.scan().finally(() => {
+    this.syncing = this.scan().then((ok) => {
       this.syncing = undefined;
-      if (this.resyncWanted && !this.closed) {
+      if (this.closed) return ok;
+      if (this.resyncWanted) {
         this.resyncWanted = false;
         void this.resync();
+      } else if (!ok) {
+        this.retryFailedResync();
+      } else {
+        this.retryDelayMs = FIRST_RETRY_MS;
       }
+      return ok;
     });
     return this.syncing;
+  }
+
+  /**
+   * A failed re-read (Redis down, or not connected yet at start) is tried again soon, backing off up to the
+   * periodic interval: a gateway must become ready as soon as Redis answers, not one interval later.
+   */
+  private retryFailedResync(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.closed) void this.resync();
+    }, this.retryDelayMs);
+    this.retryTimer.unref();
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.options.resyncIntervalMs);
   }
 
   private async scan(): Promise<boolean> {
@@ -136,6 +161,7 @@ export class RouteTable {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.unsubscribe?.();
   }
 }
