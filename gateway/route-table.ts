@@ -5,6 +5,7 @@
 import type { Logger } from '../shared/log.ts';
 import type { Route, RouteEvent } from '../shared/route.ts';
 import type { RouteStore } from '../shared/route-store.ts';
+import { RetryBackoff } from './retry-backoff.ts';
 
 export interface RouteTableOptions {
   /** Full re-read period; bounds how long a missed event can go unnoticed. */
@@ -13,9 +14,6 @@ export interface RouteTableOptions {
   /** Told when a slug's route is replaced or removed, so per-generation resources can be retired. */
   onChange?: (slug: string, previous: Route | undefined, next: Route | undefined) => void;
 }
-
-/** First retry after a failed re-read; doubles up to the resync interval. */
-const FIRST_RETRY_MS = 100;
 
 interface Entry {
   route: Route | undefined; // undefined: deleted at `generation`
@@ -34,8 +32,7 @@ export class RouteTable {
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<boolean> | undefined;
   private resyncWanted = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelayMs = FIRST_RETRY_MS;
+  private readonly retry: RetryBackoff;
   private closed = false;
   /** Time of the last complete re-read (ms since epoch), 0 before the first. */
   lastSyncAt = 0;
@@ -43,6 +40,7 @@ export class RouteTable {
   constructor(store: RouteStore, options: RouteTableOptions) {
     this.store = store;
     this.options = options;
+    this.retry = new RetryBackoff(options.resyncIntervalMs);
   }
 
   /** Subscribe, then load everything. Resolves even if the store is down (the timer retries). */
@@ -93,28 +91,15 @@ export class RouteTable {
       if (this.resyncWanted) {
         this.resyncWanted = false;
         void this.resync();
-      } else if (!ok) {
-        this.retryFailedResync();
+      } else if (ok) {
+        this.retry.reset();
       } else {
-        this.retryDelayMs = FIRST_RETRY_MS;
+        // Redis down, or not connected yet at start: ready as soon as it answers, not one interval later.
+        this.retry.schedule(() => void this.resync());
       }
       return ok;
     });
     return this.syncing;
-  }
-
-  /**
-   * A failed re-read (Redis down, or not connected yet at start) is tried again soon, backing off up to the
-   * periodic interval: a gateway must become ready as soon as Redis answers, not one interval later.
-   */
-  private retryFailedResync(): void {
-    if (this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (!this.closed) void this.resync();
-    }, this.retryDelayMs);
-    this.retryTimer.unref();
-    this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.options.resyncIntervalMs);
   }
 
   private async scan(): Promise<boolean> {
@@ -161,7 +146,7 @@ export class RouteTable {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retry.cancel();
     await this.unsubscribe?.();
   }
 }

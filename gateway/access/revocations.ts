@@ -4,6 +4,7 @@
 // an event that raced with the read cannot be lost. Until the first read succeeds no token is accepted.
 import type { AccessEvent, AccessStore } from '../../shared/access-store.ts';
 import type { Logger } from '../../shared/log.ts';
+import { RetryBackoff } from '../retry-backoff.ts';
 
 export interface RevocationListOptions {
   resyncIntervalMs: number;
@@ -21,11 +22,14 @@ export class RevocationList {
   private timer: NodeJS.Timeout | undefined;
   private loaded = false;
   private failing = false;
+  private closed = false;
+  private readonly retry: RetryBackoff;
 
   constructor(store: AccessStore, options: RevocationListOptions) {
     this.store = store;
     this.options = options;
     this.now = options.now ?? Date.now;
+    this.retry = new RetryBackoff(options.resyncIntervalMs);
   }
 
   /** Subscribe, then read everything. Resolves even if the store is down (the timer retries). */
@@ -68,13 +72,18 @@ export class RevocationList {
       if (this.failing) this.options.log.info('access revocations readable again');
       this.failing = false;
       this.loaded = true;
+      this.retry.reset();
     } catch (err) {
       if (!this.failing) this.options.log.warn({ err: String(err) }, 'cannot read access revocations; keeping the last copy');
       this.failing = true;
+      // Until the first read no token is accepted: catch up as soon as Redis answers, not one interval later.
+      if (!this.closed) this.retry.schedule(() => void this.resync());
     }
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.retry.cancel();
     if (this.timer) clearInterval(this.timer);
     await this.unsubscribe?.().catch(() => {});
   }
