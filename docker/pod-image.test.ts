@@ -241,6 +241,14 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     expect(missingBinary.logs).toContain("needs 'code-server'");
   });
 
+  it('stops with the configuration exit code when nginx rejects the router config (no restart loop)', async () => {
+    // The entrypoint no longer runs `nginx -t` before starting the router (a second nginx start under gVisor);
+    // a config nginx refuses must still stop the pod with 64 instead of being restarted forever.
+    const broken = await runToExit(['PODGATE_NGINX_TEMPLATE=/etc/podgate/services/app.service']);
+    expect(broken.exitCode).toBe(EXIT_CONFIG);
+    expect(broken.logs).toContain('nginx rejected the rendered router config');
+  });
+
   it('stops cleanly on SIGTERM (docker stop), without being killed', async () => {
     const extra = await startPod(['POD_SERVICES=']);
     const extraPort = await publishedPort(extra);
