@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
+import { shellOverWebSocket } from '../test/support/pod-shell.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 const run = promisify(execFile);
@@ -171,20 +171,7 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
   });
 
   it('carries a WebSocket through the router to the web terminal', async () => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { Host: `localhost-${TERMINAL_PORT}.pod-demo.localhost` } });
-    let output = '';
-    ws.on('message', (data: Buffer) => (output += data.toString('utf8')));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      ws.send('echo "sum=$((6*7))"\r');
-      // The typed line echoes back as `sum=$((6*7))`; only the shell's answer contains sum=42.
-      await waitFor(() => output.includes('sum=42'), { timeoutMs: 20_000, what: 'the shell to answer over the WebSocket' });
-    } finally {
-      ws.terminate();
-    }
+    expect(await shellOverWebSocket(port, { Host: `localhost-${TERMINAL_PORT}.pod-demo.localhost` })).toContain('sum=42');
   });
 
   it('rewrites a dev server redirect to http://localhost:<port>/ to the host the browser used', async () => {

@@ -6,11 +6,11 @@
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../shared/access-token.ts';
 import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { removePods, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { shellOverWebSocket } from './support/pod-shell.ts';
 import { waitFor } from './support/wait.ts';
 import { parseSetCookie, send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
 
@@ -95,19 +95,7 @@ describe('a real gVisor pod behind the guard', () => {
     expect(page.status).toBe(200);
     expect(page.body).toContain('<title>pod terminal</title>');
 
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.gateway.httpPort}/`, { headers: { host: url.host, cookie: jar } });
-    let output = '';
-    ws.on('message', (data: Buffer) => (output += data.toString('utf8')));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      ws.send('echo "sum=$((6*7))"\r');
-      await waitFor(() => output.includes('sum=42'), { timeoutMs: 20_000, what: 'the shell to answer over the WebSocket' });
-    } finally {
-      ws.terminate();
-    }
+    expect(await shellOverWebSocket(gw.gateway.httpPort, { host: url.host, cookie: jar })).toContain('sum=42');
     // The link is for the terminal only.
     expect((await send(gw.url, host(DUMP_PORT), { headers: { cookie: jar, [TOKEN_HEADER]: link.json.token } })).status).toBe(401);
   });

@@ -4,9 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
 import Docker from 'dockerode';
-import { WebSocket } from 'ws';
 import { silentLogger } from '../shared/log.ts';
 import { startRedis, type RedisServer } from './support/redis-server.ts';
+import { shellOverWebSocket } from './support/pod-shell.ts';
 import { waitFor } from './support/wait.ts';
 import { loadConfig, type OrchestratorConfig } from '../orchestrator/config.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
@@ -61,23 +61,6 @@ function viaGateway(host: string, path = '/'): Promise<{ status: number; body: s
   });
 }
 
-async function shellOverWebSocket(host: string): Promise<string> {
-  const ws = new WebSocket(`ws://127.0.0.1:${gw.gateway.httpPort}/`, { headers: { host } });
-  let output = '';
-  ws.on('message', (data: Buffer) => (output += data.toString('utf8')));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    ws.send('echo "sum=$((6*7))"\r');
-    await waitFor(() => output.includes('sum=42'), { timeoutMs: 20_000, what: 'the pod shell to answer over the WebSocket' });
-    return output;
-  } finally {
-    ws.terminate();
-  }
-}
-
 beforeAll(async () => {
   const [r, image] = await Promise.all([startRedis(), testPodImage()]);
   redis = r;
@@ -127,7 +110,7 @@ describe('pods through the gateway', () => {
     expect((await viaGateway(`pod-${slug}.localhost`)).status).toBe(200);
     // The router answers before every service listens: wait for the terminal's own page before its WebSocket.
     await waitFor(async () => (await viaGateway(termHost)).status === 200, { timeoutMs: 30_000, what: 'the terminal through the gateway' });
-    expect(await shellOverWebSocket(termHost)).toContain('sum=42');
+    expect(await shellOverWebSocket(gw.gateway.httpPort, { host: termHost })).toContain('sum=42');
 
     // Stop: the gateway answers 503; start: it works again.
     expect((await api('POST', `/v1/pods/${slug}/stop`)).json.status).toBe('stopped');
@@ -143,7 +126,7 @@ describe('pods through the gateway', () => {
     expect((await api('GET', `/v1/pods/${slug}`)).json).toMatchObject({ status: 'running', hostPort });
     await waitFor(async () => (await viaGateway(appHost)).status === 200, { timeoutMs: 10_000, what: '200 after restarts' });
     await waitFor(async () => (await viaGateway(termHost)).status === 200, { timeoutMs: 30_000, what: 'the terminal after restarts' });
-    expect(await shellOverWebSocket(termHost)).toContain('sum=42');
+    expect(await shellOverWebSocket(gw.gateway.httpPort, { host: termHost })).toContain('sum=42');
 
     // Delete: 404, and container, network and port are gone.
     expect((await api('DELETE', `/v1/pods/${slug}`)).status).toBe(204);
