@@ -1,6 +1,6 @@
 // The pod lifecycle: create, start, stop, restart, delete and exec, one operation per pod at a time. Every step
 // that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
-// the pod: `starting` while it boots, `running` once its router answers, `stopped` when stopped, gone on delete;
+// the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when stopped, gone on delete;
 // each write carries a fresh generation from the route store.
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -10,7 +10,7 @@ import type { RouteStore } from '../shared/route-store.ts';
 import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainerSpec } from './container-runtime.ts';
 import type { ExecLog, ExecLogEntry } from './exec-log.ts';
 import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
-import { waitAnswering } from './readiness.ts';
+import { waitReady } from './readiness.ts';
 import { canDo, desiredRoute, toRoute, type PodOperation, type PodState } from './route-builder.ts';
 import { CommandSchema, DEFAULT_HOOK_TIMEOUT_MS, MAX_HOOK_TIMEOUT_MS, parseOrThrow, parsePodSpec, tierLimits, type PodSpec } from './spec.ts';
 
@@ -175,7 +175,7 @@ export class PodService {
   }
 
   /**
-   * Create a pod. With `wait` (the default) it resolves once the pod is running and answering; without, it
+   * Create a pod. With `wait` (the default) it resolves once the pod is running and ready; without, it
    * resolves at once with the pending pod and provisioning goes on (its failure is kept on the pod).
    */
   async create(input: unknown, options: { wait?: boolean } = {}): Promise<PodView> {
@@ -300,7 +300,7 @@ export class PodService {
     record.containerId = undefined;
   }
 
-  /** Start the container, wait until its router answers, run postStart hooks, then route to it. */
+  /** Start the container, wait until its router reports every service ready, run postStart hooks, then route to it. */
   private async bringUp(record: PodRecord, phases = new Phases()): Promise<void> {
     const { runtime, config } = this.d;
     const { slug } = record;
@@ -309,7 +309,7 @@ export class PodService {
     await Promise.all([this.publish(record), runtime.start(slug)]);
     phases.mark('startingRoute');
     try {
-      await waitAnswering(config.hostAddress, record.hostPort!, `pod-${slug}.${config.baseDomains[0]}`, {
+      await waitReady(config.hostAddress, record.hostPort!, {
         timeoutMs: config.readyTimeoutMs,
         alive: async () => (await runtime.inspect(slug))?.state === 'running',
       });
@@ -317,7 +317,7 @@ export class PodService {
       const tail = await runtime.logsTail(slug, FAILURE_LOG_LINES).catch(() => '');
       throw new Error(`${message(err)}${tail.trim() ? `; its last output: ${tail.trim().slice(-FAILURE_LOG_CHARS)}` : ''}`);
     }
-    phases.mark('answering');
+    phases.mark('ready');
     for (const [i, hook] of record.spec.postStart.entries()) {
       const label = hook.label ?? `postStart[${i}]`;
       const r = await this.execLogged(slug, hook.command, label, hook.timeoutMs);
