@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for podgate, idempotently and without questions (CI runs it on a fresh machine):
 #   1. Debian packages (Docker, gVisor, Redis, pebble, nginx, wrk, debootstrap, ...), installed only if missing,
-#   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept),
+#   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept), and
+#      address pools for one network per pod (PODGATE_DOCKER_ADDRESS_POOL, default 10.200.0.0/16 in /28s),
 #   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
 #   4. Node >= 22.12 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
 #   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
@@ -71,6 +72,20 @@ if ! jq -e --argjson want "$runsc_runtime" '.runtimes.runsc == $want' >/dev/null
   daemon_json_changed=1
 fi
 
+# Address pools: every pod has its own bridge network, and Docker's default pools hold only about 30 of them
+# (31 /16 and /20 networks), so a host would stop creating pods after ~30. A /28 per network (one container needs
+# a handful of addresses) from one /16 gives 4096. Only added when daemon.json sets no pools of its own.
+address_pool="${PODGATE_DOCKER_ADDRESS_POOL:-10.200.0.0/16}"
+pools_changed=0
+if ! jq -e 'has("default-address-pools")' >/dev/null <<<"$current"; then
+  is_root || die "$DAEMON_JSON needs default-address-pools for more than ~30 pods; run scripts/setup.sh as root"
+  log "setting Docker's default-address-pools to $address_pool in /28 networks (one per pod) in $DAEMON_JSON"
+  [ ! -s "$DAEMON_JSON" ] || current="$(cat "$DAEMON_JSON")"
+  jq --arg base "$address_pool" '."default-address-pools" = [{base: $base, size: 28}]' <<<"$current" >"$DAEMON_JSON.tmp"
+  mv "$DAEMON_JSON.tmp" "$DAEMON_JSON"
+  pools_changed=1
+fi
+
 # --- 3. Docker daemon -----------------------------------------------------------------------------------------------
 docker_answers() { docker info >/dev/null 2>&1; }
 docker_has_runsc() { docker info --format '{{ json .Runtimes }}' 2>/dev/null | jq -e 'has("runsc")' >/dev/null 2>&1; }
@@ -81,6 +96,8 @@ if docker_answers; then
     log "reloading the running dockerd (SIGHUP) for the new runtime"
     pkill -HUP -x dockerd || die "a Docker daemon answers but no dockerd process could be signalled; restart it by hand"
   fi
+  # Address pools are read only at dockerd's start, and restarting it here would stop every running pod.
+  [ "$pools_changed" = 0 ] || log "WARNING: restart Docker to apply the new address pools (until then, about 30 pods per host)"
 elif pgrep -x dockerd >/dev/null; then
   log "a dockerd process exists but does not answer yet; waiting for it"
 else
