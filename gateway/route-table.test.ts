@@ -55,9 +55,10 @@ describe('RouteTable', () => {
     expect(t.lookup('real')).toBeDefined();
   });
 
-  it('after the store lost its data, lower generations from it are accepted on resync', async () => {
+  it('a resync never lets a lower generation win (a store restored from an old snapshot), and takes newer ones', async () => {
     let store = new MemoryRouteStore();
     await store.put(route('a', 100, { port: 30100 }));
+    await store.put(route('b', 100, { port: 30200 }));
     const source: RouteStore = {
       get: (s) => store.get(s),
       scan: () => store.scan(),
@@ -68,10 +69,12 @@ describe('RouteTable', () => {
       close: () => store.close(),
     };
     const t = await table(source);
-    store = new MemoryRouteStore(); // data lost
+    store = new MemoryRouteStore(); // the old snapshot: a's port was freed since, b was republished
     await store.put(route('a', 2, { port: 30002 }));
+    await store.put(route('b', 101, { port: 30201 }));
     await t.resync();
-    expect(t.lookup('a')?.port).toBe(30002);
+    expect(t.lookup('a')?.port).toBe(30100);
+    expect(t.lookup('b')?.port).toBe(30201);
   });
 
   it('tells when a route is replaced or removed, so its pool can be retired', async () => {

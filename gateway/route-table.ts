@@ -77,8 +77,8 @@ export class RouteTable {
   }
 
   /**
-   * Re-read the whole table. The store is authoritative: entries it no longer has are dropped, unless an
-   * event touched them while the scan ran (the scan may have missed a very recent change).
+   * Re-read the whole table. Entries the store no longer has are dropped, unless an event touched them while the
+   * scan ran (the scan may have missed a very recent change); newer generations are taken, older ones ignored.
    */
   resync(): Promise<boolean> {
     if (this.syncing) {
@@ -110,10 +110,11 @@ export class RouteTable {
         for (const route of batch) {
           seen.add(route.slug);
           const held = this.entries.get(route.slug);
-          if (held?.route && held.generation === route.generation) continue; // unchanged
-          // Events newer than the scan win; otherwise the stored route is the truth, even at a lower
-          // generation (the store may have lost its data and started again).
-          if (held && held.stamp > startStamp && held.generation >= route.generation) continue;
+          // A lower generation never wins, on a re-read either: a store restored from an old snapshot would
+          // otherwise send traffic to host ports freed since (and maybe handed to other pods). Writers' generations
+          // keep increasing even after the store lost its data (see shared/redis-route-store.ts), so the
+          // republished routes of live pods always win.
+          if (held && held.generation >= route.generation) continue;
           this.replace(route.slug, route, route.generation);
         }
       }
