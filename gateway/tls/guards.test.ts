@@ -108,6 +108,53 @@ describe('on-demand guards', () => {
     expect(a.request('pod-pod3.example.test')).toBe('refused:backoff');
   });
 
+  it('a name another replica is issuing costs no quota and is not asked for on every handshake', async () => {
+    const prefix = `g${++n}:`;
+    const s1 = await store(prefix);
+    const s2 = await store(prefix);
+    const issuer = new ScriptedIssuer();
+    let now = Date.now();
+    const a = onDemand(s1, manager(s1, issuer, 'r1'), { maxPerWindow: 2 });
+    const b = onDemand(s2, manager(s2, issuer, 'r2'), { maxPerWindow: 2, now: () => now });
+    const name = 'pod-pod1.example.test';
+    issuer.hold();
+    expect(a.request(name)).toBe('started');
+    await waitFor(() => issuer.calls.length === 1, { what: 'replica A to reach the CA' });
+    // B's first handshake finds A's lock; the next ones leave the name to A without asking the store again.
+    expect(b.request(name)).toBe('started');
+    await b.settled();
+    for (let i = 0; i < 20; i++) expect(b.request(name)).toBe('pending-elsewhere');
+    now += 60_000; // a while later B looks again (A might have died), and finds A still at it
+    expect(b.request(name)).toBe('started');
+    await b.settled();
+    expect(b.request(name)).toBe('pending-elsewhere');
+    issuer.release();
+    await a.settled();
+    // B's index may not have A's certificate yet when it looks again: under the lock it finds it stored.
+    now += 60_000;
+    expect(b.request(name)).toBe('started');
+    await b.settled();
+    expect(issuer.calls).toHaveLength(1);
+    // Only A's issuance counted: the window of two still has room for exactly one more.
+    for (const other of ['pod-pod2.example.test', 'pod-pod3.example.test']) {
+      b.request(other);
+      await b.settled();
+    }
+    expect(issuer.calls.map((c) => c[0])).toEqual([name, 'pod-pod2.example.test']);
+  });
+
+  it('issues again for a name whose stored certificate has expired', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    const name = 'pod-pod1.example.test';
+    await s.putCertificate(certificate(name, { origin: 'on-demand', notBefore: new Date(Date.now() - 2 * 86_400_000).toISOString(), notAfter: new Date(Date.now() - 1000).toISOString() }));
+    const od = onDemand(s, manager(s, issuer, 'r1'));
+    expect(od.request(name)).toBe('started');
+    await od.settled();
+    expect(issuer.calls).toEqual([[name]]);
+    expect((await s.getCertificate(name))?.certPem).toBe('cert-1');
+  });
+
   it('caps concurrent issuances and backs off a failing name for at least Retry-After', async () => {
     const s = await store(`g${++n}:`);
     const issuer = new ScriptedIssuer();

@@ -76,7 +76,32 @@ export class CertificateManager {
   async issue(namesInput: unknown, origin: CertificateOrigin = 'admin'): Promise<CertificateRecord> {
     const names = normaliseCertNames(namesInput, this.options.baseDomains);
     const record = await this.once(names[0]!, () => this.issueNow(names, origin));
-    return record!;
+    // Undefined only when this call joined a run for the same id that had nothing to do (a renewal not due,
+    // an on-demand issuance that found the certificate stored): nothing was issued for this caller.
+    if (!record) throw new ConflictError(`certificate ${names[0]} was being renewed or issued at the same time; try again`);
+    return record;
+  }
+
+  /**
+   * Issuance for on-demand: under the lock, first re-read the store (another replica may have stored an
+   * unexpired certificate for this id since this process looked; its change event can still be on the way),
+   * then ask `admit` (the caller's quota). A replica that loses the race for the lock, or finds the work done,
+   * so spends none of the quota and never reaches the CA.
+   * @returns the new record, or undefined when an unexpired one was stored already or `admit` said no
+   * @throws ValidationError, ConflictError (another replica holds the lock), CertificateAuthorityError
+   */
+  async issueUnlessStored(
+    namesInput: unknown,
+    origin: CertificateOrigin,
+    admit: () => Promise<boolean>,
+  ): Promise<CertificateRecord | undefined> {
+    const names = normaliseCertNames(namesInput, this.options.baseDomains);
+    return this.once(names[0]!, async () => {
+      const held = await this.options.store.getCertificate(names[0]!);
+      if (held && this.now() < Date.parse(held.notAfter) && names.every((n) => held.names.includes(n))) return undefined;
+      if (!(await admit())) return undefined;
+      return this.issueNow(names, origin);
+    });
   }
 
   /** Renew now (admin). A failure is recorded on the certificate, which keeps being served. */
