@@ -114,7 +114,7 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     : undefined;
 
   const fallback = config.defaultCertificate ?? (await createSelfSignedCertificate('podgate default certificate'));
-  const index = new CertIndex();
+  const index = new CertIndex(now);
 
   function load(id: string, record: Awaited<ReturnType<CertStore['getCertificate']>>): void {
     if (!record) {

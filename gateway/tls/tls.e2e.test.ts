@@ -26,6 +26,7 @@ import { startUpstream, type Upstream } from '../../test/support/gateway-harness
 import { waitFor } from '../../test/support/wait.ts';
 import { loadTlsConfig } from './config.ts';
 import { prepareGatewayTls, type GatewayTls } from './gateway-tls.ts';
+import { createSelfSignedCertificate } from './self-signed.ts';
 
 const BASE = 'example.test';
 const PREFIX = `tlse2e${process.pid}:`;
@@ -301,6 +302,28 @@ describe('TLS with pebble through the real gateway', () => {
     expect((await get(host)).status).toBe(200);
     const stored = await admin('GET', `/v1/certificates/${host}`);
     expect(stored.json).toMatchObject({ origin: 'on-demand', names: [host] });
+  });
+
+  it('never serves an expired certificate: its name gets the default one and is issued on demand again', async () => {
+    await publishRoute('lapsed');
+    const host = 'pod-lapsed.example.test';
+    const lapsed = await createSelfSignedCertificate('lapsed stored certificate');
+    const lapsedAt = Date.now() - 60_000;
+    await new RedisCertStore(await client(), { prefix: PREFIX }).putCertificate({
+      id: host,
+      names: [host],
+      certPem: lapsed.certPem,
+      keyPem: lapsed.keyPem,
+      notBefore: new Date(lapsedAt - 90 * 86_400_000).toISOString(),
+      notAfter: new Date(lapsedAt).toISOString(),
+      issuedAt: new Date(lapsedAt - 90 * 86_400_000).toISOString(),
+      origin: 'on-demand',
+      renewal: { failures: 0 },
+    });
+    await gatewayTls.tls.reload();
+    expect(servedBy(await peerCertificate(host))).toBe('podgate default certificate');
+    await waitFor(async () => servedBy(await peerCertificate(host)).startsWith('Pebble'), { what: 'a new on-demand certificate', timeoutMs: 30_000 });
+    expect(Date.parse((await admin('GET', `/v1/certificates/${host}`)).json.notAfter)).toBeGreaterThan(Date.now());
   });
 
   it('refuses on-demand issuance for an unknown pod and for names that are not pod hostnames', async () => {
