@@ -2,8 +2,18 @@
 // values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop headers.
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** RFC 9110 section 7.6.1 hop-by-hop headers, plus the de-facto Proxy-* ones. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate'];
+/** RFC 9110 section 7.6.1 hop-by-hop headers (Proxy-* ones are all removed by isProxyHeader). */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
+
+/**
+ * `Proxy` and every `Proxy-*` header, both ways. They address a proxy, never the pod or the browser:
+ * Proxy-Authorization carries credentials for the client's own proxy; a bare `Proxy` header becomes HTTP_PROXY in
+ * CGI-style apps and redirects their outgoing requests (httpoxy, CVE-2016-5385); a pod's Proxy-Authenticate on a 407
+ * would have the browser ask its user for proxy credentials on the pod's behalf. Names arrive lower-cased.
+ */
+function isProxyHeader(name: string): boolean {
+  return name.startsWith('proxy') && (name.length === 5 || name.charCodeAt(5) === 0x2d /* - */);
+}
 
 export interface ForwardContext {
   /** The connecting peer's address (IPv4-mapped IPv6 is unwrapped). */
@@ -33,6 +43,7 @@ function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, k
   for (const name of HOP_BY_HOP) {
     if (!(keepUpgrade && name === 'upgrade')) delete headers[name];
   }
+  for (const name in headers) if (isProxyHeader(name)) delete headers[name];
 }
 
 /** Rewrite an incoming request's headers in place for the upstream pod. */
@@ -61,7 +72,15 @@ export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttp
   return copy;
 }
 
-/** Remove hop-by-hop headers from a pod's response before it is copied to the client. */
-export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
-  stripHopByHop(headers, false);
+/**
+ * Remove hop-by-hop headers from a pod's response before it is copied to the client. `upgrade`: a 101 answer to a
+ * WebSocket upgrade, which keeps `Connection: upgrade` and `Upgrade`.
+ */
+export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
+  const upgradeValue = headers.upgrade;
+  stripHopByHop(headers, upgrade);
+  if (upgrade && upgradeValue) {
+    headers.connection = 'upgrade';
+    headers.upgrade = upgradeValue;
+  }
 }

@@ -100,17 +100,46 @@ describe('forwarding headers', () => {
     expect(headers['x-end-to-end']).toBe('kept');
   });
 
-  it('strips hop-by-hop response headers', async () => {
+  it('strips the bare Proxy header (httpoxy) and every Proxy-* request header, and only those', async () => {
+    await get(h, 'pod-myapp.localhost', {
+      headers: {
+        proxy: 'http://attacker.example:8080',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        'proxy-connection': 'keep-alive',
+        'proxy-authentication-info': 'nextnonce="x"',
+        'proxy-x-anything': '1',
+        proxyline: 'kept',
+        'x-proxy-note': 'kept',
+      },
+    });
+    const received = up.requests.at(-1)!.headers;
+    for (const name of ['proxy', 'proxy-authorization', 'proxy-connection', 'proxy-authentication-info', 'proxy-x-anything']) {
+      expect(received[name], name).toBeUndefined();
+    }
+    expect(received.proxyline).toBe('kept');
+    expect(received['x-proxy-note']).toBe('kept');
+  });
+
+  it('strips hop-by-hop and Proxy-* response headers', async () => {
     const hop = await startUpstream((_req, res) => {
-      res.writeHead(200, { connection: 'x-pod-hop', 'x-pod-hop': '1', 'keep-alive': 'timeout=1', 'proxy-authenticate': 'Basic', 'x-kept': 'yes' });
+      res.writeHead(407, {
+        connection: 'x-pod-hop',
+        'x-pod-hop': '1',
+        'keep-alive': 'timeout=1',
+        'proxy-authenticate': 'Basic realm="your corporate proxy"',
+        'proxy-authentication-info': 'nextnonce="x"',
+        'proxy-status': 'pod-router; error=http_request_error',
+        'x-kept': 'yes',
+      });
       res.end('ok');
     });
     try {
       await h.route('hop', hop.port);
       const a = await get(h, 'pod-hop.localhost');
-      expect(a.status).toBe(200);
-      expect(a.headers['x-pod-hop']).toBeUndefined();
-      expect(a.headers['proxy-authenticate']).toBeUndefined();
+      expect(a.status).toBe(407);
+      for (const name of ['x-pod-hop', 'proxy-authenticate', 'proxy-authentication-info', 'proxy-status']) {
+        expect(a.headers[name], name).toBeUndefined();
+      }
       expect(a.headers['x-kept']).toBe('yes');
     } finally {
       await hop.close();

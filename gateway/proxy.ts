@@ -87,8 +87,14 @@ function armResponseDeadline(proxyReq: ClientRequest, req: IncomingMessage, time
 export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks: ProxyHooks) {
   const proxy = createProxyServer({ xfwd: false, ws: true, connectTimeout: options.connectTimeoutMs });
 
+  // Our listeners on proxyReq run before http-proxy-3's own (it adds them after emitting proxyReqWs), so header
+  // changes made here are what it writes to the client, for a 101 and for a pod's plain refusal alike.
   proxy.on('proxyReqWs', (proxyReq: ClientRequest, _req: IncomingMessage, client: Duplex) => {
-    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => hooks.onWebSocketOpen(client, upstream));
+    proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
+      prepareResponseHeaders(res.headers, true);
+      hooks.onWebSocketOpen(client, upstream);
+    });
+    proxyReq.once('response', (res: IncomingMessage) => prepareResponseHeaders(res.headers));
   });
 
   if (options.wsIdleTimeoutMs > 0) {

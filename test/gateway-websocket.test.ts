@@ -270,6 +270,53 @@ describe('refused upgrades', () => {
   });
 });
 
+describe('response headers of upgrades', () => {
+  let proxying: Upstream;
+  let refusing: Upstream;
+  beforeAll(async () => {
+    proxying = await startWsUpstream();
+    proxying.wss.on('headers', (headers) => headers.push('Proxy-Authenticate: Basic realm="proxy"', 'Proxy-Status: pod-router', 'X-Kept: yes'));
+    // A pod that refuses the upgrade the way a proxy asking for credentials would.
+    refusing = await startWsUpstream({
+      verifyClient: (_info, done) => done(false, 407, 'Proxy Authentication Required', { 'Proxy-Authenticate': 'Basic realm="proxy"', 'X-Kept': 'yes' }),
+    });
+    await h.route('wsheaders', proxying.port);
+    await h.route('wsrefuses', refusing.port);
+  });
+  afterAll(async () => {
+    await proxying?.close();
+    await refusing?.close();
+  });
+
+  it('drops Proxy-* headers from a 101 and keeps the rest', async () => {
+    const ws = connect('pod-wsheaders.localhost');
+    const upgrade = new Promise<IncomingMessage>((r) => ws.once('upgrade', (res) => r(res)));
+    await opened(ws);
+    const { headers } = await upgrade;
+    expect(headers['proxy-authenticate']).toBeUndefined();
+    expect(headers['proxy-status']).toBeUndefined();
+    expect(headers['x-kept']).toBe('yes');
+    expect(headers.upgrade?.toLowerCase()).toBe('websocket');
+    ws.close();
+    await closed(ws);
+  });
+
+  it("drops Proxy-* headers from a pod's plain refusal of the upgrade", async () => {
+    const ws = connect('pod-wsrefuses.localhost');
+    ws.on('error', () => {}); // the abort after unexpected-response
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      ws.once('unexpected-response', (req, r: IncomingMessage) => {
+        resolve(r);
+        req.destroy();
+      });
+      ws.once('open', () => reject(new Error('upgrade unexpectedly succeeded')));
+    });
+    expect(res.statusCode).toBe(407);
+    expect(res.headers['proxy-authenticate']).toBeUndefined();
+    expect(res.headers['x-kept']).toBe('yes');
+  });
+});
+
 describe('long-lived and many connections', () => {
   it('is not cut by the response or header timers while idle', async () => {
     const ws = connect(HOST_FORMS.flat);
