@@ -7,11 +7,11 @@ import { z } from 'zod';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
 import type { RouteStore } from '../shared/route-store.ts';
-import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainerSpec } from './container-runtime.ts';
+import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainer, type PodContainerSpec } from './container-runtime.ts';
 import type { ExecLog, ExecLogEntry } from './exec-log.ts';
 import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
 import { waitReady } from './readiness.ts';
-import { canDo, desiredRoute, toRoute, type PodOperation, type PodState } from './route-builder.ts';
+import { canDo, desiredRoute, stateFromContainer, toRoute, type PodOperation, type PodState } from './route-builder.ts';
 import { CommandSchema, DEFAULT_HOOK_TIMEOUT_MS, MAX_HOOK_TIMEOUT_MS, parseOrThrow, parsePodSpec, tierLimits, type PodSpec } from './spec.ts';
 
 /** Seconds a pod gets to shut down on stop before Docker kills it. */
@@ -372,7 +372,7 @@ export class PodService {
       const record = this.require(slug);
       if (record.state === 'stopped') return this.view(record);
       this.check('stop', record);
-      await this.takeDown(record);
+      await this.takeDown(record, 'stop');
       return this.view(record);
     });
   }
@@ -382,19 +382,58 @@ export class PodService {
     return this.d.table.locks.run(slug, async () => {
       const record = this.require(slug);
       this.check('restart', record);
-      if (record.state !== 'stopped') await this.takeDown(record);
+      if (record.state !== 'stopped') await this.takeDown(record, 'restart');
       await this.bringUpOrFail(record);
       return this.view(record);
     });
   }
 
-  private async takeDown(record: PodRecord): Promise<void> {
-    // The route says `stopped` first, so gateways answer 503 at once instead of failing connections.
-    this.setState(record, 'stopping');
-    await this.publish(record);
-    await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
+  private async takeDown(record: PodRecord, op: 'stop' | 'restart'): Promise<void> {
+    try {
+      // The route says `stopped` first, so gateways answer 503 at once instead of failing connections.
+      this.setState(record, 'stopping');
+      await this.publish(record);
+      await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
+    } catch (err) {
+      const { said } = await this.settle(record, err);
+      throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${message(err)}; ${said}`);
+    }
     this.setState(record, 'stopped');
     record.error = undefined;
+  }
+
+  /**
+   * After a stop or delete failed half-way. The pod must not stay `stopping` or `terminating`: no operation
+   * accepts those and reconcile leaves pods between states to their operation, so only an orchestrator restart
+   * would clear it. Its state (and route) come from what Docker reports now, so the admin can retry; `said`
+   * tells them what that is, `gone` that the container no longer exists.
+   */
+  private async settle(record: PodRecord, cause: unknown): Promise<{ gone: boolean; said: string }> {
+    const { runtime, logger } = this.d;
+    const { slug } = record;
+    let container: PodContainer | undefined;
+    try {
+      container = await runtime.inspect(slug);
+    } catch (err) {
+      // Docker cannot say: `failed` accepts every operation, and reconcile follows the container once it can.
+      this.setState(record, 'failed');
+      record.error = `${message(cause)}; its state is unknown (${message(err)})`;
+      await this.publish(record).catch((e: unknown) => logger.warn({ slug, err: message(e) }, 'route not updated; reconcile writes it'));
+      return { gone: false, said: `Docker cannot say what the container is now (${message(err)}), so the pod is failed` };
+    }
+    if (!container) {
+      // Removed behind our back: reconcile forgets a failed pod whose container is gone (route, port).
+      this.setState(record, 'failed');
+      record.error = `${message(cause)}; its container is gone`;
+      return { gone: true, said: 'its container is gone' };
+    }
+    // `removing` would be one more state between states: `failed` lets the admin delete again.
+    const state = container.state === 'removing' ? 'failed' : stateFromContainer(container.state);
+    this.setState(record, state);
+    record.error = state === 'failed' ? `${message(cause)}; container ${container.state}` : undefined;
+    await this.publish(record).catch((e: unknown) => logger.warn({ slug, err: message(e) }, 'route not updated; reconcile writes it'));
+    logger.warn({ slug, err: message(cause), container: container.state, state }, 'operation failed; pod state settled from Docker');
+    return { gone: false, said: `Docker reports its container ${container.state}, so the pod is ${state}` };
   }
 
   private async bringUpOrFail(record: PodRecord): Promise<void> {
@@ -412,19 +451,33 @@ export class PodService {
   async delete(slug: string): Promise<void> {
     this.require(slug);
     await this.d.table.locks.run(slug, async () => {
+      const { runtime, routes, ports, logger } = this.d;
       const record = this.require(slug);
-      if (record.containerId !== undefined && record.routeGeneration > 0) {
-        this.setState(record, 'stopping');
-        await this.publish(record);
+      try {
+        if (record.containerId !== undefined && record.routeGeneration > 0) {
+          this.setState(record, 'stopping');
+          await this.publish(record);
+        }
+        this.setState(record, 'terminating');
+        await runtime.remove(slug);
+      } catch (err) {
+        const { gone, said } = await this.settle(record, err);
+        if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${message(err)}; ${said}`);
+        // Only the network (or a route write) failed: the pod is gone. Reconcile removes the orphan network.
+        logger.warn({ slug, err: message(err) }, 'pod container removed, the rest left to reconcile');
       }
-      this.setState(record, 'terminating');
-      await this.d.runtime.remove(slug);
-      // A fresh generation: a route written by a newer incarnation of this slug (created after the container
-      // was gone) has a higher one and survives this late delete.
-      await this.d.routes.delete(slug, await this.d.routes.nextGeneration());
-      if (record.hostPort !== undefined) await this.d.ports.release(record.hostPort, slug);
+      try {
+        // A fresh generation: a route written by a newer incarnation of this slug (created after the container
+        // was gone) has a higher one and survives this late delete.
+        await routes.delete(slug, await routes.nextGeneration());
+        if (record.hostPort !== undefined) await ports.release(record.hostPort, slug);
+      } catch (err) {
+        // The container is gone, so the pod is: reconcile removes this host's routes without a container and
+        // frees ports without one after PORT_GRACE_MS.
+        logger.warn({ slug, err: message(err) }, 'pod deleted; its route or port is left to reconcile');
+      }
       this.records.delete(slug);
-      this.d.logger.info({ slug }, 'pod deleted');
+      logger.info({ slug }, 'pod deleted');
     });
   }
 
