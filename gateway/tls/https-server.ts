@@ -1,7 +1,8 @@
 // The HTTPS listener: the same request and upgrade handlers as plain HTTP, with the certificate picked per
-// SNI name. HTTP/2 is offered through ALPN (h2, then http/1.1): http-proxy-3 accepts HTTP/2 requests on its
-// web path (it maps :authority to Host and drops pseudo-headers), and WebSockets keep using HTTP/1.1 (browsers
-// fall back to an HTTP/1.1 connection because the server does not offer RFC 8441 extended CONNECT).
+// SNI name. HTTP/2 is offered through ALPN (h2, then http/1.1): HTTP/2 requests reach the gateway's request
+// handler with Host copied from :authority here, and gateway/proxy.ts sends them to the pod over HTTP/1.1 with
+// node:http, leaving out the pseudo-headers. WebSockets keep using HTTP/1.1, where http-proxy-3 carries them
+// (browsers fall back to an HTTP/1.1 connection because the server does not offer RFC 8441 extended CONNECT).
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import {
   createSecureServer,
