@@ -15,7 +15,7 @@ const BROWSER = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 let world: AccessWorld;
 let gw: TestGateway;
 let up: Upstream;
-let wsUp: { port: number; upgrades: IncomingMessage['headers'][]; close(): Promise<void> };
+let wsUp: { port: number; upgrades: IncomingMessage['headers'][]; urls: string[]; close(): Promise<void> };
 
 const get = (host: string, options?: RequestOptions) => send(gw.url, host, options);
 const seen = () => up.requests.at(-1)!;
@@ -27,13 +27,16 @@ beforeAll(async () => {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const upgrades: IncomingMessage['headers'][] = [];
+  const urls: string[] = [];
   wss.on('connection', (ws, req) => {
     upgrades.push(req.headers);
+    urls.push(req.url ?? '');
     ws.on('message', (data) => ws.send(`echo ${data}`));
   });
   wsUp = {
     port: (wss.address() as AddressInfo).port,
     upgrades,
+    urls,
     close: () => new Promise<void>((r) => {
       for (const c of wss.clients) c.terminate();
       wss.close(() => r());
@@ -254,6 +257,8 @@ describe('browsers talking to a private service', () => {
       ws.once('error', reject);
     });
     ws.close();
+    // The pod's server records the upgrade as it answers 101, so before the client can open.
+    expect(wsUp.urls.at(-1)).toBe('/ws?room=1');
   });
 
   it('refuse the cookie on WebSockets and requests opened by another pod (same site, so the browser sends it)', async () => {
