@@ -36,10 +36,13 @@ describe('revocation across two gateway processes', () => {
   it('both processes share one generated secret, and tokens signed with it open the pod on both', async () => {
     // startWorld() read the secret the way the orchestrator does (SET NX, first writer wins); the gateways did too.
     expect(await world.access.sharedSecret('x'.repeat(43))).toBe('w'.repeat(43));
-    await world.route('shared', up.port);
-    await waitFor(async () => (await statusOnAll('none')).every((s) => s === 401), { what: 'route on both gateways' });
     const { token } = await world.link('shared');
-    await waitFor(async () => (await statusOnAll(token)).every((s) => s === 200), { what: 'token accepted on both' });
+    // No route yet: a client holding a valid token is told the truth (404), where one without gets the concealing
+    // 401 that a private pod gets too (so a wait for 401 without a token proves nothing).
+    await waitFor(async () => (await statusOnAll(token)).every((s) => s === 404), { what: 'both gateways to verify the token' });
+    await world.route('shared', up.port);
+    await waitFor(async () => (await statusOnAll(token)).every((s) => s === 200), { what: 'route on both gateways, token accepted' });
+    expect(await statusOnAll('none')).toEqual([401, 401]); // private by default
   });
 
   it('a revoked link is refused by both within seconds; other links keep working', async () => {
