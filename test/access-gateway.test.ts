@@ -8,7 +8,7 @@ import { newLinkId } from '../shared/access-token.ts';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../gateway/access/credentials.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { waitFor } from './support/wait.ts';
-import { parseSetCookie, PUBLIC, send, startTestGateway, startWorld, type AccessWorld, type RequestOptions, type TestGateway } from './access-support.ts';
+import { parseSetCookie, PUBLIC, send, sendHttp2, startTestGateway, startWorld, type AccessWorld, type RequestOptions, type TestGateway } from './access-support.ts';
 
 const BROWSER = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 
@@ -141,6 +141,29 @@ describe('access links', () => {
     expect(b.status).toBe(200);
     expect(seen().url).toBe('/app/page?a=1&b=two');
     expect(seen().headers.cookie).toBe('theme=dark; session=abc');
+  });
+
+  it('turn into a Secure cookie when redeemed over HTTPS, on HTTP/1.1 and HTTP/2 alike', async () => {
+    // A second gateway with an HTTPS listener and its self-signed default certificate (no CA involved).
+    const tls = await startTestGateway(world, { HTTPS_PORT: '0', ACCESS_CONCEAL_PODS: 'true' });
+    try {
+      await waitFor(() => tls.gateway.table.lookup('secret') !== undefined, { what: 'routes' });
+      const { token } = await world.link('secret');
+      const path = `/app?podgate_token=${token}`;
+      const h1 = await send(tls.httpsUrl!, 'pod-secret.localhost', { path, headers: BROWSER });
+      expect(h1.status).toBe(302);
+      const h1Cookie = parseSetCookie(String(h1.headers['set-cookie']));
+      expect(h1Cookie.value).toBe(token);
+      expect(h1Cookie.attributes.has('secure')).toBe(true);
+      const h2 = await sendHttp2(tls.httpsUrl!, 'pod-secret.localhost', path);
+      expect(h2.status).toBe(302);
+      expect(h2.location).toBe('/app');
+      const h2Cookie = parseSetCookie(h2.setCookie);
+      expect(h2Cookie.value).toBe(token);
+      expect(h2Cookie.attributes.has('secure')).toBe(true);
+    } finally {
+      await tls.close();
+    }
   });
 
   it('a link with only the token leaves a URL without a query', async () => {

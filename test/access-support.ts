@@ -1,13 +1,19 @@
 // Shared pieces of the access-control tests (test/access-*.test.ts): a real gateway with its own Redis, whose
-// route table and access store the test writes as the orchestrator would, and plain HTTP requests with an explicit
-// Host (no DNS involved).
-import { request } from 'node:http';
+// route table and access store the test writes as the orchestrator would (optionally with an HTTPS listener), and
+// HTTP(S) requests with an explicit Host (no DNS involved).
+import { request as httpRequest } from 'node:http';
+import { connect as http2Connect } from 'node:http2';
+import { request as httpsRequest } from 'node:https';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
+import { loadTlsConfig } from '../gateway/tls/config.ts';
+import { prepareGatewayTls } from '../gateway/tls/gateway-tls.ts';
 import type { AccessLink } from '../shared/access-store.ts';
 import { AccessTokens, newLinkId } from '../shared/access-token.ts';
+import { hostWithoutPort } from '../shared/hostname.ts';
+import { MemoryCertStore } from '../shared/memory-cert-store.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
@@ -30,12 +36,21 @@ export interface RequestOptions {
   body?: string;
 }
 
-/** One request on a fresh connection with an explicit Host header. */
+/**
+ * The TLS options of a test client: SNI for `host`, and no verification, because test gateways serve their
+ * self-signed default certificate (what signed it is not what these tests are about).
+ */
+function tlsClientOptions(host: string) {
+  return { servername: hostWithoutPort(host), rejectUnauthorized: false };
+}
+
+/** One request on a fresh connection with an explicit Host header (HTTPS, over HTTP/1.1, for an https: base URL). */
 export function send(baseUrl: string, host: string, options: RequestOptions = {}): Promise<Answer> {
+  const tls = baseUrl.startsWith('https:');
   return new Promise((resolve, reject) => {
-    const req = request(
+    const req = (tls ? httpsRequest : httpRequest)(
       `${baseUrl}${options.path ?? '/'}`,
-      { method: options.method ?? 'GET', headers: { host, ...options.headers }, agent: false },
+      { method: options.method ?? 'GET', headers: { host, ...options.headers }, agent: false, ...(tls ? tlsClientOptions(host) : {}) },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -45,6 +60,25 @@ export function send(baseUrl: string, host: string, options: RequestOptions = {}
     );
     req.on('error', reject);
     req.end(options.body);
+  });
+}
+
+/** One GET over HTTP/2 (a fresh session, ALPN h2) with `:authority` set to `host`. */
+export function sendHttp2(httpsUrl: string, host: string, path: string): Promise<{ status: number; location?: string; setCookie: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2Connect(httpsUrl, tlsClientOptions(host));
+    session.on('error', reject);
+    const stream = session.request({ ':path': path, ':authority': host, accept: 'text/html' });
+    stream.on('response', (headers) => {
+      stream.resume();
+      stream.on('end', () => {
+        session.close();
+        const location = headers.location;
+        resolve({ status: Number(headers[':status']), ...(location ? { location } : {}), setCookie: String(headers['set-cookie'] ?? '') });
+      });
+    });
+    stream.on('error', reject);
+    stream.end();
   });
 }
 
@@ -113,11 +147,17 @@ export async function startWorld(secret?: string): Promise<AccessWorld> {
 export interface TestGateway {
   gateway: RunningGateway;
   url: string;
+  /** Base URL of the HTTPS listener, started when `env` sets HTTPS_PORT (self-signed default certificate). */
+  httpsUrl: string | undefined;
   logs: { level: number; msg: string; [k: string]: unknown }[];
   close(): Promise<void>;
 }
 
-/** An in-process gateway on the world's Redis, with its own Redis connections, as a replica would have. */
+/**
+ * An in-process gateway on the world's Redis, with its own Redis connections, as a replica would have. With
+ * HTTPS_PORT in `env` it also listens for HTTPS on 127.0.0.1, with the embedded certificate store and no on-demand
+ * issuance: only the default certificate is served and no CA is ever asked.
+ */
 export async function startTestGateway(world: AccessWorld, env: Record<string, string> = {}): Promise<TestGateway> {
   const routeClient = createRedis(world.redis.url);
   const accessClient = createRedis(world.redis.url);
@@ -138,16 +178,23 @@ export async function startTestGateway(world: AccessWorld, env: Record<string, s
     ...env,
   });
   const access = new RedisAccessStore(accessClient);
-  const gateway = await startGateway(config, {
-    store: new RedisRouteStore(routeClient),
-    access,
-    log: pino({ level: 'info' }, sink),
-  });
+  const log = pino({ level: 'info' }, sink);
+  const gatewayTls =
+    env.HTTPS_PORT === undefined
+      ? undefined
+      : await prepareGatewayTls(config, loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), {
+          certStore: new MemoryCertStore(),
+          log,
+        });
+  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, ...gatewayTls?.hooks });
+  const httpsPort = await gatewayTls?.attach(gateway);
   return {
     gateway,
     url: `http://127.0.0.1:${gateway.httpPort}`,
+    httpsUrl: httpsPort === undefined ? undefined : `https://127.0.0.1:${httpsPort}`,
     logs,
     async close() {
+      await gatewayTls?.stop(1000);
       await gateway.shutdown(1000);
       await access.close();
       routeClient.disconnect();
