@@ -21,7 +21,7 @@ import { DockerRuntime } from './docker-runtime.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
 import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
-import { Reconciler } from './reconcile.ts';
+import { livePodPorts, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
 
 export interface StartOptions {
@@ -70,16 +70,21 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     (redis
       ? new RedisRouteStore(redis, { prefix: config.redisPrefix, onInvalid: (where, error) => logger.warn({ where, error }, 'invalid route entry skipped') })
       : new MemoryRouteStore());
-  // Ports are per Docker host: orchestrators of different hosts sharing one Redis get separate pools.
+  const table = new PodTable();
+  // Ports are per Docker host: orchestrators of different hosts sharing one Redis get separate pools. Reseeding
+  // the pool claims live pods' ports first (Redis may have lost them) and means data loss: reconcile now.
   const ports: PortAllocator = redis
-    ? new RedisPortAllocator(redis, config.portRange, { prefix: `${config.redisPrefix}host:${config.hostAddress}:` })
+    ? new RedisPortAllocator(redis, config.portRange, {
+        prefix: `${config.redisPrefix}host:${config.hostAddress}:`,
+        inUse: () => livePodPorts(runtime, table),
+        onReseed: () => reconciler.trigger(),
+      })
     : new MemoryPortAllocator(config.portRange);
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
   const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
   const dockerHost = process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
-  const table = new PodTable();
   const pods = new PodService({
     runtime, routes, ports, log, table, logger,
     config,

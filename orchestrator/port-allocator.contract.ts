@@ -46,6 +46,15 @@ export function runPortAllocatorContract(name: string, newAllocator: (range: Por
       expect(owners.get(31000)!.sinceMs).toBeGreaterThan(0);
     });
 
+    it('a claim takes a port out of the host-bound quarantine (a live pod is what the probe found bound)', async () => {
+      const a = await newAllocator({ first: 31000, last: 31001 });
+      expect(await a.claim(31000, HOST_BOUND_OWNER)).toBe(true);
+      expect(await a.claim(31000, 'live-pod')).toBe(true);
+      expect((await a.owners()).get(31000)?.owner).toBe('live-pod');
+      expect(await a.claim(31000, HOST_BOUND_OWNER)).toBe(false);
+      expect(await a.allocate('next')).toBe(31001);
+    });
+
     it('skips a port bound on the host and keeps it away from the next allocation', async () => {
       const a = await newAllocator({ first: 31000, last: 31002 });
       const bound = new Set<number>();

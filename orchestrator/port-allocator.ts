@@ -16,7 +16,10 @@ export interface PortAllocator {
   allocate(owner: string): Promise<number>;
   /** Give a port back, only if `owner` holds it. Returns whether it was released. */
   release(port: number, owner: string): Promise<boolean>;
-  /** Record that `owner` holds `port` (reconcile after a restart or data loss). False if someone else holds it. */
+  /**
+   * Record that `owner` holds `port` (reconcile after a restart or data loss). False if someone else holds it,
+   * except HOST_BOUND_OWNER: a port quarantined because the probe found it bound goes to the live pod that bound it.
+   */
   claim(port: number, owner: string): Promise<boolean>;
   /** Every port handed out, with its owner. */
   owners(): Promise<Map<number, PortOwner>>;
@@ -61,9 +64,10 @@ export class MemoryPortAllocator implements PortAllocator {
 
   async claim(port: number, owner: string): Promise<boolean> {
     const cur = this.held.get(port);
-    if (cur && cur.owner !== owner) return false;
+    if (cur?.owner === owner) return true;
+    if (cur && cur.owner !== HOST_BOUND_OWNER) return false;
     this.free.delete(port);
-    if (!cur) this.held.set(port, { owner, sinceMs: this.now() });
+    this.held.set(port, { owner, sinceMs: this.now() });
     return true;
   }
 

@@ -286,6 +286,20 @@ export class Reconciler {
   }
 }
 
+/**
+ * Host ports in use by live pods and their owners: every pod container's label in Docker, and pods of this
+ * process between allocation and container. What the port pool must never hand out, even when Redis lost them.
+ */
+export async function livePodPorts(runtime: ContainerRuntime, table: PodTable): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  for (const r of table.records.values()) if (r.hostPort !== undefined) out.set(r.hostPort, r.slug);
+  for (const c of await runtime.list()) {
+    const { pod } = observePod(c);
+    if (pod) out.set(pod.hostPort, pod.slug);
+  }
+  return out;
+}
+
 /** A pod is settled when no operation of ours is between states (busy() already excludes our in-flight ones). */
 function settled(record: PodRecord): boolean {
   return record.state === 'running' || record.state === 'stopped' || record.state === 'failed' || record.state === 'starting';

@@ -6,6 +6,8 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { RedisPortAllocator, portKeys } from './redis-port-allocator.ts';
 import { runPortAllocatorContract } from './port-allocator.contract.ts';
+import { HOST_BOUND_OWNER } from './port-allocator.ts';
+import { PortsExhaustedError } from '../shared/errors.ts';
 
 let server: RedisServer;
 const clients: ReturnType<typeof createRedis>[] = [];
@@ -76,6 +78,27 @@ describe('RedisPortAllocator across processes', () => {
     expect(await a.claim(p, 'pod')).toBe(true);
     const others = [await a.allocate('x'), await a.allocate('y')];
     expect(others).not.toContain(p);
+  });
+
+  it('after Redis lost its data, ports in use on the host are never handed out, even before reconcile', async () => {
+    const prefix = `inuse${++n}:`;
+    const redis = await client();
+    const range = { first: 31000, last: 31000 };
+    const live = new Map<number, string>();
+    let reseeds = 0;
+    const a = new RedisPortAllocator(redis, range, { prefix, inUse: async () => live, onReseed: () => reseeds++ });
+    const p = await a.allocate('pod');
+    live.set(p, 'pod');
+    await redis.flushall();
+    // The only port of the range belongs to a running pod: nothing is left for anyone else.
+    await expect(a.allocate('other')).rejects.toBeInstanceOf(PortsExhaustedError);
+    expect((await a.owners()).get(p)?.owner).toBe('pod');
+    expect(reseeds).toBe(2);
+    // A port the probe found bound and quarantined before the loss is taken over by its live pod on reseed too.
+    await redis.flushall();
+    await a.claim(p, HOST_BOUND_OWNER);
+    await expect(a.allocate('other')).rejects.toBeInstanceOf(PortsExhaustedError);
+    expect((await a.owners()).get(p)?.owner).toBe('pod');
   });
 
   it('seeds the free set once, in O(range), not per allocation', async () => {
