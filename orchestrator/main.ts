@@ -23,6 +23,7 @@ import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-
 import { PodService, PodTable } from './pods.ts';
 import { livePodPorts, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
+import { RedisLossWatch } from './redis-watch.ts';
 
 export interface StartOptions {
   /** Share a route store with an embedded gateway (all-in-one without Redis); otherwise one is built. */
@@ -93,6 +94,17 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: config.hostAddress, intervalMs: config.reconcileIntervalMs, logger });
   // Rebuild the view from Docker before taking requests: a restart loses nothing.
   await reconciler.start();
+  // Redis back after a loss, or emptied: republish routes and claim ports now, not RECONCILE_INTERVAL later.
+  const lossWatch = redis
+    ? new RedisLossWatch(redis, {
+        prefix: `${config.redisPrefix}host:${config.hostAddress}:orchestrator:`,
+        onLoss: (why) => {
+          logger.warn({ why }, 'Redis reconnected or lost its data; reconciling now');
+          reconciler.trigger();
+        },
+      })
+    : undefined;
+  await lossWatch?.start();
 
   const ownAccess = !options.access;
   const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
@@ -122,6 +134,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     close() {
       closed ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await lossWatch?.close();
         await reconciler.close();
         if (ownRoutes) await routes.close();
         if (ownAccess) await access.close();
