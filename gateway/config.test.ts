@@ -27,6 +27,13 @@ describe('gateway configuration', () => {
     [{ GATEWAY_WORKERS: 'many' }, 'GATEWAY_WORKERS'],
     [{ GATEWAY_WORKERS: '2' }, 'GATEWAY_WORKERS'], // needs REDIS_URL
     [{ ACCESS_LOG: 'maybe' }, 'ACCESS_LOG'],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL'],
+    [{ LOG_LEVEL: 'INFO' }, 'LOG_LEVEL'], // pino's names are lower-case
+    [{ HTTP_HOST: 'not a host' }, 'HTTP_HOST'],
+    [{ HTTP_HOST: '0.0.0.0:8080' }, 'HTTP_HOST'],
+    [{ ADMIN_HOST: '' }, 'ADMIN_HOST'], // listen() would take an empty host for every interface
+    [{ ADMIN_HOST: '[::1]' }, 'ADMIN_HOST'],
+    [{ ADMIN_HOST: 'http://127.0.0.1' }, 'ADMIN_HOST'],
   ])('rejects %j naming %s', (env, variable) => {
     let thrown: unknown;
     try {
@@ -37,6 +44,17 @@ describe('gateway configuration', () => {
     expect(thrown).toBeInstanceOf(ConfigError);
     expect((thrown as ConfigError).variable).toBe(variable);
     expect((thrown as ConfigError).message).toMatch(new RegExp(`^${variable}: `));
+  });
+
+  it('names the accepted log levels', () => {
+    expect(() => loadGatewayConfig({ LOG_LEVEL: 'verbose' })).toThrow(
+      'LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
+    );
+    expect(loadGatewayConfig({}).LOG_LEVEL).toBe('info');
+  });
+
+  it.each(['0.0.0.0', '::', '::1', '127.0.0.1', 'localhost', 'gateway.internal.example'])('listens on %s', (host) => {
+    expect(loadGatewayConfig({ HTTP_HOST: host, ADMIN_HOST: host })).toMatchObject({ HTTP_HOST: host, ADMIN_HOST: host });
   });
 
   it('trusts the configured proxies only', () => {
@@ -50,10 +68,13 @@ describe('gateway configuration', () => {
   it('reads CONFIG_FILE underneath the environment', () => {
     const dir = mkdtempSync(join(tmpdir(), 'podgate-config-'));
     const file = join(dir, 'gateway.json');
-    writeFileSync(file, JSON.stringify({ HTTP_PORT: 8181, BASE_DOMAINS: 'a.example,b.example' }));
+    writeFileSync(file, JSON.stringify({ HTTP_PORT: 8181, BASE_DOMAINS: 'a.example,b.example', LOG_LEVEL: 'debug' }));
     const c = loadGatewayConfig(loadEnv({ CONFIG_FILE: file, HTTP_PORT: '8282' }));
     expect(c.HTTP_PORT).toBe(8282);
     expect(c.baseDomains).toEqual(['a.example', 'b.example']);
+    expect(c.LOG_LEVEL).toBe('debug');
+    writeFileSync(file, JSON.stringify({ LOG_LEVEL: 'verbose' }));
+    expect(() => loadGatewayConfig(loadEnv({ CONFIG_FILE: file }))).toThrow(/^LOG_LEVEL: /);
   });
 
   it('loads the shipped example file', () => {

@@ -2,23 +2,21 @@
 import { BlockList, isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { envBool, envList, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
+import { DOMAIN_NAME, envBool, envList, envListenHost, envLogLevel, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-
 const GatewayEnv = z.object({
   HTTP_PORT: envPort(8080),
-  HTTP_HOST: z.string().default('0.0.0.0'),
+  HTTP_HOST: envListenHost('0.0.0.0'),
   BASE_DOMAINS: envList('localhost').pipe(
-    z.array(z.string().regex(DOMAIN, 'each entry must be a domain name')).min(1, 'at least one base domain'),
+    z.array(z.string().regex(DOMAIN_NAME, 'each entry must be a domain name')).min(1, 'at least one base domain'),
   ),
   REDIS_URL: envRedisUrl,
   REDIS_PREFIX: envRedisPrefix,
   ADMIN_PORT: envPort(9090),
-  ADMIN_HOST: z.string().default('127.0.0.1'),
+  ADMIN_HOST: envListenHost('127.0.0.1'),
   /** Peers whose X-Forwarded-* headers are trusted (IPs or CIDRs, comma list). */
   TRUSTED_PROXIES: envList('').pipe(z.array(z.string().refine(isAddressOrCidr, 'each entry must be an IP or CIDR'))),
   /** Slowloris guard: the whole request head must arrive within this time. */
@@ -42,6 +40,8 @@ const GatewayEnv = z.object({
     .default(1)
     .transform((v) => (v === 'auto' ? availableParallelism() : v)),
   ACCESS_LOG: envBool(true),
+  /** Validated here with the rest (CONFIG_FILE included), then handed to createLogger by main.ts. */
+  LOG_LEVEL: envLogLevel,
   // Access control (gateway/access). Signing secrets shared with the orchestrator, comma list: the first signs,
   // all verify. Unset: a generated one is shared through the store (see shared/access-token.ts).
   ACCESS_SECRET: z

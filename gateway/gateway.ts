@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Registry } from 'prom-client';
-import { ServiceUnavailableError, toHttpError } from '../shared/errors.ts';
+import { ConfigError, ServiceUnavailableError, toHttpError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createAdminApp } from './admin.ts';
@@ -55,11 +55,21 @@ const MIN_CONNECTIONS_CHECK_MS = 100;
 /** Header deadlines are overshot by at most this fraction of HEADERS_TIMEOUT_MS. */
 const CHECKS_PER_HEADERS_TIMEOUT = 4;
 
-function listen(server: Server, port: number, host: string): Promise<number> {
+/**
+ * A listener that cannot start (port taken or privileged, address not on this machine, name not resolving) is a
+ * setting to fix: a ConfigError naming it, reported like every other configuration error instead of a stack trace.
+ */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number, variables: { host: string; port: string }): ConfigError {
+  const portProblem = err.code === 'EADDRINUSE' || err.code === 'EACCES';
+  return new ConfigError(portProblem ? variables.port : variables.host, `cannot listen on ${host}:${port}: ${err.message}`);
+}
+
+function listen(server: Server, port: number, host: string, variables: { host: string; port: string }): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, host, port, variables));
+    server.once('error', fail);
     server.listen({ port, host }, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve((server.address() as AddressInfo).port);
     });
   });
@@ -212,17 +222,27 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   });
 
   await Promise.all([table.start(), access.start()]);
-  const httpPort = await listen(server, config.HTTP_PORT, config.HTTP_HOST);
-
+  let httpPort: number;
   let admin: ServerType | undefined;
   let adminPort: number | undefined;
-  if (!deps.noAdmin) {
-    const app = createAdminApp({ ready: () => table.ready && !closing, registry: metrics.registry, mount: deps.mountAdmin });
-    admin = await new Promise<ServerType>((resolveAdmin, reject) => {
-      const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolveAdmin(s));
-      s.once('error', reject);
-    });
-    adminPort = (admin.address() as AddressInfo).port;
+  try {
+    httpPort = await listen(server, config.HTTP_PORT, config.HTTP_HOST, { host: 'HTTP_HOST', port: 'HTTP_PORT' });
+    if (!deps.noAdmin) {
+      const app = createAdminApp({ ready: () => table.ready && !closing, registry: metrics.registry, mount: deps.mountAdmin });
+      admin = await new Promise<ServerType>((resolveAdmin, reject) => {
+        const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolveAdmin(s));
+        s.once('error', (err: NodeJS.ErrnoException) =>
+          reject(listenError(err, config.ADMIN_HOST, config.ADMIN_PORT, { host: 'ADMIN_HOST', port: 'ADMIN_PORT' })),
+        );
+      });
+      adminPort = (admin.address() as AddressInfo).port;
+    }
+  } catch (err) {
+    // Leave nothing behind for an embedding process (or a test) that carries on.
+    server.close();
+    pool.close();
+    await Promise.all([table.close(), access.close()]);
+    throw err;
   }
   log.info({ httpPort, adminPort, routes: table.size, baseDomains: config.baseDomains }, 'gateway listening');
 

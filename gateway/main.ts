@@ -30,7 +30,7 @@ export async function runGateway(
   config: GatewayConfig,
   options: { log?: Logger; store?: RouteStore; tls?: TlsConfig } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
 ): Promise<GatewayProcess> {
-  const log = options.log ?? createLogger('gateway');
+  const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
   const store = options.store ?? createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, log);
   // Access links and revocations (gateway/access); an embedded orchestrator passes the same store in.
   const access = options.access ?? createAccessStore(config.REDIS_URL, config.REDIS_PREFIX, log);
@@ -92,7 +92,7 @@ if (import.meta.main) {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const log = createLogger('gateway');
+  const log = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
     // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
     const certStore = tlsConfig.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
@@ -107,7 +107,8 @@ if (import.meta.main) {
       log,
     );
   } else {
-    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig });
+    // A listener that cannot start is reported like a bad setting (see listenError in gateway.ts).
+    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig }).catch(exitOnConfigError);
     if (cluster.isWorker) announceWorker(running.gateway.registry);
     stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
   }

@@ -1,6 +1,7 @@
 // Configuration from the environment (and an optional JSON file), validated with zod once at start.
 // A bad value stops the process with a message naming the variable.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
@@ -53,3 +54,21 @@ export const envRedisUrl = z
   .optional()
   .or(z.literal('').transform(() => undefined));
 export const envRedisPrefix = z.string().regex(/^[\w:.-]{1,64}$/, 'letters, digits, _ : . - (at most 64)').default('podgate:');
+
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens, 253 characters at most. */
+export const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/**
+ * An address to listen on: an IP literal (IPv6 without brackets) or a host name, resolved when listening.
+ * Checked here so a typo stops the start with the variable named instead of a stack trace out of listen().
+ */
+export const envListenHost = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((host) => isIP(host) !== 0 || DOMAIN_NAME.test(host), 'must be an IP address (IPv6 without brackets) or a host name');
+
+/** pino's levels. Anything else made pino throw at start with a stack trace that never named LOG_LEVEL. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const envLogLevel = z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info');

@@ -1,7 +1,10 @@
 // The gateway as a process (`node gateway/main.ts`): graceful SIGTERM, configuration errors at start, and
 // survival of malformed and hostile requests sent as raw bytes.
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -212,14 +215,40 @@ describe('bad configuration', () => {
     ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: '-5' }],
     ['UPSTREAM_CONNECT_TIMEOUT_MS', { UPSTREAM_CONNECT_TIMEOUT_MS: 'soon' }],
     ['ACCESS_LOG', { ACCESS_LOG: 'maybe' }],
+    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }],
+    ['HTTP_HOST', { HTTP_HOST: 'exa mple' }],
+    ['ADMIN_HOST', { ADMIN_HOST: '' }],
+    // Well-formed but on no interface of this machine (a documentation address): listen() itself fails.
+    ['HTTP_HOST', { HTTP_HOST: '192.0.2.1' }],
+    ['ADMIN_HOST', { ADMIN_HOST: '192.0.2.1' }],
   ])('stops with a message naming %s (%o)', async (variable, env) => {
-    const result = await runGatewayToExit({ REDIS_URL: redis.url, ...env });
-    expect(result.code).not.toBe(0);
-    expect(result.code).not.toBeNull();
-    expect(result.stderr).toContain(variable);
-    expect(result.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, ...env }), variable);
+  });
+
+  it('stops with a message naming LOG_LEVEL when CONFIG_FILE holds a bad one', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'podgate-process-')), 'gateway.json');
+    writeFileSync(file, JSON.stringify({ LOG_LEVEL: 'verbose' }));
+    expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, CONFIG_FILE: file }), 'LOG_LEVEL');
+  });
+
+  it('stops with a message naming ADMIN_PORT when that port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = String((taken.address() as AddressInfo).port);
+      expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, ADMIN_PORT: port }), 'ADMIN_PORT');
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
   });
 });
+
+function expectConfigExit(result: { code: number | null; stderr: string }, variable: string): void {
+  expect(result.code).not.toBe(0);
+  expect(result.code).not.toBeNull();
+  expect(result.stderr).toContain(`podgate: invalid configuration: ${variable}: `);
+  expect(result.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+}
 
 describe('malformed and hostile requests', () => {
   let gw: ChildGateway;
