@@ -7,7 +7,7 @@ import { LABELS, type PodContainerSpec, type RuntimeEvent } from './container-ru
 import { DockerRuntime } from './docker-runtime.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from './testing.ts';
 
 const docker = new Docker();
 const runtime = new DockerRuntime(docker, { namespace: `rt-${process.pid}-${Date.now().toString(36)}` });
@@ -114,6 +114,24 @@ describe('DockerRuntime', () => {
     expect((await runtime.networks()).map((n) => n.slug)).not.toContain(s.slug);
     expect(await runtime.imageExists('podgate/does-not-exist:never')).toBe(false);
     expect(await runtime.imageExists(image)).toBe(true);
+  });
+
+  it('Docker out of address pools for another pod network is a 503 saying how to fix it', async () => {
+    // Exhausting the daemon's pools for real would break every other test on this host: the real daemon, with
+    // network creation answering as Docker 20.10 does then.
+    const full = new DockerRuntime(withNetworkCreateError(docker, POOLS_EXHAUSTED_TEXT), { namespace: `rt-full-${process.pid}` });
+    const s = await spec('full');
+    const err = await full.create(s).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceUnavailableError);
+    expect((err as ServiceUnavailableError).status).toBe(503);
+    expect((err as Error).message).toMatch(/pod networks are exhausted/);
+    expect((err as Error).message).toMatch(/default-address-pools.*\/etc\/docker\/daemon\.json/);
+    expect((err as Error).message).toContain('{"base":"10.200.0.0/16","size":28}');
+    expect((err as Error).message).toContain(POOLS_EXHAUSTED_TEXT);
+    // Newer daemons word it differently.
+    const newer = new DockerRuntime(withNetworkCreateError(docker, 'all predefined address pools have been fully subnetted'));
+    expect(await newer.create(s).catch((e: unknown) => e)).toBeInstanceOf(ServiceUnavailableError);
+    expect(await docker.getContainer(`podgate-${s.slug}`).inspect().then(() => true, () => false)).toBe(false);
   });
 
   it('an unreachable daemon is a clear 503', async () => {

@@ -24,6 +24,11 @@ const NOT_MODIFIED = 304;
 const NOT_FOUND = 404;
 const CONFLICT = 409;
 const PORT_TAKEN = /port is already allocated|address already in use/i;
+/**
+ * Docker has no subnet left for another bridge network (20.10 says the first, newer daemons the second). Each pod
+ * has its own network, and the default pools hold only about 30: this is what a busy host hits first.
+ */
+const POOLS_EXHAUSTED = /non-overlapping IPv4 address pool|all predefined address pools have been fully subnetted/i;
 /** A pod's json-file log is capped so a chatty pod cannot fill the host's disk. */
 const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
 /** Processes per pod: a fork bomb stays inside its sandbox. */
@@ -55,6 +60,14 @@ export function runtimeMissingMessage(runtime: string, available: string[]): str
         'to /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))'
       : `register it under "runtimes" in /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))`;
   return `the Docker daemon has no runtime "${runtime}" (it has: ${available.join(', ') || 'none'}): ${how}`;
+}
+
+export function poolsExhaustedMessage(dockerSays: string): string {
+  return (
+    `pod networks are exhausted: each pod gets its own Docker bridge network and the daemon has no address pool left for another (${dockerSays}); ` +
+    'add "default-address-pools" to /etc/docker/daemon.json, e.g. "default-address-pools":[{"base":"10.200.0.0/16","size":28}] ' +
+    '(4096 networks of 16 addresses), and restart dockerd; until then delete unused pods'
+  );
 }
 
 export const DEFAULT_NAMESPACE = 'default';
@@ -127,7 +140,9 @@ export class DockerRuntime implements ContainerRuntime {
     const network = await this.call('create network', () =>
       this.docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: ownLabels }),
     ).catch((err: unknown) => {
-      throw statusOf(err) === CONFLICT ? new ConflictError(`a network named ${name} already exists on the Docker host`) : err;
+      if (statusOf(err) === CONFLICT) throw new ConflictError(`a network named ${name} already exists on the Docker host`);
+      if (POOLS_EXHAUSTED.test(dockerMessage(err))) throw new ServiceUnavailableError(poolsExhaustedMessage(dockerMessage(err)));
+      throw err;
     });
     try {
       const container = await this.call('create container', () =>

@@ -16,7 +16,7 @@ import { MemoryExecLog } from './exec-log.ts';
 import { isPortBindable } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from './testing.ts';
 
 const TOKEN = 'pods-test-token-0123456789';
 const namespace = `pods-${process.pid}-${Date.now().toString(36)}`;
@@ -143,5 +143,20 @@ describe('PodService: a Docker call failing mid-operation', () => {
     expect(await routes.get(s)).toBeUndefined();
     expect((await ports.owners()).has(hostPort)).toBe(false);
     expect(await networkExists(s)).toBe(true);
+  });
+
+  it('Docker out of address pools for pod networks: the API answers 503 with the fix, and nothing is left', async () => {
+    const { api, routes, ports } = setup(withNetworkCreateError(docker, POOLS_EXHAUSTED_TEXT), { first: 38520, last: 38529 });
+    const s = uniqueSlug('nopool');
+    slugs.add(s);
+    const r = await api('POST', '/v1/pods', { slug: s });
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe('service_unavailable');
+    expect(r.json.error.message).toMatch(/pod networks are exhausted.*default-address-pools/);
+    expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+    expect(await containerState(s)).toBeUndefined();
+    expect(await networkExists(s)).toBe(false);
+    expect(await routes.get(s)).toBeUndefined();
+    expect([...(await ports.owners()).values()].map((o) => o.owner)).not.toContain(s);
   });
 });

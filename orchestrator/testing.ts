@@ -40,3 +40,21 @@ export async function removePods(slugs: Iterable<string>): Promise<void> {
     await docker.getNetwork(`podgate-${slug}`).remove().catch(() => {});
   }
 }
+
+/** Docker 20.10's words when its default address pools have no subnet left for another network. */
+export const POOLS_EXHAUSTED_TEXT = 'could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network';
+
+/**
+ * The real Docker client, except that createNetwork fails with `message` as dockerode reports it for the status
+ * libnetwork gives an exhausted pool (NotFound, 404; dockerode's createNetwork calls that "driver not found").
+ */
+export function withNetworkCreateError(real: Docker, message: string): Docker {
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop !== 'createNetwork') return Reflect.get(target, prop, receiver);
+      return async () => {
+        throw Object.assign(new Error(`(HTTP code 404) driver not found - ${message} `), { statusCode: 404, reason: 'driver not found', json: { message } });
+      };
+    },
+  });
+}
