@@ -8,6 +8,7 @@
 # Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode]
 #   --force        rebuild everything (new debootstrap, new import, docker build --no-cache)
 #   --quiet        print nothing when the image is already up to date
+#   --stage-only   only stage the build context's npm assets (docker/vendor/), for docker/Dockerfile elsewhere
 #   --with-vscode  also build podgate/pod:vscode = podgate/pod:dev + Node 24 + code-server (VS Code in the browser),
 #                  installed from the npm registry with native modules compiled here: about 8 minutes, ~900 MB.
 # Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR
@@ -32,29 +33,59 @@ POD_LABEL=podgate.inputs-hash
 force=0
 quiet=0
 with_vscode=0
+stage_only=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --quiet) quiet=1 ;;
+    --stage-only) stage_only=1 ;;
     --with-vscode) with_vscode=1 ;;
-    *) echo "build-image: unknown argument $arg (expected --force, --quiet or --with-vscode)" >&2; exit 2 ;;
+    *) echo "build-image: unknown argument $arg (expected --force, --quiet, --with-vscode or --stage-only)" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "build-image: $*" >&2; }
 die() { echo "build-image: ERROR: $*" >&2; exit 1; }
 
-command -v docker >/dev/null || die "docker CLI not found (scripts/setup.sh installs docker.io)"
-docker info >/dev/null 2>&1 || die "no Docker daemon answers (scripts/setup.sh starts one)"
 
 packages="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$here/packages.txt" | awk NF | LC_ALL=C sort -u | paste -sd, -)"
 [ -n "$packages" ] || die "docker/packages.txt lists no package"
 
 base_hash="$(printf '%s\n' "recipe=$BASE_RECIPE" "suite=$SUITE" "packages=$packages" | sha256sum | cut -c1-16)"
 
+# The terminal page's xterm.js (npm packages pinned in package.json/package-lock.json, installed by npm ci) is staged
+# into docker/vendor/terminal/, the one build-context folder both Dockerfiles copy it from.
+stage_terminal_assets() {
+  local modules="$here/../node_modules/@xterm" out="$here/vendor/terminal"
+  [ -f "$modules/xterm/lib/xterm.js" ] && [ -f "$modules/addon-fit/lib/addon-fit.js" ] ||
+    die "xterm.js is missing from node_modules (run npm ci first; scripts/setup.sh does)"
+  mkdir -p "$here/vendor"
+  # A private temporary folder, swapped in only when the content changed: builds running at once never see a
+  # half-written folder (the swap happens at most once per xterm.js upgrade).
+  local tmp
+  tmp="$(mktemp -d "$here/vendor/.terminal.XXXXXX")"
+  cp "$modules/xterm/lib/xterm.js" "$modules/xterm/css/xterm.css" "$modules/addon-fit/lib/addon-fit.js" "$tmp/"
+  cp "$modules/xterm/LICENSE" "$tmp/LICENSE.xterm"
+  cp "$modules/addon-fit/LICENSE" "$tmp/LICENSE.addon-fit"
+  chmod 755 "$tmp"
+  if diff -rq "$tmp" "$out" >/dev/null 2>&1; then
+    rm -rf "$tmp"
+  else
+    rm -rf "$out"
+    mv "$tmp" "$out"
+  fi
+}
+stage_terminal_assets
+if [ "$stage_only" = 1 ]; then
+  log "staged the terminal's xterm.js in docker/vendor/terminal/"
+  exit 0
+fi
+command -v docker >/dev/null || die "docker CLI not found (scripts/setup.sh installs docker.io)"
+docker info >/dev/null 2>&1 || die "no Docker daemon answers (scripts/setup.sh starts one)"
+
 # The pod image's inputs: the files that end up in (or shape) it. Other files in docker/ (docs, tests, the app's
 # own Dockerfile.podgate) do not trigger a rebuild.
-POD_INPUTS=(Dockerfile.offline .dockerignore packages.txt rootfs templates)
+POD_INPUTS=(Dockerfile.offline .dockerignore packages.txt rootfs templates vendor)
 inputs_hash() {
   (
     cd "$here"

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { shellOverWebSocket } from '../test/support/pod-shell.ts';
+import { shellOverWebSocket, terminalSession } from '../test/support/pod-shell.ts';
 import { vscodeImage, VSCODE_PORT } from '../test/support/vscode.ts';
 import { waitFor } from '../test/support/wait.ts';
 
@@ -170,6 +170,28 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
 
   it('carries a WebSocket through the router to the web terminal', async () => {
     expect(await shellOverWebSocket(port, { Host: `localhost-${TERMINAL_PORT}.pod-demo.localhost` })).toContain('sum=42');
+  });
+
+  it('serves a full terminal: xterm.js page, TERM=xterm-256color, and the window size the page sends', async () => {
+    const host = `localhost-${TERMINAL_PORT}.pod-demo.localhost`;
+    const page = await get(port, host);
+    expect(page.body).toContain('/vendor/xterm.js');
+    for (const asset of ['/vendor/xterm.js', '/vendor/addon-fit.js', '/vendor/xterm.css']) {
+      expect((await get(port, host, asset)).status, asset).toBe(200);
+    }
+    expect((await get(port, host, '/vendor/xterm.js')).body).toContain('Terminal');
+    // The page's resize message is cut out of the input (the shell never sees it), becomes the pty's size, and the
+    // program in front hears of it (SIGWINCH: how vim or top know to redraw).
+    const watcher = `bash -c 'trap "echo winch=\\$(stty size); exit" WINCH; echo armed; for i in $(seq 100); do sleep 0.2; done'`;
+    const [before, , resized, after] = await terminalSession(port, { Host: host }, [
+      { send: 'echo "term=$TERM size=$(stty size)"\r', until: /term=xterm-256color size=\d+ \d+/ },
+      { send: `${watcher}\r`, until: /^armed/m },
+      { send: '\x1bPpodgate-resize;33;101\x1b\\', until: /winch=33 101/ },
+      { send: 'echo "size=$(stty size)"\r', until: /^size=\d+ \d+/m },
+    ]);
+    expect(before).toMatch(/term=xterm-256color size=40 120/);
+    expect(resized).not.toContain('podgate-resize');
+    expect(after).toMatch(/^size=33 101/m);
   });
 
   it('rewrites a dev server redirect to http://localhost:<port>/ to the host the browser used', async () => {
