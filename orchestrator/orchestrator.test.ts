@@ -309,9 +309,8 @@ describe('reconcile: Docker is the source of truth', () => {
     await waitReady(c);
     await c.flushall();
     c.disconnect();
-    const report = await orch.reconciler.reconcile();
-    expect(report.republished).toContain(s);
-    expect(report.claimedPorts).toContain(pod.hostPort);
+    // (The orchestrator notices the loss by itself within a second, so which pass repairs it is not asserted.)
+    await orch.reconciler.reconcile();
     expect(await orch.routes.get(s)).toMatchObject({ status: 'running', port: pod.hostPort, defaultPort: 7681 });
     expect((await createRedisOwners())[String(pod.hostPort)]).toMatch(new RegExp(`^${s}\\|`));
 
