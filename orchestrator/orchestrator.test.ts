@@ -154,13 +154,18 @@ describe('pod lifecycle', () => {
     const created = await api('POST', '/v1/pods', {
       slug: s,
       name: 'Life',
+      tier: 'dev.medium',
       services: [{ name: 'app', port: 3000 }],
       postStart: [{ command: 'echo provisioned', label: 'hello' }],
       labels: { team: 'qa' },
     });
     expect(created.status, JSON.stringify(created.json)).toBe(201);
     const pod = created.json;
-    expect(pod).toMatchObject({ slug: s, name: 'Life', status: 'running', tier: 'dev.small', defaultPort: 3000, labels: { team: 'qa' } });
+    expect(pod).toMatchObject({ slug: s, name: 'Life', status: 'running', tier: 'dev.medium', defaultPort: 3000, labels: { team: 'qa' } });
+    // The tier reaches Docker: dev.medium is 1 CPU guaranteed (1024 shares), at most 2 (fewer on a smaller host), 2 GiB.
+    const hostConfig = (await docker.getContainer(`podgate-${s}`).inspect()).HostConfig;
+    const hostCpus = (await docker.info()).NCPU as number;
+    expect(hostConfig).toMatchObject({ CpuShares: 1024, NanoCpus: Math.min(2, hostCpus) * 1e9, Memory: 2 * 1024 ** 3, MemorySwap: 2 * 1024 ** 3 });
     expect(pod.hostPort).toBeGreaterThanOrEqual(38100);
     expect(pod.hostPort).toBeLessThanOrEqual(38199);
     expect(pod.url).toBe(`http://pod-${s}.localhost/`);
@@ -168,7 +173,10 @@ describe('pod lifecycle', () => {
 
     const route = await orch.routes.get(s);
     expect(route).toMatchObject({ slug: s, host: '127.0.0.1', port: pod.hostPort, status: 'running', defaultPort: 3000 });
-    expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`)).status).toBeGreaterThan(0);
+    // The router sends the pod's own hostname to the default port: the image's demo app.
+    const first = await viaHostPort(pod.hostPort, `pod-${s}.localhost`);
+    expect(first.status).toBe(200);
+    expect(first.body).toContain('podgate demo app on port 3000');
     expect((await api('GET', '/v1/routes')).json.routes.map((r: { slug: string }) => r.slug)).toContain(s);
     expect((await api('GET', `/v1/pods/${s}`)).json.status).toBe('running');
 
@@ -196,7 +204,10 @@ describe('pod lifecycle', () => {
     const started = await api('POST', `/v1/pods/${s}/start`);
     expect(started.json.status).toBe('running');
     expect((await orch.routes.get(s))?.status).toBe('running');
-    expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`)).status).toBeGreaterThan(0);
+    // Running again means serving again (the route goes running only once the app is ready).
+    const again = await viaHostPort(pod.hostPort, `pod-${s}.localhost`);
+    expect(again.status).toBe(200);
+    expect(again.body).toContain('podgate demo app on port 3000');
 
     const restarted = await api('POST', `/v1/pods/${s}/restart`);
     expect(restarted.json.status).toBe('running');
@@ -323,6 +334,14 @@ describe('reconcile: Docker is the source of truth', () => {
 });
 
 describe('isolation', () => {
+  /** `nc -v -z` from inside a pod: the exec call itself must succeed (200), whatever the connection does. */
+  async function connect(from: string, host: string, port: number): Promise<{ exitCode: number; stderr: string }> {
+    const r = await api('POST', `/v1/pods/${from}/exec`, { command: ['nc', '-v', '-z', '-w', '3', host, String(port)], timeoutMs: 20_000 });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.timedOut).toBe(false);
+    return { exitCode: r.json.exitCode, stderr: r.json.stderr };
+  }
+
   it('pod A cannot open a connection to pod B', async () => {
     const a = slug('iso-a');
     const b = slug('iso-b');
@@ -333,15 +352,16 @@ describe('isolation', () => {
     const ipB = infoB.NetworkSettings.Networks[`podgate-${b}`]!.IPAddress;
     const infoA = await docker.getContainer(`podgate-${a}`).inspect();
     const gatewayA = infoA.NetworkSettings.Networks[`podgate-${a}`]!.Gateway;
-    // Control: the same command reaches A's own router, so a failure below is the network, not the tool.
-    const own = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', '127.0.0.1', '80'], timeoutMs: 20_000 });
-    expect(own.json.exitCode).toBe(0);
-    // B's container address on B's network.
-    const direct = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', ipB, '80'], timeoutMs: 20_000 });
-    expect(direct.json.exitCode).not.toBe(0);
-    // B's published port through the host side of A's bridge (it is bound to 127.0.0.1 only).
-    const viaHost = await api('POST', `/v1/pods/${a}/exec`, { command: ['nc', '-z', '-w', '3', gatewayA, String(rb.json.hostPort)], timeoutMs: 20_000 });
-    expect(viaHost.json.exitCode).not.toBe(0);
+    const hostPortB = rb.json.hostPort as number;
+    // Controls: the same command reaches A's own router, and B's router answers on B's address and on its
+    // published port, so the failures below are the network's, not the tool's or B's.
+    expect(await connect(a, '127.0.0.1', 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
+    expect(await connect(b, ipB, 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
+    expect((await viaHostPort(hostPortB, `pod-${b}.localhost`)).status).toBe(200);
+    // B's container address on B's network: Docker drops packets between bridge networks, so no answer at all.
+    expect(await connect(a, ipB, 80)).toEqual({ exitCode: 1, stderr: `nc: connect to ${ipB} port 80 (tcp) timed out: Operation now in progress\n` });
+    // B's published port through the host side of A's bridge: bound to 127.0.0.1 only, so refused there.
+    expect(await connect(a, gatewayA, hostPortB)).toEqual({ exitCode: 1, stderr: `nc: connect to ${gatewayA} port ${hostPortB} (tcp) failed: Connection refused\n` });
     await Promise.all([api('DELETE', `/v1/pods/${a}`), api('DELETE', `/v1/pods/${b}`)]);
   });
 });
