@@ -247,6 +247,49 @@ describe('clear answers', () => {
   });
 });
 
+describe('one log line per request', () => {
+  let logged: Harness;
+  let debugOnly: Harness;
+  let silent: Upstream;
+  beforeAll(async () => {
+    logged = await startHarness({ ACCESS_LOG: 'true', UPSTREAM_RESPONSE_TIMEOUT_MS: '500' });
+    debugOnly = await startHarness({ ACCESS_LOG: 'false', LOG_LEVEL: 'debug' });
+    silent = await startUpstream(() => {}); // takes the request, never answers
+    await logged.route('deadlog', await closedPort());
+    await logged.route('silentlog', silent.port);
+    await debugOnly.route('deadquiet', await closedPort());
+  });
+  afterAll(async () => {
+    await logged?.close();
+    await debugOnly?.close();
+    await silent?.close();
+  });
+  const linesAbout = (harness: Harness, host: string) => harness.logs.filter((l) => l.host === host);
+
+  it.each([
+    [502, 'deadlog', 'upstream_unreachable', /connection refused/],
+    [504, 'silentlog', 'upstream_timeout', /no response within 500 ms/],
+  ] as const)('a %s writes its access line only, carrying the reason', async (status, pod, err, reason) => {
+    const host = `pod-${pod}.localhost`;
+    expect((await get(logged, host)).status).toBe(status);
+    await waitFor(() => linesAbout(logged, host).some((l) => l.msg === 'request'), { what: 'the access line' });
+    const lines = linesAbout(logged, host);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 30, msg: 'request', status, pod, err });
+    expect(lines[0]!.reason).toMatch(reason);
+    expect(logged.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('without access lines, a failure is one debug line', async () => {
+    expect((await get(debugOnly, 'pod-deadquiet.localhost')).status).toBe(502);
+    await waitFor(() => linesAbout(debugOnly, 'pod-deadquiet.localhost').length > 0, { what: 'the debug line' });
+    const lines = linesAbout(debugOnly, 'pod-deadquiet.localhost');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 20, msg: 'upstream error', status: 502, err: 'upstream_unreachable' });
+    expect(debugOnly.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+});
+
 describe('connection pools', () => {
   it('reuses keep-alive connections to a pod but never across its generations', async () => {
     const pod = await startUpstream();

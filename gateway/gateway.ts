@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Registry } from 'prom-client';
-import { ConfigError, ServiceUnavailableError, toHttpError } from '../shared/errors.ts';
+import { ConfigError, ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createAdminApp } from './admin.ts';
@@ -96,10 +96,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       wsIdleTimeoutMs: config.WS_IDLE_TIMEOUT_MS,
     },
     {
-      onError: (err, req, res) => {
-        log.warn({ host: req.headers.host, url: req.url?.slice(0, 200), code: err.code, msg: err.message }, 'upstream error');
-        answerError(err, req, res);
-      },
       onWebSocketOpen: (client, upstream) => {
         metrics.websocketsTotal.inc();
         tunnels.add(client, upstream);
@@ -138,19 +134,28 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     return resolveTarget(soleHostHeader(req.rawHeaders, req.headers.host), config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
   }
 
-  function record(req: IncomingMessage, status: number, pod: string, started: number): void {
+  /**
+   * The one log line of a request: its access line, which carries the reason when the pod failed (`err`: the
+   * answer's code, `reason`: what happened). A separate warning per failure doubled the lines, and a dead pod under
+   * load became a warning storm. With ACCESS_LOG off, failures are logged at debug only, for the same reason;
+   * podgate_http_requests_total counts them either way.
+   */
+  function record(req: IncomingMessage, status: number, pod: string, started: number, failure?: PodgateError): void {
     const seconds = (performance.now() - started) / 1000;
     metrics.requests.inc({ status: String(status), pod });
     metrics.duration.observe({ status_class: `${Math.floor(status / 100)}xx` }, seconds);
-    if (config.ACCESS_LOG) {
-      log.info({ method: req.method, host: req.headers.host, path: req.url?.slice(0, 200), status, pod, ms: Math.round(seconds * 1000) }, 'request');
-    }
+    if (!config.ACCESS_LOG && !failure) return;
+    const line = { method: req.method, host: req.headers.host, path: req.url?.slice(0, 200), status, pod, ms: Math.round(seconds * 1000) };
+    if (!failure) log.info(line, 'request');
+    else if (config.ACCESS_LOG) log.info({ ...line, err: failure.code, reason: failure.message }, 'request');
+    else log.debug({ ...line, err: failure.code, reason: failure.message }, 'upstream error');
   }
 
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     let pod = '-';
-    res.once('close', () => record(req, res.writableFinished ? res.statusCode : CLIENT_CLOSED, pod, started));
+    let failure: PodgateError | undefined;
+    res.once('close', () => record(req, res.writableFinished ? res.statusCode : CLIENT_CLOSED, pod, started, failure));
     if (closing) res.shouldKeepAlive = false;
     if (deps.intercept?.(req, res)) return;
     let target: Target;
@@ -163,7 +168,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     pod = target.slug;
     if (access.guardRequest(req, res, target)) return;
     prepareRequestHeaders(req.headers, forwardContext(req, false));
-    proxy.web(req, res, target);
+    proxy.web(req, res, target, (err) => {
+      failure = err;
+      answerError(err, req, res);
+    });
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -192,8 +200,15 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       return;
     }
     prepareRequestHeaders(req.headers, forwardContext(req, true));
-    record(req, 101, target.slug, started);
-    proxy.ws(req, socket, head, target);
+    // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
+    proxy.ws(req, socket, head, target, {
+      answered: (status) => record(req, status, target.slug, started),
+      failed: (err) => {
+        answerError(err, req, socket);
+        record(req, err.status, target.slug, started, err);
+      },
+      abandoned: () => record(req, CLIENT_CLOSED, target.slug, started),
+    });
   }
 
   const server = createServer({

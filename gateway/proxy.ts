@@ -17,9 +17,47 @@ export interface ProxyOptions {
 }
 
 export interface ProxyHooks {
-  /** An upstream failure that deserves an answer (never called for client aborts). */
-  onError(err: PodgateError, req: IncomingMessage, res: ServerResponse | Duplex): void;
   onWebSocketOpen(client: Duplex, upstream: Socket): void;
+}
+
+/** An upstream failure that deserves an answer, which the caller gives (never called for client aborts). */
+export type UpstreamFailure = (err: PodgateError) => void;
+
+/** How one WebSocket upgrade ended: exactly one of these is called, once, so it can write the one access line. */
+export interface UpgradeOutcome {
+  /** The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed as it is. */
+  answered(status: number): void;
+  /** The pod failed before answering: the caller answers the client with `err`. */
+  failed(err: PodgateError): void;
+  /** The client went away before the pod answered; the pod's request is torn down. */
+  abandoned(): void;
+}
+
+/**
+ * Passes on the first outcome of an upgrade only. http-proxy-3 reports errors of the tunnel after the 101 to the
+ * same callback as failures before it; those are the tunnel ending, not an outcome, and must not be answered (an
+ * HTTP error written into a WebSocket stream) nor logged as a second line.
+ */
+class FirstOutcome implements UpgradeOutcome {
+  private settled = false;
+  private readonly outcome: UpgradeOutcome;
+  constructor(outcome: UpgradeOutcome) {
+    this.outcome = outcome;
+  }
+  answered(status: number): void {
+    if (this.settle()) this.outcome.answered(status);
+  }
+  failed(err: PodgateError): void {
+    if (this.settle()) this.outcome.failed(err);
+  }
+  abandoned(): void {
+    if (this.settle()) this.outcome.abandoned();
+  }
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    return true;
+  }
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
@@ -87,14 +125,31 @@ function armResponseDeadline(proxyReq: ClientRequest, req: IncomingMessage, time
 export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks: ProxyHooks) {
   const proxy = createProxyServer({ xfwd: false, ws: true, connectTimeout: options.connectTimeoutMs });
 
+  /** Upgrades on their way to the pod, by request: proxyReqWs hands over the client's request, not our ws() call. */
+  const upgrading = new WeakMap<IncomingMessage, FirstOutcome>();
+
   // Our listeners on proxyReq run before http-proxy-3's own (it adds them after emitting proxyReqWs), so header
   // changes made here are what it writes to the client, for a 101 and for a pod's plain refusal alike.
-  proxy.on('proxyReqWs', (proxyReq: ClientRequest, _req: IncomingMessage, client: Duplex) => {
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, client: Duplex) => {
+    const outcome = upgrading.get(req);
+    upgrading.delete(req);
+    // A client that gives up waiting frees the pod's side now, not when (or if) the pod answers.
+    const onClientClose = () => {
+      outcome?.abandoned();
+      proxyReq.destroy();
+    };
+    client.once('close', onClientClose);
     proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
+      client.off('close', onClientClose);
       prepareResponseHeaders(res.headers, true);
+      outcome?.answered(101);
       hooks.onWebSocketOpen(client, upstream);
     });
-    proxyReq.once('response', (res: IncomingMessage) => prepareResponseHeaders(res.headers));
+    proxyReq.once('response', (res: IncomingMessage) => {
+      client.off('close', onClientClose);
+      prepareResponseHeaders(res.headers);
+      outcome?.answered(res.statusCode ?? 502);
+    });
   });
 
   if (options.wsIdleTimeoutMs > 0) {
@@ -111,8 +166,8 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
   // callbacks given to web() and ws(), so what arrives here is the client's own socket ending: nothing to answer.
   proxy.on('error', () => {});
 
-  function web(req: IncomingMessage, res: ServerResponse, target: Target): void {
-    forward(req, res, target, false);
+  function web(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure): void {
+    forward(req, res, target, onFailure, false);
   }
 
   /**
@@ -120,7 +175,7 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
    * objects and listeners, measured at +20-26% requests per CPU-second (BENCHMARKS.md). Streams are piped both
    * ways, so backpressure holds and nothing is buffered.
    */
-  function forward(req: IncomingMessage, res: ServerResponse, target: Target, retried: boolean): void {
+  function forward(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure, retried: boolean): void {
     const proxyReq = request({
       host: target.route.host,
       port: target.route.port,
@@ -143,10 +198,10 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       }
       // A pooled socket the pod closed just as we reused it: send an idempotent request once more.
       if (reusedSocket && !retried && IDEMPOTENT.has(req.method ?? '') && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        forward(req, res, target, true);
+        forward(req, res, target, onFailure, true);
         return;
       }
-      hooks.onError(upstreamError(err), req, res);
+      onFailure(upstreamError(err));
     });
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
       prepareResponseHeaders(proxyRes.headers);
@@ -166,10 +221,12 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     if (options.responseTimeoutMs > 0) armResponseDeadline(proxyReq, req, options.responseTimeoutMs);
   }
 
-  function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target): void {
+  function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target, outcome: UpgradeOutcome): void {
+    const first = new FirstOutcome(outcome);
+    upgrading.set(req, first);
     proxy.ws(req, socket, head, { target: targetUrl(target) }, (err: Error) => {
-      if (socket.destroyed) return;
-      hooks.onError(upstreamError(err), req, socket);
+      // A client already gone is reported by its 'close' (abandoned), with nobody left to answer.
+      if (!socket.destroyed) first.failed(upstreamError(err));
     });
   }
 

@@ -250,6 +250,34 @@ function expectConfigExit(result: { code: number | null; stderr: string }, varia
   expect(result.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
 }
 
+describe('logging', () => {
+  let gw: ChildGateway;
+  afterAll(async () => {
+    await gw?.kill();
+  });
+
+  it("takes LOG_LEVEL from CONFIG_FILE; without access lines a failed request is one debug line", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'podgate-process-')), 'gateway.json');
+    writeFileSync(file, JSON.stringify({ LOG_LEVEL: 'debug', ACCESS_LOG: false }));
+    gw = await startChild({ CONFIG_FILE: file });
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    await publish('deadproc', deadPort);
+    await waitFor(async () => (await get(gw.url, 'pod-deadproc.localhost')).status === 502, {
+      timeoutMs: ROUTE_READY_TIMEOUT_MS,
+      what: 'the dead pod route in the gateway',
+    });
+    const about = () => gw.logs.filter((l) => l.host === 'pod-deadproc.localhost');
+    // Each 502 answer above (the wait may have taken several) has its one line, all of them at debug.
+    await waitFor(() => about().length > 0, { what: 'the debug line' });
+    for (const line of about()) {
+      expect(line).toMatchObject({ level: 20, msg: 'upstream error', status: 502, err: 'upstream_unreachable' });
+    }
+  });
+});
+
 describe('malformed and hostile requests', () => {
   let gw: ChildGateway;
   beforeAll(async () => {

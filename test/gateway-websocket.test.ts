@@ -61,8 +61,10 @@ async function startWsUpstream(options: ConstructorParameters<typeof WebSocketSe
 let h: Harness;
 let wsUrl: string;
 
-function connect(host: string, protocols: string[] = [], options: { perMessageDeflate?: boolean } = {}): WebSocket {
-  return new WebSocket(`${wsUrl}/socket?x=1`, protocols, {
+/** `options.via`: another harness than the shared one. */
+function connect(host: string, protocols: string[] = [], options: { perMessageDeflate?: boolean; via?: Harness } = {}): WebSocket {
+  const base = options.via ? options.via.url.replace('http://', 'ws://') : wsUrl;
+  return new WebSocket(`${base}/socket?x=1`, protocols, {
     headers: { host },
     perMessageDeflate: options.perMessageDeflate ?? false,
     maxPayload: 2 * BIG_MESSAGE_BYTES,
@@ -88,9 +90,9 @@ function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
 }
 
 /** The HTTP status the gateway answered an upgrade with (it must not be 101). */
-function refusedStatus(host: string): Promise<number> {
+function refusedStatus(host: string, via?: Harness): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = connect(host);
+    const ws = connect(host, [], { via });
     ws.once('unexpected-response', (req, res: IncomingMessage) => {
       resolve(res.statusCode ?? 0);
       req.destroy();
@@ -314,6 +316,50 @@ describe('response headers of upgrades', () => {
     expect(res.statusCode).toBe(407);
     expect(res.headers['proxy-authenticate']).toBeUndefined();
     expect(res.headers['x-kept']).toBe('yes');
+  });
+});
+
+describe('access lines of upgrades', () => {
+  let logged: Harness;
+  let refusing: Upstream;
+  beforeAll(async () => {
+    logged = await startHarness({ ACCESS_LOG: 'true' });
+    refusing = await startWsUpstream({ verifyClient: (_info, done) => done(false, 403) });
+    await logged.route('wsok', echo.port);
+    await logged.route('wsdead', await closedPort());
+    await logged.route('wsno', refusing.port);
+  });
+  afterAll(async () => {
+    await logged?.close();
+    await refusing?.close();
+  });
+  const linesAbout = (host: string) => logged.logs.filter((l) => l.host === host);
+  const oneLine = async (host: string) => {
+    await waitFor(() => linesAbout(host).length > 0, { what: `the access line of ${host}` });
+    const lines = linesAbout(host);
+    expect(lines).toHaveLength(1);
+    return lines[0]!;
+  };
+
+  it('one line with 101 for an upgrade the pod accepts', async () => {
+    const ws = connect('pod-wsok.localhost', [], { via: logged });
+    await opened(ws);
+    ws.close();
+    await closed(ws);
+    expect(await oneLine('pod-wsok.localhost')).toMatchObject({ msg: 'request', status: 101, pod: 'wsok' });
+  });
+
+  it("one line with the pod's own status when it refuses the upgrade", async () => {
+    expect(await refusedStatus('pod-wsno.localhost', logged)).toBe(403);
+    expect(await oneLine('pod-wsno.localhost')).toMatchObject({ msg: 'request', status: 403, pod: 'wsno' });
+  });
+
+  it('one line, with the reason, when nothing listens on the pod port (no separate warning)', async () => {
+    expect(await refusedStatus('pod-wsdead.localhost', logged)).toBe(502);
+    const line = await oneLine('pod-wsdead.localhost');
+    expect(line).toMatchObject({ level: 30, msg: 'request', status: 502, pod: 'wsdead', err: 'upstream_unreachable' });
+    expect(line.reason).toMatch(/connection refused/);
+    expect(logged.logs.filter((l) => l.level >= 40)).toEqual([]);
   });
 });
 

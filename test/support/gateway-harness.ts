@@ -46,7 +46,6 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
       done();
     },
   });
-  const log = pino({ level: 'info' }, sink);
   const config = loadGatewayConfig({
     HTTP_PORT: '0',
     HTTP_HOST: '127.0.0.1',
@@ -57,6 +56,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     ACCESS_CONCEAL_PODS: 'false',
     ...env,
   });
+  // LOG_LEVEL as the gateway process would use it (info unless a test asks for more).
+  const log = pino({ level: config.LOG_LEVEL }, sink);
   const gateway = await startGateway(config, { store: new RedisRouteStore(gatewayClient), log });
   const harness: Harness = {
     redis,
