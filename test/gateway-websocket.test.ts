@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -352,6 +352,26 @@ describe('access lines of upgrades', () => {
   it("one line with the pod's own status when it refuses the upgrade", async () => {
     expect(await refusedStatus('pod-wsno.localhost', logged)).toBe(403);
     expect(await oneLine('pod-wsno.localhost')).toMatchObject({ msg: 'request', status: 403, pod: 'wsno' });
+  });
+
+  it('a pod resetting an open tunnel ends it cleanly: no HTTP error written into the stream, no second line', async () => {
+    const resetting = await startWsUpstream();
+    resetting.wss.on('connection', (ws) => ws.on('message', () => (ws as unknown as { _socket: Socket })._socket.resetAndDestroy()));
+    try {
+      await logged.route('wsreset', resetting.port);
+      const ws = connect('pod-wsreset.localhost', [], { via: logged });
+      await opened(ws);
+      const clientErrors: string[] = [];
+      ws.on('error', (err) => clientErrors.push(err.message));
+      const end = closed(ws);
+      ws.send('reset, please');
+      expect((await end).code).toBe(1006);
+      expect(clientErrors).toEqual([]); // an HTTP 502 in the stream was "Invalid WebSocket frame"
+      expect(await oneLine('pod-wsreset.localhost')).toMatchObject({ status: 101, pod: 'wsreset' });
+      expect(logged.logs.filter((l) => l.level >= 40)).toEqual([]);
+    } finally {
+      await resetting.close();
+    }
   });
 
   it('one line, with the reason, when nothing listens on the pod port (no separate warning)', async () => {
