@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for podgate, idempotently and without questions (CI runs it on a fresh machine):
-#   1. Debian packages (Docker, gVisor, Redis, pebble, nginx, wrk, debootstrap, ...), installed only if missing,
+#   1. Debian packages (Docker, gVisor, Redis, pebble, nginx, wrk, debootstrap, Chromium, ...), installed only if missing,
 #   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept), and
 #      address pools for one network per pod (PODGATE_DOCKER_ADDRESS_POOL, default 10.200.0.0/16 in /28s),
 #   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
@@ -20,6 +20,7 @@ APT_PACKAGES=(
   pebble                     # Let's Encrypt's test CA, for the ACME tests
   nginx-light wrk            # benchmark peer and load generator
   debootstrap                # the pod image's rootfs (no registry here)
+  chromium                   # a real browser for the web terminal test (playwright-core drives it)
   jq                         # merging /etc/docker/daemon.json
   ca-certificates curl openssl procps tar util-linux
 )

@@ -4,79 +4,46 @@
 // a WebSocket shell round trip), the pod never seeing the gateway's cookie or header, a visibility change of the
 // running pod, and pod deletion voiding its links.
 import Docker from 'dockerode';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../shared/access-token.ts';
-import { loadConfig } from '../orchestrator/config.ts';
-import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
 import { shellOverWebSocket } from './support/pod-shell.ts';
+import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { waitFor } from './support/wait.ts';
-import { parseSetCookie, send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
+import { parseSetCookie, send } from './access-support.ts';
 
-const ADMIN_TOKEN = 'access-pod-test-token-0123456789';
 const APP_PORT = 3000;
 const TERMINAL_PORT = 7681;
 /** A throwaway server the test starts inside the pod (exec) that prints every header it receives. */
 const DUMP_PORT = 4000;
 
-let world: AccessWorld;
-let gw: TestGateway;
-let orch: RunningOrchestrator;
+let pods: PodWorld;
 const slug = uniqueSlug('acc');
-
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${orch.port}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const api = (method: string, path: string, body?: unknown) => pods.api(method, path, body);
 
 const host = (port?: number) => (port === undefined ? `pod-${slug}.localhost` : `localhost-${port}.pod-${slug}.localhost`);
 
 beforeAll(async () => {
-  const image = await testPodImage();
-  world = await startWorld();
-  gw = await startTestGateway(world);
-  const config = loadConfig({
-    ADMIN_TOKEN,
-    ORCHESTRATOR_PORT: '0',
-    REDIS_URL: world.redis.url,
-    POD_PORT_RANGE: '38300-38349',
-    POD_NAMESPACE: `acc-${process.pid}-${Date.now().toString(36)}`,
-    POD_IMAGE: image,
-    POD_READY_TIMEOUT: '90s',
-    RECONCILE_INTERVAL: '1h',
-  });
-  // No ACCESS_SECRET anywhere: the orchestrator and the gateway share the one generated into Redis.
-  orch = await startOrchestrator(config, { logger: pino({ level: 'silent' }) });
-  const created = await api('POST', '/v1/pods', {
+  pods = await startPodWorld({ image: await testPodImage(), portRange: '38300-38349' });
+  await pods.createPod({
     slug,
     services: [{ name: 'app', port: APP_PORT }, { name: 'terminal', port: TERMINAL_PORT }],
     access: { default: 'private', ports: { [String(APP_PORT)]: 'public' } },
   });
-  if (created.status !== 201) throw new Error(`pod not created: ${JSON.stringify(created.json)}`);
-  await waitFor(() => gw.gateway.table.lookup(slug)?.status === 'running', { what: 'the running route on the gateway', timeoutMs: 30_000 });
 });
 
 afterAll(async () => {
-  await orch?.close();
-  await removePods([slug]);
-  await gw?.close();
-  await world?.close();
+  await pods?.close();
 });
 
 describe('a real gVisor pod behind the guard', () => {
   it('carries the spec visibility into the route: the app port is public, the terminal private', async () => {
-    expect(gw.gateway.table.lookup(slug)?.access).toEqual({ default: 'private', ports: { '3000': 'public' } });
-    const app = await send(gw.url, host(APP_PORT));
+    expect(pods.gw.gateway.table.lookup(slug)?.access).toEqual({ default: 'private', ports: { '3000': 'public' } });
+    const app = await send(pods.gw.url, host(APP_PORT));
     expect(app.status).toBe(200);
     expect(app.body).toContain('demo app on port 3000');
-    expect((await send(gw.url, host())).status).toBe(200);
-    const terminal = await send(gw.url, host(TERMINAL_PORT), { headers: { accept: 'text/html' } });
+    expect((await send(pods.gw.url, host())).status).toBe(200);
+    const terminal = await send(pods.gw.url, host(TERMINAL_PORT), { headers: { accept: 'text/html' } });
     expect(terminal.status).toBe(401);
     expect(terminal.body).not.toContain('pod terminal');
   });
@@ -86,18 +53,18 @@ describe('a real gVisor pod behind the guard', () => {
     expect(link.status).toBe(201);
     const url = new URL(link.json.url);
     expect(url.hostname).toBe(`localhost-${TERMINAL_PORT}.pod-${slug}.localhost`);
-    const redeemed = await send(gw.url, url.host, { path: `${url.pathname}${url.search}`, headers: { accept: 'text/html' } });
+    const redeemed = await send(pods.gw.url, url.host, { path: `${url.pathname}${url.search}`, headers: { accept: 'text/html' } });
     expect(redeemed.status).toBe(302);
     expect(redeemed.headers.location).toBe('/');
     const cookie = parseSetCookie(String(redeemed.headers['set-cookie']));
     const jar = `${cookie.name}=${cookie.value}`;
-    const page = await send(gw.url, url.host, { headers: { accept: 'text/html', cookie: jar } });
+    const page = await send(pods.gw.url, url.host, { headers: { accept: 'text/html', cookie: jar } });
     expect(page.status).toBe(200);
     expect(page.body).toContain('<title>pod terminal</title>');
 
-    expect(await shellOverWebSocket(gw.gateway.httpPort, { host: url.host, cookie: jar })).toContain('sum=42');
+    expect(await shellOverWebSocket(pods.gw.gateway.httpPort, { host: url.host, cookie: jar })).toContain('sum=42');
     // The link is for the terminal only.
-    expect((await send(gw.url, host(DUMP_PORT), { headers: { cookie: jar, [TOKEN_HEADER]: link.json.token } })).status).toBe(401);
+    expect((await send(pods.gw.url, host(DUMP_PORT), { headers: { cookie: jar, [TOKEN_HEADER]: link.json.token } })).status).toBe(401);
   });
 
   it('never lets the pod see the gateway cookie or token header', async () => {
@@ -113,7 +80,7 @@ describe('a real gVisor pod behind the guard', () => {
     const headers = { cookie: `theme=dark; ${ACCESS_COOKIE}=${link.json.token}`, [TOKEN_HEADER]: link.json.token, 'x-other': 'kept' };
     let dump = '';
     await waitFor(async () => {
-      const a = await send(gw.url, host(DUMP_PORT), { path: '/cgi-bin/env', headers });
+      const a = await send(pods.gw.url, host(DUMP_PORT), { path: '/cgi-bin/env', headers });
       dump = a.body;
       return a.status === 200;
     }, { what: 'the header dump server in the pod', timeoutMs: 20_000 });
@@ -126,25 +93,25 @@ describe('a real gVisor pod behind the guard', () => {
 
   it('follows a visibility change of the running pod', async () => {
     expect((await api('PUT', `/v1/pods/${slug}/access`, { default: 'private', ports: {} })).status).toBe(200);
-    await waitFor(async () => (await send(gw.url, host(APP_PORT))).status === 401, { what: 'the app port to turn private' });
+    await waitFor(async () => (await send(pods.gw.url, host(APP_PORT))).status === 401, { what: 'the app port to turn private' });
     expect((await api('GET', `/v1/pods/${slug}/access`)).json).toEqual({ access: { default: 'private', ports: {} } });
     expect((await api('PUT', `/v1/pods/${slug}/access`, { default: 'public', ports: {} })).status).toBe(200);
-    await waitFor(async () => (await send(gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the whole pod to turn public' });
+    await waitFor(async () => (await send(pods.gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the whole pod to turn public' });
   });
 
   it('voids every link when the pod is deleted, so a later pod of the same name is not opened by them', async () => {
     await api('PUT', `/v1/pods/${slug}/access`, { default: 'private', ports: {} });
     const link = await api('POST', `/v1/pods/${slug}/links`, {});
-    await waitFor(async () => (await send(gw.url, host(), { headers: { [TOKEN_HEADER]: link.json.token } })).status === 200, {
+    await waitFor(async () => (await send(pods.gw.url, host(), { headers: { [TOKEN_HEADER]: link.json.token } })).status === 200, {
       what: 'the link to open the private pod',
     });
     expect((await api('DELETE', `/v1/pods/${slug}`)).status).toBe(204);
-    await waitFor(() => gw.gateway.table.lookup(slug) === undefined, { what: 'the route to go' });
+    await waitFor(() => pods.gw.gateway.table.lookup(slug) === undefined, { what: 'the route to go' });
     expect((await api('GET', `/v1/pods/${slug}/links`)).json.links).toEqual([]);
-    const revoked = await world.access.revocations(Date.now());
+    const revoked = await pods.world.access.revocations(Date.now());
     expect(revoked.notBefore.get(slug)).toBeGreaterThan(0);
     // The deleted pod now answers like any unknown or private one.
-    expect((await send(gw.url, host(), { headers: { [TOKEN_HEADER]: link.json.token } })).status).toBe(401);
+    expect((await send(pods.gw.url, host(), { headers: { [TOKEN_HEADER]: link.json.token } })).status).toBe(401);
     expect(await new Docker().getContainer(`podgate-${slug}`).inspect().then(() => true, () => false)).toBe(false);
   });
 });
