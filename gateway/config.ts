@@ -24,7 +24,7 @@ const GatewayEnv = z.object({
   /** Idle keep-alive connections from clients are closed after this. */
   CLIENT_KEEPALIVE_MS: envMs(65_000),
   UPSTREAM_CONNECT_TIMEOUT_MS: envMs(5_000),
-  /** Time allowed between sending a request and the pod's response headers (504 after). */
+  /** Time allowed between sending a request and the pod's response headers or upgrade answer (504 after). */
   UPSTREAM_RESPONSE_TIMEOUT_MS: envMs(60_000),
   /** Idle sockets kept in each pod's pool. */
   UPSTREAM_MAX_FREE_SOCKETS: z.coerce.number().int().min(0).max(10_000).default(256),

@@ -122,6 +122,28 @@ function armResponseDeadline(proxyReq: ClientRequest, req: IncomingMessage, time
   proxyReq.once('close', stop);
 }
 
+/**
+ * UPSTREAM_RESPONSE_TIMEOUT_MS for a WebSocket upgrade: from the request sent to the pod's answer (101 or a
+ * refusal). A pod that accepted the connection and never answered left the client waiting forever. The timer
+ * destroys the pod's request and socket; the error reaches ws()'s callback, which answers 504. The tunnel after a
+ * 101 is not timed here (WS_IDLE_TIMEOUT_MS is its own setting).
+ */
+function armUpgradeDeadline(proxyReq: ClientRequest, timeoutMs: number): void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError(`no answer to the WebSocket upgrade within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  };
+  const stop = () => {
+    clearTimeout(timer);
+    proxyReq.off('finish', arm);
+  };
+  proxyReq.once('finish', arm);
+  proxyReq.once('upgrade', stop);
+  proxyReq.once('response', stop);
+  proxyReq.once('close', stop);
+}
+
 export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks: ProxyHooks) {
   const proxy = createProxyServer({ xfwd: false, ws: true, connectTimeout: options.connectTimeoutMs });
 
@@ -139,6 +161,7 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       proxyReq.destroy();
     };
     client.once('close', onClientClose);
+    if (options.responseTimeoutMs > 0) armUpgradeDeadline(proxyReq, options.responseTimeoutMs);
     proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
       client.off('close', onClientClose);
       prepareResponseHeaders(res.headers, true);

@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -251,6 +251,26 @@ describe('refused upgrades', () => {
 
   it('502 when nothing listens on the pod port', async () => {
     expect(await refusedStatus('pod-deadport.localhost')).toBe(502);
+  });
+
+  it('504 within UPSTREAM_RESPONSE_TIMEOUT_MS when the pod accepts the connection and never answers, its socket closed', async () => {
+    const sockets: Socket[] = [];
+    let closedByGateway = 0;
+    const silent = createNetServer((socket) => {
+      sockets.push(socket);
+      socket.resume(); // reads the upgrade request, answers nothing
+      socket.once('close', () => closedByGateway++);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      await h.route('wssilent', (silent.address() as AddressInfo).port);
+      expect(await refusedStatus('pod-wssilent.localhost')).toBe(504);
+      expect(sockets).toHaveLength(1);
+      await waitFor(() => closedByGateway === 1, { what: "the gateway to close the silent pod's socket" });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
   });
 
   it('400 for an Upgrade that is not WebSocket', async () => {
