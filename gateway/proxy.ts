@@ -155,7 +155,8 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
   proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, client: Duplex) => {
     const outcome = upgrading.get(req);
     upgrading.delete(req);
-    // A client that gives up waiting frees the pod's side now, not when (or if) the pod answers.
+    // A client that resets its connection while waiting frees the pod's side now, not when (or if) the pod answers.
+    // One that only half-closes goes unseen (its socket is not read before the answer): the response timeout ends it.
     const onClientClose = () => {
       outcome?.abandoned();
       proxyReq.destroy();

@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -391,6 +391,35 @@ describe('access lines of upgrades', () => {
       expect(logged.logs.filter((l) => l.level >= 40)).toEqual([]);
     } finally {
       await resetting.close();
+    }
+  });
+
+  it("a client resetting its connection before the pod answers frees the pod's side at once and is logged as 499", async () => {
+    const podSockets: Socket[] = [];
+    let podSocketsClosed = 0;
+    const silent = createNetServer((socket) => {
+      podSockets.push(socket);
+      socket.resume();
+      socket.once('close', () => podSocketsClosed++);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      await logged.route('wsabandon', (silent.address() as AddressInfo).port);
+      const client = connectTcp(logged.gateway.httpPort, '127.0.0.1');
+      client.on('error', () => {});
+      client.write(
+        'GET / HTTP/1.1\r\nHost: pod-wsabandon.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+      await waitFor(() => podSockets.length === 1, { what: 'the upgrade to reach the pod' });
+      client.resetAndDestroy();
+      // Well before the 60 s response timeout of this harness: the client's reset is what closes it. (A client that
+      // only half-closes is not seen until the socket is read, after the pod's answer or at that timeout.)
+      await waitFor(() => podSocketsClosed === 1, { what: "the pod's socket to be closed" });
+      expect(await oneLine('pod-wsabandon.localhost')).toMatchObject({ status: 499, pod: 'wsabandon' });
+    } finally {
+      for (const socket of podSockets) socket.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
     }
   });
 
