@@ -29,7 +29,7 @@ try {
   exitOnConfigError(err);
 }
 
-const log = createLogger('podgate');
+const log = createLogger('podgate', gatewayConfig.LOG_LEVEL);
 const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
 // Links minted by the orchestrator must verify at the gateway: without Redis they share one access store (and so
 // one generated signing secret and one revocation list).

@@ -1,7 +1,7 @@
 // Orchestrator configuration from the environment, validated once at start (zod). A bad value stops the start
 // with a ConfigError naming the variable; nothing here is read per request.
 import { z } from 'zod';
-import { loadEnv, parseEnv } from '../shared/config.ts';
+import { envListenHost, envLogLevel, loadEnv, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
@@ -81,7 +81,7 @@ const EnvSchema = z.object({
   POD_NAMESPACE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, . _ -').default('default'),
   POD_READY_TIMEOUT: z.string().default(`${DEFAULT_READY_TIMEOUT_MS}ms`),
   ADMIN_TOKEN: z.string().min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`),
-  ORCHESTRATOR_BIND: z.string().min(1).default('127.0.0.1'),
+  ORCHESTRATOR_BIND: envListenHost('127.0.0.1'),
   ORCHESTRATOR_PORT: port('ORCHESTRATOR_PORT').default(DEFAULT_ORCHESTRATOR_PORT),
   LOG_RETENTION: z.string().default(DEFAULT_LOG_RETENTION),
   LOG_MAX_ENTRIES: z.coerce.number().int().min(10).max(100_000).default(DEFAULT_LOG_MAX_ENTRIES),
@@ -96,7 +96,7 @@ const EnvSchema = z.object({
     .optional()
     .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean))
     .pipe(z.array(z.string().min(MIN_SECRET_LENGTH, `each secret must be at least ${MIN_SECRET_LENGTH} characters`))),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: envLogLevel,
 });
 
 function duration(variable: string, text: string): number {

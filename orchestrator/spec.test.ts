@@ -64,6 +64,8 @@ describe('config', () => {
     expect(variableOf({ LOG_RETENTION: 'forever' })).toBe('LOG_RETENTION');
     expect(variableOf({ ORCHESTRATOR_PORT: 'abc' })).toBe('ORCHESTRATOR_PORT');
     expect(variableOf({ REDIS_URL: 'not a url' })).toBe('REDIS_URL');
+    expect(variableOf({ ORCHESTRATOR_BIND: 'local host' })).toBe('ORCHESTRATOR_BIND');
+    expect(variableOf({ LOG_LEVEL: 'verbose' })).toBe('LOG_LEVEL');
   });
   it('parses durations and ranges', () => {
     expect(parseDuration('5d')).toBe(432_000_000);
