@@ -1,6 +1,7 @@
 // Pod start benchmark: time from the admin API's create call to the first byte of the pod's service through a
 // gateway (p50/p95 over a series of pods, first one reported apart as the cold start), the create call's own
-// duration, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
+// duration, how many pods served both their services (app, terminal) to the first request after the create call
+// returned, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
 // Real parts: redis-server, Docker with gVisor (runsc), podgate/pod:dev, orchestrator and gateway in this process.
 //   node bench/pod-start.ts [--pods 8]
 import { request } from 'node:http';
@@ -20,6 +21,8 @@ const TOKEN = 'bench-token-0123456789abcdef';
 /** A pod not serving by then counts as failed (the run goes on). */
 const FIRST_BYTE_DEADLINE_MS = 60_000;
 const POLL_MS = 10;
+/** The quick start's pod (README): the demo app and the web terminal. */
+const QUICK_START_SERVICES = [{ name: 'app', port: 3000 }, { name: 'terminal', port: 7681 }];
 
 function status(port: number, host: string): Promise<number> {
   return new Promise((resolve) => {
@@ -72,6 +75,8 @@ const api = (method: string, path: string, body?: unknown) =>
 const firstByte: number[] = [];
 const createCall: number[] = [];
 const stopTo503: number[] = [];
+/** Pods whose app and terminal both answered 200 to the first request after the create call returned. */
+let servedAtOnce = 0;
 const slugs: string[] = [];
 let failures = 0;
 try {
@@ -80,12 +85,19 @@ try {
     slugs.push(slug);
     const host = `pod-${slug}.localhost`;
     const t0 = performance.now();
-    const res = await api('POST', '/v1/pods', { slug, access: { default: 'public' }, services: [{ name: 'app', port: 3000 }] });
+    const res = await api('POST', '/v1/pods', { slug, access: { default: 'public' }, services: QUICK_START_SERVICES });
     const t1 = performance.now();
     if (res.status !== 201) {
       failures++;
       console.error(`pod ${i}: create answered ${res.status}: ${await res.text()}`);
       continue;
+    }
+    // What a user who opens the pod as soon as the API answered gets: both services at once, or a 502 of one
+    // still starting. (The gateway learns the running route a few ms after the API answered: wait for that.)
+    if (await until(async () => gw.gateway.table.lookup(slug)?.status === 'running', 5_000)) {
+      const first = await Promise.all([status(gwPort, host), status(gwPort, `localhost-7681.pod-${slug}.localhost`)]);
+      if (first.every((s) => s === 200)) servedAtOnce++;
+      else console.error(`pod ${i}: right after the create call: app ${first[0]}, terminal ${first[1]}`);
     }
     const served = await until(async () => (await status(gwPort, host)) === 200, FIRST_BYTE_DEADLINE_MS);
     const t2 = performance.now();
@@ -115,6 +127,7 @@ const warm = firstByte.slice(1);
 const result = {
   pods: PODS,
   failures,
+  servedAtOnceAfterCreate: `${servedAtOnce}/${PODS - failures}`,
   coldFirstByteMs: firstByte[0] === undefined ? null : round(firstByte[0]),
   firstByteMs: { p50: round(percentile(firstByte, 50)), p95: round(percentile(firstByte, 95)), max: round(Math.max(...firstByte)) },
   warmFirstByteMs: { p50: round(percentile(warm, 50)), p95: round(percentile(warm, 95)) },
