@@ -8,10 +8,10 @@ import { pino } from 'pino';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
-import { loadConfig, type OrchestratorConfig } from './config.ts';
+import type { OrchestratorConfig } from './config.ts';
 import { startOrchestrator, type RunningOrchestrator } from './main.ts';
 import { portKeys } from './redis-port-allocator.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './testing.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const PREFIX = `orch${process.pid}:`;
@@ -62,18 +62,7 @@ async function networkExists(s: string): Promise<boolean> {
 
 beforeAll(async () => {
   [redis, image] = await Promise.all([startRedis(), testPodImage()]);
-  config = loadConfig({
-    ADMIN_TOKEN: TOKEN,
-    ORCHESTRATOR_PORT: '0',
-    REDIS_URL: redis.url,
-    REDIS_PREFIX: PREFIX,
-    POD_PORT_RANGE: '38100-38199',
-    // Own namespace: this run never adopts pods of another run on the same Docker host.
-    POD_NAMESPACE: `test-${process.pid}-${Date.now().toString(36)}`,
-    POD_IMAGE: image,
-    POD_READY_TIMEOUT: '60s',
-    RECONCILE_INTERVAL: '1h',
-  });
+  config = testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: redis.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38100-38199', POD_IMAGE: image });
   orch = await startOrchestrator(config, { logger });
 });
 

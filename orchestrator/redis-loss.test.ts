@@ -7,10 +7,10 @@ import { PortsExhaustedError } from '../shared/errors.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
-import { loadConfig, type OrchestratorConfig } from './config.ts';
+import type { OrchestratorConfig } from './config.ts';
 import { startOrchestrator, type RunningOrchestrator } from './main.ts';
 import { portKeys } from './redis-port-allocator.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './testing.ts';
 
 const PREFIX = `loss${process.pid}:`;
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -22,17 +22,13 @@ let orch: RunningOrchestrator;
 beforeAll(async () => {
   let image: string;
   [redis, image] = await Promise.all([startRedis(), testPodImage()]);
-  config = loadConfig({
+  config = testOrchestratorConfig({
     ADMIN_TOKEN: 'loss-test-token-0123456789',
-    ORCHESTRATOR_PORT: '0',
     REDIS_URL: redis.url,
     REDIS_PREFIX: PREFIX,
     // One port: a second pod can only get it if the first pod's port is handed out again.
     POD_PORT_RANGE: '38550-38550',
-    POD_NAMESPACE: `loss-${process.pid}-${Date.now().toString(36)}`,
     POD_IMAGE: image,
-    POD_READY_TIMEOUT: '60s',
-    RECONCILE_INTERVAL: '1h',
   });
   orch = await startOrchestrator(config, { logger });
 });

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
+import { loadConfig, type OrchestratorConfig } from './config.ts';
 
 const run = promisify(execFile);
 export const POD_IMAGE = 'podgate/pod:dev';
@@ -56,5 +57,20 @@ export function withNetworkCreateError(real: Docker, message: string): Docker {
         throw Object.assign(new Error(`(HTTP code 404) driver not found - ${message} `), { statusCode: 404, reason: 'driver not found', json: { message } });
       };
     },
+  });
+}
+
+/**
+ * An orchestrator configuration for tests, from environment-style overrides (at least ADMIN_TOKEN, POD_PORT_RANGE of
+ * the test file's own, POD_IMAGE): API on a free port, a namespace of its own (it never adopts another run's pods
+ * on the same Docker host), and no periodic reconcile, so a test sees only the passes it causes.
+ */
+export function testOrchestratorConfig(env: Record<string, string | undefined>): OrchestratorConfig {
+  return loadConfig({
+    ORCHESTRATOR_PORT: '0',
+    POD_NAMESPACE: `test-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+    POD_READY_TIMEOUT: '60s',
+    RECONCILE_INTERVAL: '1h',
+    ...env,
   });
 }

@@ -2,9 +2,8 @@
 // tests' world: guard on, no pods concealed), and the real orchestrator on the same Redis (its admin API, Docker with
 // runsc). Pods are created through the API, exactly as an admin would.
 import { pino } from 'pino';
-import { loadConfig } from '../../orchestrator/config.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../../orchestrator/main.ts';
-import { removePods } from '../../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig } from '../../orchestrator/testing.ts';
 import { startTestGateway, startWorld, type AccessWorld, type TestGateway } from '../access-support.ts';
 import { waitFor } from './wait.ts';
 
@@ -33,15 +32,12 @@ export interface PodWorld {
 export async function startPodWorld(options: PodWorldOptions): Promise<PodWorld> {
   const world = await startWorld();
   const gw = await startTestGateway(world);
-  const config = loadConfig({
+  const config = testOrchestratorConfig({
     ADMIN_TOKEN,
-    ORCHESTRATOR_PORT: '0',
     REDIS_URL: world.redis.url,
     POD_PORT_RANGE: options.portRange,
-    POD_NAMESPACE: `t-${process.pid}-${Date.now().toString(36)}`,
     POD_IMAGE: options.image,
     POD_READY_TIMEOUT: options.readyTimeout ?? '90s',
-    RECONCILE_INTERVAL: '1h',
   });
   // No ACCESS_SECRET anywhere: the orchestrator and the gateway share the one generated into Redis.
   const orch = await startOrchestrator(config, { logger: pino({ level: 'silent' }) });
