@@ -6,9 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { EXIT_CONFIG } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import { createAdminApp } from './admin.ts';
 import type { GatewayConfig } from './config.ts';
+import { listenError } from './gateway.ts';
 
 const READY = 'podgate:worker-ready';
 /** A worker that keeps dying is restarted at most this often, so a crash loop does not eat the CPU. */
@@ -19,9 +21,33 @@ export interface ClusterPrimary {
   stop(): Promise<void>;
 }
 
-export async function runPrimary(config: GatewayConfig, log: Logger, mountAdmin?: (app: Hono) => void): Promise<ClusterPrimary> {
+/**
+ * `onConfigError`: a worker stopped on invalid configuration (EXIT_CONFIG: its HTTP port is taken, say, and it said
+ * why on stderr). Every worker would do the same, so none is restarted: the others are stopped, then this is called
+ * (the caller ends the process).
+ */
+export async function runPrimary(
+  config: GatewayConfig,
+  log: Logger,
+  mountAdmin: ((app: Hono) => void) | undefined,
+  onConfigError: () => void,
+): Promise<ClusterPrimary> {
   const ready = new Set<number>();
   let stopping = false;
+  const stopWorkers = async (): Promise<void> => {
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            w.once('exit', () => resolve());
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+  };
   const fork = (): Worker => {
     const worker = cluster.fork();
     worker.on('message', (m: unknown) => {
@@ -32,6 +58,11 @@ export async function runPrimary(config: GatewayConfig, log: Logger, mountAdmin?
   cluster.on('exit', (worker, code, signal) => {
     ready.delete(worker.id);
     if (stopping) return;
+    if (code === EXIT_CONFIG) {
+      log.error({ worker: worker.id, code }, 'gateway worker stopped on invalid configuration; stopping the gateway');
+      void stopWorkers().then(onConfigError);
+      return;
+    }
     log.error({ worker: worker.id, code, signal }, 'gateway worker died; restarting it');
     setTimeout(() => !stopping && fork(), RESTART_DELAY_MS).unref();
   });
@@ -45,25 +76,16 @@ export async function runPrimary(config: GatewayConfig, log: Logger, mountAdmin?
   });
   const admin = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolve(s));
-    s.once('error', reject);
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      void stopWorkers().then(() => reject(listenError(err, config.ADMIN_HOST, config.ADMIN_PORT, { host: 'ADMIN_HOST', port: 'ADMIN_PORT' })));
+    });
   });
   log.info({ workers: config.GATEWAY_WORKERS, adminPort: (admin.address() as AddressInfo).port }, 'gateway primary started');
 
   return {
     adminPort: (admin.address() as AddressInfo).port,
     async stop() {
-      stopping = true;
-      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
-      await Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              if (w.isDead()) return resolve();
-              w.once('exit', () => resolve());
-              w.process.kill('SIGTERM');
-            }),
-        ),
-      );
+      await stopWorkers();
       await new Promise<void>((r) => admin.close(() => r()));
     },
   };

@@ -59,7 +59,7 @@ const CHECKS_PER_HEADERS_TIMEOUT = 4;
  * A listener that cannot start (port taken or privileged, address not on this machine, name not resolving) is a
  * setting to fix: a ConfigError naming it, reported like every other configuration error instead of a stack trace.
  */
-function listenError(err: NodeJS.ErrnoException, host: string, port: number, variables: { host: string; port: string }): ConfigError {
+export function listenError(err: NodeJS.ErrnoException, host: string, port: number, variables: { host: string; port: string }): ConfigError {
   const portProblem = err.code === 'EADDRINUSE' || err.code === 'EACCES';
   return new ConfigError(portProblem ? variables.port : variables.host, `cannot listen on ${host}:${port}: ${err.message}`);
 }

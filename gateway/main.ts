@@ -2,7 +2,7 @@
 // `npm run gateway` runs this file; the all-in-one main.ts at the top calls runGateway().
 import cluster from 'node:cluster';
 import { loadEnv } from '../shared/config.ts';
-import { ConfigError } from '../shared/errors.ts';
+import { ConfigError, EXIT_CONFIG } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { createRouteStore } from '../shared/route-store-factory.ts';
 import { createAccessStore } from '../shared/access-store-factory.ts';
@@ -77,7 +77,7 @@ export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number, log
 export function exitOnConfigError(err: unknown): never {
   if (err instanceof ConfigError) {
     process.stderr.write(`podgate: invalid configuration: ${err.message}\n`);
-    process.exit(2);
+    process.exit(EXIT_CONFIG);
   }
   throw err;
 }
@@ -97,7 +97,8 @@ if (import.meta.main) {
     // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
     const certStore = tlsConfig.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
     const certificates = certStore ? createCertificatesAdmin(config, tlsConfig, { certStore, log }) : undefined;
-    const primary = await runPrimary(config, log, certificates?.mountAdmin);
+    // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
+    const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG)).catch(exitOnConfigError);
     stopOnSignals(
       async () => {
         await primary.stop();

@@ -178,6 +178,9 @@ export class CertificateAuthorityError extends PodgateError {
   }
 }
 
+/** A process's exit code for invalid configuration: restarting it cannot help (a supervisor should not retry). */
+export const EXIT_CONFIG = 2;
+
 /** Configuration is invalid; `variable` names the setting. Thrown at start, never per request. */
 export class ConfigError extends Error {
   readonly variable: string;

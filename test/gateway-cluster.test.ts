@@ -1,9 +1,11 @@
 // GATEWAY_WORKERS: worker processes share the HTTP port, the primary serves aggregated metrics and readiness and
 // restarts a worker that dies. Real processes, real Redis, a real upstream.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CONFIG } from '../shared/errors.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
@@ -116,5 +118,43 @@ describe('gateway workers', () => {
         }
       }, { what: `process ${pid} gone` });
     }
+  });
+});
+
+describe('gateway workers on a configuration that cannot work', () => {
+  /** Run a 2-worker gateway whose `variable` names a port something else holds; its exit code, stderr and stdout. */
+  async function runOnTakenPort(variable: 'HTTP_PORT' | 'ADMIN_PORT'): Promise<{ code: number | null; stderr: string; stdout: string }> {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const taken = String((holder.address() as AddressInfo).port);
+    try {
+      const gw = spawn(process.execPath, ['gateway/main.ts'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, GATEWAY_WORKERS: '2', REDIS_URL: redis.url, HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_PORT: '0', [variable]: taken },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      gw.stdout!.on('data', (d: Buffer) => (stdout += d));
+      gw.stderr!.on('data', (d: Buffer) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => gw.once('exit', resolve));
+      return { code, stderr, stdout };
+    } finally {
+      holder.close();
+    }
+  }
+
+  it('stops with the configuration exit code when the workers cannot listen, instead of restarting them forever', async () => {
+    const { code, stderr, stdout } = await runOnTakenPort('HTTP_PORT');
+    expect(code).toBe(EXIT_CONFIG);
+    expect(stderr).toContain('podgate: invalid configuration: HTTP_PORT: cannot listen on 127.0.0.1:');
+    expect(stdout).not.toContain('restarting it');
+  });
+
+  it('stops with the configuration exit code, naming ADMIN_PORT, when the primary cannot serve the admin listener', async () => {
+    const { code, stderr } = await runOnTakenPort('ADMIN_PORT');
+    expect(code).toBe(EXIT_CONFIG);
+    expect(stderr).toContain('podgate: invalid configuration: ADMIN_PORT: cannot listen on 127.0.0.1:');
+    expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 });
