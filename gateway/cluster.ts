@@ -6,11 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { listenError } from '../shared/config.ts';
 import { EXIT_CONFIG } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import { createAdminApp } from './admin.ts';
 import type { GatewayConfig } from './config.ts';
-import { listenError } from './gateway.ts';
 
 const READY = 'podgate:worker-ready';
 /** A worker that keeps dying is restarted at most this often, so a crash loop does not eat the CPU. */

@@ -7,7 +7,8 @@ import type { TLSSocket } from 'node:tls';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Registry } from 'prom-client';
-import { ConfigError, ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
+import { ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
+import { listenError } from '../shared/config.ts';
 import type { Logger } from '../shared/log.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createAdminApp } from './admin.ts';
@@ -54,15 +55,6 @@ const NODE_CONNECTIONS_CHECK_MS = 30_000;
 const MIN_CONNECTIONS_CHECK_MS = 100;
 /** Header deadlines are overshot by at most this fraction of HEADERS_TIMEOUT_MS. */
 const CHECKS_PER_HEADERS_TIMEOUT = 4;
-
-/**
- * A listener that cannot start (port taken or privileged, address not on this machine, name not resolving) is a
- * setting to fix: a ConfigError naming it, reported like every other configuration error instead of a stack trace.
- */
-export function listenError(err: NodeJS.ErrnoException, host: string, port: number, variables: { host: string; port: string }): ConfigError {
-  const portProblem = err.code === 'EADDRINUSE' || err.code === 'EACCES';
-  return new ConfigError(portProblem ? variables.port : variables.host, `cannot listen on ${host}:${port}: ${err.message}`);
-}
 
 function listen(server: Server, port: number, host: string, variables: { host: string; port: string }): Promise<number> {
   return new Promise((resolve, reject) => {

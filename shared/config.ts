@@ -72,3 +72,12 @@ export const envListenHost = (fallback: string) =>
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const envLogLevel = z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info');
+
+/**
+ * A listener that cannot start (port taken or privileged, address not on this machine, name not resolving) is a
+ * setting to fix: a ConfigError naming it, reported like every other configuration error instead of a stack trace.
+ */
+export function listenError(err: NodeJS.ErrnoException, host: string, port: number, variables: { host: string; port: string }): ConfigError {
+  const portProblem = err.code === 'EADDRINUSE' || err.code === 'EACCES';
+  return new ConfigError(portProblem ? variables.port : variables.host, `cannot listen on ${host}:${port}: ${err.message}`);
+}

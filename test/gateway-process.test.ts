@@ -231,12 +231,14 @@ describe('bad configuration', () => {
     expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, CONFIG_FILE: file }), 'LOG_LEVEL');
   });
 
-  it('stops with a message naming ADMIN_PORT when that port is taken', async () => {
+  it.each(['ADMIN_PORT', 'HTTPS_PORT'])('stops with a message naming %s when that port is taken', async (variable) => {
     const taken = createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
     try {
       const port = String((taken.address() as AddressInfo).port);
-      expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, ADMIN_PORT: port }), 'ADMIN_PORT');
+      // HTTPS: no CA is ever asked (no on-demand issuance; nothing to renew in this fresh Redis).
+      const tls = variable === 'HTTPS_PORT' ? { HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ACME_DIRECTORY_URL: 'https://127.0.0.1:9/dir' } : {};
+      expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, ...tls, [variable]: port }), variable);
     } finally {
       await new Promise<void>((r) => taken.close(() => r()));
     }

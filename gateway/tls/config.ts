@@ -2,7 +2,7 @@
 // TLS_ENABLED is true or HTTPS_PORT is set.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { envBool, envMs, envPort, parseEnv } from '../../shared/config.ts';
+import { envBool, envListenHost, envMs, envPort, parseEnv } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -12,7 +12,7 @@ const optionalPath = z.string().optional().or(z.literal('').transform(() => unde
 const TlsEnv = z.object({
   TLS_ENABLED: envBool(false),
   HTTPS_PORT: z.string().optional(),
-  HTTPS_HOST: z.string().default('0.0.0.0'),
+  HTTPS_HOST: envListenHost('0.0.0.0'),
   /** The HTTPS port users reach (in redirects), when a port mapping puts the gateway behind another one. */
   HTTPS_PUBLIC_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   ACME_DIRECTORY_URL: z.url({ protocol: /^https?$/ }).default(LETS_ENCRYPT_PRODUCTION),

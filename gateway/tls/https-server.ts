@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket, TlsOptions } from 'node:tls';
+import { listenError } from '../../shared/config.ts';
 import type { Logger } from '../../shared/log.ts';
 
 export interface RequestHandlers {
@@ -129,9 +130,10 @@ export function listenHttps(
   });
 
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, options.host, options.port, { host: 'HTTPS_HOST', port: 'HTTPS_PORT' }));
+    server.once('error', fail);
     server.listen({ port: options.port, host: options.host }, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       const port = (server.address() as AddressInfo).port;
       options.log.info({ httpsPort: port, http2: options.http2 }, 'HTTPS listening');
       resolve({
