@@ -1,7 +1,8 @@
 // Starts Let's Encrypt's test CA (Debian's `pebble`) and its DNS test server (`pebble-challtestsrv`) on free
 // loopback ports for one test file. Pebble runs in -strict mode with random nonce rejection, validates HTTP-01
 // on the port the caller names (the gateway's HTTP port) and resolves every name through challtestsrv, which
-// answers 127.0.0.1 for A queries and nothing for AAAA (the gateway listens on IPv4 loopback only).
+// answers 127.0.0.1 for A queries and nothing for AAAA (the gateway listens on IPv4 loopback only), or through
+// the DNS server the caller names (a real BIND from test/support/bind.ts, for RFC 2136 updates).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { get as httpsGet } from 'node:https';
@@ -20,6 +21,11 @@ export interface PebbleOptions {
   nonceRejectPercent?: number;
   /** Lifetime of issued certificates; pebble's default is five years. */
   certificateValiditySeconds?: number;
+  /**
+   * DNS server (host:port) pebble resolves every name through, A records for HTTP-01 and TXT for DNS-01
+   * included; default challtestsrv's. challtestsrv still runs (and its API answers), pebble just never asks it.
+   */
+  dnsServer?: string;
 }
 
 export interface Pebble {
@@ -28,8 +34,9 @@ export interface Pebble {
   listenerCaPem: string;
   /** PEM of the root that signs issued certificates (new on every start of pebble). */
   rootPem: string;
-  /** challtestsrv DNS server (host:port) and management API. */
+  /** The DNS server pebble resolves through (host:port): options.dnsServer, else challtestsrv's. */
   dnsServer: string;
+  /** challtestsrv's management API. */
   challtestsrvUrl: string;
   /** Stop the CA only (challtestsrv keeps running): a CA outage. */
   stopCa(): Promise<void>;
@@ -118,8 +125,9 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
     '-dns01', `127.0.0.1:${dnsPort}`, '-management', `127.0.0.1:${ctsPort}`,
     '-http01', '', '-https01', '', '-tlsalpn01', '',
   ], process.env, log);
+  const dnsServer = options.dnsServer ?? `127.0.0.1:${dnsPort}`;
   let pebble: ChildProcess | undefined = spawnLogged('pebble', [
-    '-strict', '-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`,
+    '-strict', '-config', join(dir, 'pebble.json'), '-dnsserver', dnsServer,
   ], {
     ...process.env,
     PEBBLE_VA_NOSLEEP: '1',
@@ -146,7 +154,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
     directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
     listenerCaPem,
     rootPem: rootPem!,
-    dnsServer: `127.0.0.1:${dnsPort}`,
+    dnsServer,
     challtestsrvUrl: `http://127.0.0.1:${ctsPort}`,
     async stopCa() {
       await kill(pebble);
