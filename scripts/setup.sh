@@ -18,6 +18,7 @@ APT_PACKAGES=(
   docker.io runsc            # containers, sandboxed by gVisor
   redis-server               # the shared route table (tests start their own servers)
   pebble                     # Let's Encrypt's test CA, for the ACME tests
+  bind9 bind9-dnsutils       # nsupdate/dig for the RFC 2136 DNS-01 hook, named for its test (which starts its own)
   nginx-light wrk            # benchmark peer and load generator
   debootstrap                # the pod image's rootfs (no registry here)
   chromium                   # a real browser for the web terminal test (playwright-core drives it)
