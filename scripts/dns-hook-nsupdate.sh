@@ -7,8 +7,8 @@
 #   dns-hook-nsupdate.sh clear <fqdn> <value>   remove exactly that value (other values of <fqdn> stay)
 #
 # <fqdn> is the full record name, `_acme-challenge.` included (the gateway prefixes it: gateway/tls/acme.ts).
-# `set` adds rather than replaces: a certificate for `example.com` and `*.example.com` has two challenges with
-# two values on the same name `_acme-challenge.example.com`, both published at once.
+# `set` adds rather than replaces: two authorizations can answer on one name at once (`*.example.com`, and
+# `example.com` when it gets a DNS-01 challenge, both use `_acme-challenge.example.com`).
 #
 # Environment:
 #   NSUPDATE_SERVER    required  primary server accepting the updates: host, host:port, [v6] or [v6]:port (53)

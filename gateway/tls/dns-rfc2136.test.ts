@@ -133,7 +133,7 @@ describe('DNS-01 through RFC 2136 (nsupdate + TSIG) against a real BIND', () => 
   });
 
   it('set adds a value next to the others and clear removes exactly that value', async () => {
-    // `example.com` and `*.example.com` in one certificate: two challenges, two values on the same name.
+    // Two authorizations answering on one name at once (`*.zone`, and `zone` when it gets a DNS-01 challenge).
     const env = { NSUPDATE_SERVER: bind.server, NSUPDATE_KEY_FILE: bind.keyFile, NSUPDATE_ZONE: ZONE };
     const [a, b] = ['first-value_0123456789abcdefghijklmnopqrstu', 'second-value_0123456789abcdefghijklmnopqrs'];
     expect(await hook(['set', RECORD, a], env)).toEqual({ code: 0, stderr: '' });
