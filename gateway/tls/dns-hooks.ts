@@ -1,8 +1,9 @@
 // DNS-01 answers (needed for wildcard certificates): a DnsHook publishes and removes the TXT record
 // `_acme-challenge.<name>`. Implementations:
 //   challtestsrv  pebble-challtestsrv's management API (tests, local development against pebble)
-//   exec          runs a command: `<command> set|clear <fqdn> <value>`; with Debian's `nsupdate` this speaks
-//                 RFC 2136 dynamic updates (TSIG) to BIND, Knot, PowerDNS... (see scripts in the README)
+//   exec          runs a command: `<command> set|clear <fqdn> <value>`, fqdn being the whole record name
+//                 (`_acme-challenge.` included); scripts/dns-hook-nsupdate.sh is one for RFC 2136 dynamic
+//                 updates with TSIG (Debian's nsupdate) to BIND, Knot, PowerDNS... (README "DNS-01")
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
