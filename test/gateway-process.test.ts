@@ -237,7 +237,7 @@ describe('bad configuration', () => {
     try {
       const port = String((taken.address() as AddressInfo).port);
       // HTTPS: no CA is ever asked (no on-demand issuance; nothing to renew in this fresh Redis).
-      const tls = variable === 'HTTPS_PORT' ? { HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ACME_DIRECTORY_URL: 'https://127.0.0.1:9/dir' } : {};
+      const tls: Record<string, string> = variable === 'HTTPS_PORT' ? { HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ACME_DIRECTORY_URL: 'https://127.0.0.1:9/dir' } : {};
       expectConfigExit(await runGatewayToExit({ REDIS_URL: redis.url, ...tls, [variable]: port }), variable);
     } finally {
       await new Promise<void>((r) => taken.close(() => r()));
