@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryCertStore } from '../../shared/memory-cert-store.ts';
 import { CertificateAuthorityError, ValidationError } from '../../shared/errors.ts';
+import { pino } from 'pino';
 import { silentLogger } from '../../shared/log.ts';
 import { startPebble, type Pebble } from '../../test/support/pebble.ts';
 import { closedPort } from '../../test/support/gateway-harness.ts';
@@ -68,33 +69,49 @@ describe('AcmeIssuer', () => {
     expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.pod-app.example.test');
   });
 
-  it('issues a wildcard through DNS-01 with the exec hook (an operator script)', async () => {
+  /** An operator's hook script driving challtestsrv; `clear` may be made to fail. */
+  async function withHookScript<T>(clearFails: boolean, use: (script: string) => Promise<T>): Promise<T> {
     const dir = await mkdtemp(join(tmpdir(), 'podgate-hook-'));
     const script = join(dir, 'hook.sh');
-    // The same contract an nsupdate (RFC 2136) script follows: `<script> set|clear <fqdn> <value>`.
+    // The same contract as scripts/dns-hook-nsupdate.sh (RFC 2136): `<script> set|clear <fqdn> <value>`.
     await writeFile(script, [
       '#!/bin/sh',
       'set -e',
       `api=${pebble.challtestsrvUrl}`,
       'case "$1" in',
       '  set) curl -sf -X POST -d "{\\"host\\":\\"$2.\\",\\"value\\":\\"$3\\"}" "$api/set-txt" ;;',
-      '  clear) curl -sf -X POST -d "{\\"host\\":\\"$2.\\"}" "$api/clear-txt" ;;',
+      clearFails
+        ? '  clear) echo "zone is read-only" >&2; exit 1 ;;'
+        : '  clear) curl -sf -X POST -d "{\\"host\\":\\"$2.\\"}" "$api/clear-txt" ;;',
       '  *) echo "unknown action $1" >&2; exit 2 ;;',
       'esac',
       '',
     ].join('\n'), { mode: 0o755 });
     try {
-      const cert = await new AcmeIssuer({
-        store,
-        directoryUrl: pebble.directoryUrl,
-        caBundlePem: pebble.listenerCaPem,
-        dnsHook: new ExecDnsHook(script),
-        log,
-      }).issue(['*.example.test']);
-      expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.example.test');
+      return await use(script);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  it('issues a wildcard through DNS-01 with the exec hook (an operator script)', async () => {
+    const cert = await withHookScript(false, (script) =>
+      new AcmeIssuer({ store, directoryUrl: pebble.directoryUrl, caBundlePem: pebble.listenerCaPem, dnsHook: new ExecDnsHook(script), log }).issue(['*.example.test']),
+    );
+    expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.example.test');
+  });
+
+  it('says when a challenge answer could not be removed (acme-client would swallow it), and still issues', async () => {
+    const lines: Array<{ level: number; msg: string; err?: string }> = [];
+    const recording = pino({ level: 'warn' }, { write: (l: string) => lines.push(JSON.parse(l)) });
+    const cert = await withHookScript(true, (script) =>
+      new AcmeIssuer({ store, directoryUrl: pebble.directoryUrl, caBundlePem: pebble.listenerCaPem, dnsHook: new ExecDnsHook(script), log: recording }).issue(['*.leftover.example.test']),
+    );
+    expect(new X509Certificate(cert.certPem).subjectAltName).toBe('DNS:*.leftover.example.test');
+    const warning = lines.find((l) => l.msg.startsWith('ACME challenge answer could not be removed'));
+    expect(warning?.err).toContain('zone is read-only');
+    // Leave challtestsrv as the other tests expect it.
+    await fetch(`${pebble.challtestsrvUrl}/clear-txt`, { method: 'POST', body: JSON.stringify({ host: '_acme-challenge.leftover.example.test.' }) });
   });
 
   it('refuses wildcards without a DNS hook, naming the field', async () => {

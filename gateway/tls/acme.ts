@@ -188,10 +188,17 @@ export class AcmeIssuer implements CertificateIssuer {
         }
         log.debug({ name: authz.identifier.value, type: challenge.type }, 'ACME challenge placed');
       },
+      // acme-client swallows what this throws (the certificate is fine either way), so a record left behind in the
+      // zone or a challenge left in the store would go unnoticed: say so here.
       challengeRemoveFn: async (authz, challenge, keyAuthorization) => {
-        if (challenge.type === 'http-01') await store.deleteChallenge(challenge.token);
-        else if (challenge.type === 'dns-01' && dnsHook) {
-          await dnsHook.clearTxt(dnsRecordName(authz.identifier.value), keyAuthorization);
+        try {
+          if (challenge.type === 'http-01') await store.deleteChallenge(challenge.token);
+          else if (challenge.type === 'dns-01' && dnsHook) {
+            await dnsHook.clearTxt(dnsRecordName(authz.identifier.value), keyAuthorization);
+          }
+        } catch (err) {
+          log.warn({ name: authz.identifier.value, type: challenge.type, err: err instanceof Error ? err.message : String(err) }, 'ACME challenge answer could not be removed; remove it by hand');
+          throw err;
         }
       },
     });
