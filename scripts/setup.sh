@@ -53,6 +53,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged BIND on port 53 as it installs it; podgate only needs the binary (its test runs its
+  # own named on a loopback port), so a machine that had no BIND before keeps none running.
+  if [[ " ${missing[*]} " == *" bind9 "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now named >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- 2. gVisor runtime in daemon.json --------------------------------------------------------------------------------
