@@ -78,9 +78,11 @@ const get = () =>
 describe('gateway workers', () => {
   it('both workers serve the same port', async () => {
     const workers = lines.filter((l) => l.msg === 'gateway listening');
-    expect(new Set(workers.map((w) => w.pid)).size).toBe(2);
-    expect(new Set(workers.map((w) => w.httpPort)).size).toBe(1);
-    for (let i = 0; i < 20; i++) expect((await get()).status).toBe(200);
+    // On failure, the processes' own log lines say what happened (a worker that died at start, say).
+    const seen = JSON.stringify(lines);
+    expect(new Set(workers.map((w) => w.pid)).size, seen).toBe(2);
+    expect(new Set(workers.map((w) => w.httpPort)).size, seen).toBe(1);
+    for (let i = 0; i < 20; i++) expect((await get()).status, seen).toBe(200);
   });
 
   it('the primary is ready when every worker is, and sums their metrics', async () => {
