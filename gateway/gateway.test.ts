@@ -393,19 +393,28 @@ describe('route table and Redis', () => {
     }
   });
 
-  it('re-reads a 20,000-route table completely (HSCAN)', async () => {
+  it('re-reads a 100,000-route table completely (HSCAN), as the issue sizes it', async () => {
     const big = await startHarness();
     try {
-      for (let start = 0; start < 20_000; start += 500) {
+      for (let start = 0; start < 100_000; start += 1000) {
         const batch = [];
-        for (let i = start; i < start + 500; i++) {
+        for (let i = start; i < start + 1000; i++) {
           batch.push(big.writer.put({ slug: `p${i}`, host: '127.0.0.1', port: up.port, status: 'running', generation: 1, defaultPort: 3000, updatedAt: new Date().toISOString(), access: PUBLIC }));
         }
         await Promise.all(batch);
       }
       await big.gateway.table.resync();
-      expect(big.gateway.table.size).toBe(20_000);
-      expect((await get(big, 'pod-p19999.localhost')).status).toBe(200);
+      expect(big.gateway.table.size).toBe(100_000);
+      expect((await get(big, 'pod-p99999.localhost')).status).toBe(200);
+      // A gateway starting on this table has it all (HSCAN at start) before it says it is ready.
+      const late = await startHarness({}, big.redis);
+      try {
+        expect(late.gateway.table.ready).toBe(true);
+        expect(late.gateway.table.size).toBe(100_000);
+        expect((await get(late, 'pod-p54321.localhost')).status).toBe(200);
+      } finally {
+        await late.close();
+      }
     } finally {
       await big.close();
     }

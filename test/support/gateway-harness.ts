@@ -33,8 +33,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
-  const redis = await startRedis();
+/** A gateway on a redis-server of its own, or on `shared` (another harness's: then closing leaves it running). */
+export async function startHarness(env: Record<string, string> = {}, shared?: RedisServer): Promise<Harness> {
+  const redis = shared ?? (await startRedis());
   const writerClient = createRedis(redis.url);
   const gatewayClient = createRedis(redis.url);
   await Promise.all([waitReady(writerClient), waitReady(gatewayClient)]);
@@ -91,7 +92,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
       await gateway.shutdown(1000);
       writerClient.disconnect();
       gatewayClient.disconnect();
-      await redis.stop();
+      if (!shared) await redis.stop();
     },
   };
   return harness;
