@@ -21,6 +21,7 @@ function get(h: Harness, host: string, options: { path?: string; method?: string
         res.setEncoding('utf8');
         res.on('data', (c) => (body += c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject); // the response was cut
       },
     );
     req.on('error', reject);
@@ -251,18 +252,26 @@ describe('one log line per request', () => {
   let logged: Harness;
   let debugOnly: Harness;
   let silent: Upstream;
+  let breaking: Upstream;
   beforeAll(async () => {
+    // Sends its head and some body, then drops the connection: a pod crashing mid-response.
+    breaking = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial', () => res.socket?.destroy());
+    });
     logged = await startHarness({ ACCESS_LOG: 'true', UPSTREAM_RESPONSE_TIMEOUT_MS: '500' });
     debugOnly = await startHarness({ ACCESS_LOG: 'false', LOG_LEVEL: 'debug' });
     silent = await startUpstream(() => {}); // takes the request, never answers
     await logged.route('deadlog', await closedPort());
     await logged.route('silentlog', silent.port);
     await debugOnly.route('deadquiet', await closedPort());
+    await logged.route('breaklog', breaking.port);
   });
   afterAll(async () => {
     await logged?.close();
     await debugOnly?.close();
     await silent?.close();
+    await breaking?.close();
   });
   const linesAbout = (harness: Harness, host: string) => harness.logs.filter((l) => l.host === host);
 
@@ -278,6 +287,16 @@ describe('one log line per request', () => {
     expect(lines[0]).toMatchObject({ level: 30, msg: 'request', status, pod, err });
     expect(lines[0]!.reason).toMatch(reason);
     expect(logged.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('a pod breaking off its response is logged with its status and the reason, not as a client abort (499)', async () => {
+    const host = 'pod-breaklog.localhost';
+    await expect(get(logged, host)).rejects.toThrow();
+    await waitFor(() => linesAbout(logged, host).some((l) => l.msg === 'request'), { what: 'the access line' });
+    const lines = linesAbout(logged, host);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: 'request', status: 200, pod: 'breaklog', err: 'upstream_unreachable' });
+    expect(lines[0]!.reason).toMatch(/response broke off/);
   });
 
   it('without access lines, a failure is one debug line', async () => {

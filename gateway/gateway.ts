@@ -147,7 +147,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     const started = performance.now();
     let pod = '-';
     let failure: PodgateError | undefined;
-    res.once('close', () => record(req, res.writableFinished ? res.statusCode : CLIENT_CLOSED, pod, started, failure));
+    // Unfinished: the client went away (499), unless the pod broke off its response (its status, with the reason).
+    res.once('close', () => record(req, res.writableFinished || failure ? res.statusCode : CLIENT_CLOSED, pod, started, failure));
     if (closing) res.shouldKeepAlive = false;
     if (deps.intercept?.(req, res)) return;
     let target: Target;

@@ -20,7 +20,10 @@ export interface ProxyHooks {
   onWebSocketOpen(client: Duplex, upstream: Socket): void;
 }
 
-/** An upstream failure that deserves an answer, which the caller gives (never called for client aborts). */
+/**
+ * An upstream failure: the caller answers it, or, when the pod broke off a response already under way, only records
+ * it (the stream is cut). Never called for client aborts.
+ */
 export type UpstreamFailure = (err: PodgateError) => void;
 
 /** How one WebSocket upgrade ended: exactly one of these is called, once, so it can write the one access line. */
@@ -66,6 +69,15 @@ const TIMED_OUT = new Set(['ECONNECT_TIMEOUT', 'ETIMEDOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Map a socket-level error to what the user is told. */
+/**
+ * The pod failed after its response head went out: cut the client's stream rather than append an error to it, and
+ * say why (the access line keeps the pod's status with this reason; without it the cut reads as a client abort).
+ */
+function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFailure): void {
+  onFailure(new UpstreamUnreachableError(`the pod's response broke off: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+  res.destroy();
+}
+
 export function upstreamError(err: unknown): PodgateError {
   if (err instanceof PodgateError) return err;
   const code = (err as NodeJS.ErrnoException)?.code ?? '';
@@ -217,7 +229,7 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     proxyReq.on('error', (err: NodeJS.ErrnoException) => {
       if (res.destroyed || req.socket.destroyed) return; // client abort
       if (res.headersSent) {
-        res.destroy(); // the pod failed mid-response: cut the stream rather than append an error to it
+        cutMidResponse(res, err, onFailure);
         return;
       }
       // A pooled socket the pod closed just as we reused it: send an idempotent request once more.
@@ -233,7 +245,9 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       delete proxyRes.headers['transfer-encoding'];
       if (req.httpVersionMajor >= 2) res.writeHead(proxyRes.statusCode ?? 502, proxyRes.headers);
       else res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, proxyRes.headers);
-      proxyRes.on('error', () => res.destroy());
+      proxyRes.on('error', (err) => {
+        if (!res.destroyed) cutMidResponse(res, err, onFailure);
+      });
       proxyRes.pipe(res);
     });
     // The client went away before the answer was complete: tear the pod's request down too.
