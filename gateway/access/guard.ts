@@ -26,6 +26,7 @@ import type { GatewayConfig } from '../config.ts';
 import { rawHttpError, renderError, wantsHtml, type ErrorAnswer } from '../error-page.ts';
 import { unwrapMappedAddress } from '../forward-headers.ts';
 import type { Target } from '../resolve.ts';
+import { RetryBackoff } from '../retry-backoff.ts';
 import {
   accessCookie,
   clearedAccessCookie,
@@ -77,7 +78,10 @@ export class AccessGuard {
   private tokens: AccessTokens | undefined;
   /** Tokens whose signature was checked: a page load sends the same cookie dozens of times. */
   private readonly verified = new Map<string, AccessClaims>();
-  private secretTimer: NodeJS.Timeout | undefined;
+  /** Reading the shared secret again after a failure: soon (Redis not connected yet at start), then slower. */
+  private secretRetry: RetryBackoff;
+  private secretFailures = 0;
+  private closed = false;
 
   constructor(config: AccessGuardConfig, deps: AccessGuardDeps) {
     this.config = config;
@@ -86,32 +90,34 @@ export class AccessGuard {
     this.revocations = new RevocationList(deps.store, { resyncIntervalMs: config.ACCESS_RESYNC_INTERVAL_MS, log: deps.log, now: this.now });
     this.limiter = new BadTokenLimiter(config.ACCESS_BAD_TOKEN_LIMIT, config.ACCESS_BAD_TOKEN_WINDOW_MS);
     if (config.ACCESS_SECRET.length > 0) this.tokens = new AccessTokens(config.ACCESS_SECRET);
+    this.secretRetry = new RetryBackoff(config.ACCESS_RESYNC_INTERVAL_MS);
   }
 
   /** Load the secret (unless configured) and the revocations. Resolves even if the store is down (retried). */
   async start(): Promise<void> {
     await this.loadSecret();
-    if (!this.tokens) {
-      this.secretTimer = setInterval(() => void this.loadSecret(), this.config.ACCESS_RESYNC_INTERVAL_MS);
-      this.secretTimer.unref();
-    }
     await this.revocations.start();
   }
 
   private async loadSecret(): Promise<void> {
-    if (this.tokens) {
-      if (this.secretTimer) clearInterval(this.secretTimer);
-      return;
-    }
+    if (this.tokens || this.closed) return;
     try {
       this.tokens = new AccessTokens([await this.deps.store.sharedSecret(generateSecret())]);
+      if (this.secretFailures > 1) this.deps.log.info('access secret read; tokens are verified again');
     } catch (err) {
-      this.deps.log.warn({ err: String(err) }, 'access secret not readable yet; private services refuse every token until it is');
+      // The first failure is usually Redis still connecting at start, retried 100 ms later: worth a warning only
+      // when it persists.
+      this.secretFailures++;
+      if (this.secretFailures === 2) {
+        this.deps.log.warn({ err: String(err) }, 'access secret not readable; private services refuse every token until it is');
+      }
+      this.secretRetry.schedule(() => void this.loadSecret());
     }
   }
 
   async close(): Promise<void> {
-    if (this.secretTimer) clearInterval(this.secretTimer);
+    this.closed = true;
+    this.secretRetry.cancel();
     await this.revocations.close();
   }
 
