@@ -260,9 +260,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     log.info({ inFlightWebSockets: tunnels.size }, 'gateway shutting down');
     const closed = new Promise<void>((r) => server.close(() => r()));
     server.closeIdleConnections();
-    tunnels.closeAll(Math.min(deadlineMs, 2000));
+    const tunnelsClosed = tunnels.closeAll(Math.min(deadlineMs, 2000));
     const deadline = setTimeout(() => server.closeAllConnections(), deadlineMs);
-    await closed;
+    await Promise.all([closed, tunnelsClosed]);
     clearTimeout(deadline);
     proxy.close();
     pool.close();

@@ -89,6 +89,8 @@ let podWs: WebSocketServer;
 let podPort: number;
 /** Close codes the pod's WebSocket server saw, oldest first. */
 const podWsCloseCodes: number[] = [];
+/** Errors the pod's WebSocket server saw (a corrupt frame, say). */
+const podWsErrors: string[] = [];
 const handlers = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
 
 async function publish(slug: string, port: number): Promise<void> {
@@ -129,6 +131,7 @@ beforeAll(async () => {
   podWs.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     ws.on('close', (code) => podWsCloseCodes.push(code));
+    ws.on('error', (err) => podWsErrors.push(err.message));
   });
   await new Promise<void>((r) => pod.listen(0, '127.0.0.1', () => r()));
   podPort = (pod.address() as AddressInfo).port;
@@ -202,6 +205,42 @@ describe('SIGTERM', () => {
     expect(tookMs).toBeLessThan(SHUTDOWN_TIMEOUT_MS + EXIT_SLACK_MS);
     expect(gw.logs.filter((l) => l.level >= 50)).toEqual([]);
     expect(gw.stderr()).toBe('');
+  });
+});
+
+describe('SIGTERM with WebSocket traffic in flight', () => {
+  let gw: ChildGateway;
+  afterAll(async () => {
+    await gw?.kill();
+  });
+
+  it('ends each busy tunnel on a frame boundary: both ends get a clean 1001, no corrupt frame', { timeout: 60_000 }, async () => {
+    gw = await startChild({ SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) });
+    podWsCloseCodes.length = 0;
+    podWsErrors.length = 0;
+    const ws = new WebSocket(gw.url.replace('http:', 'ws:'), { headers: { host: 'pod-proc.localhost' } });
+    const clientErrors: string[] = [];
+    ws.on('error', (err) => clientErrors.push(err.message));
+    await new Promise<void>((resolve) => ws.once('open', () => resolve()));
+    // 8 MiB messages both ways (the pod echoes each): a SIGTERM almost surely lands inside a frame in both directions.
+    const message = Buffer.alloc(8 * 1024 * 1024, 1);
+    let echoes = 0;
+    ws.on('message', () => {
+      echoes++;
+      if (ws.readyState === WebSocket.OPEN) ws.send(message);
+    });
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    ws.send(message);
+    ws.send(message);
+    await waitFor(() => echoes >= 2, { what: 'traffic through the tunnel', timeoutMs: 30_000 });
+
+    gw.child.kill('SIGTERM');
+    expect(await closed).toBe(GOING_AWAY);
+    await waitFor(() => podWsCloseCodes.length > 0, { what: 'the pod to see its WebSocket closed' });
+    expect(podWsCloseCodes).toEqual([GOING_AWAY]);
+    expect(clientErrors).toEqual([]);
+    expect(podWsErrors).toEqual([]);
+    expect(await gw.exited).toEqual({ code: 0, signal: null });
   });
 });
 
