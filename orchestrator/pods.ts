@@ -1,7 +1,7 @@
 // The pod lifecycle: create, start, stop, restart, delete and exec, one operation per pod at a time. Every step
 // that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
-// the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when stopped, gone on delete;
-// each write carries a fresh generation from the route store.
+// the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when
+// stopped, gone on delete; each write carries a fresh generation from the route store.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
