@@ -46,8 +46,10 @@ process.stderr.write(
     `  admin API:     ${api}/v1/pods`,
     generatedToken ? `  admin token:   ${generatedToken}   (generated; set ADMIN_TOKEN to choose one)` : '',
     `  health:        http://${gatewayConfig.ADMIN_HOST}:${gateway.gateway.adminPort}/healthz`,
+    // The README's quick start: a pod with the demo app and the web terminal, private (the default), opened with a link.
     `  create a pod:  curl -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \\`,
-    `                   -d '{"name":"My app","slug":"myapp"}' ${api}/v1/pods`,
+    `                   -d '{"slug":"myapp","services":[{"name":"app","port":3000},{"name":"terminal","port":7681}]}' ${api}/v1/pods`,
+    `  open it:       curl -H "Authorization: Bearer $ADMIN_TOKEN" -X POST ${api}/v1/pods/myapp/links   (its "url")`,
     '',
   ]
     .filter((line) => line !== '')
