@@ -1,5 +1,6 @@
 // Orchestrator configuration from the environment, validated once at start (zod). A bad value stops the start
 // with a ConfigError naming the variable; nothing here is read per request.
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { envListenHost, envLogLevel, loadEnv, parseEnv } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
@@ -18,6 +19,17 @@ export const MIN_ADMIN_TOKEN_LENGTH = 16;
 export interface PortRange {
   first: number;
   last: number;
+}
+
+/** DOCKER_HOST=ssh://user@host[:port]: the orchestrator builds this client itself (main.ts `dockerClient`). */
+export interface DockerSshTarget {
+  user: string;
+  host: string;
+  port: number;
+  /** SSH_AUTH_SOCK: the agent ssh2 asks to sign (it never runs the `ssh` binary, so ~/.ssh/config and its keys are not used). */
+  agent: string | undefined;
+  /** DOCKER_SSH_IDENTITY: a private key file without passphrase, for hosts with no agent. */
+  identity: string | undefined;
 }
 
 export interface OrchestratorConfig {
@@ -48,6 +60,14 @@ export interface OrchestratorConfig {
   logLevel: string;
   /** ACCESS_SECRET, comma list (first signs): shared with the gateways; empty means generated and shared via the store. */
   accessSecrets: string[];
+  /**
+   * DOCKER_HOST as this configuration gives it; undefined: dockerode's defaults (the process environment, else the
+   * local socket). Forms other than ssh:// are read by docker-modem from the process environment, so they must be
+   * the same there.
+   */
+  dockerHost: string | undefined;
+  /** Set for DOCKER_HOST=ssh://. */
+  dockerSsh: DockerSshTarget | undefined;
 }
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -97,12 +117,90 @@ const EnvSchema = z.object({
     .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean))
     .pipe(z.array(z.string().min(MIN_SECRET_LENGTH, `each secret must be at least ${MIN_SECRET_LENGTH} characters`))),
   LOG_LEVEL: envLogLevel,
+  DOCKER_HOST: z.string().optional(),
+  SSH_AUTH_SOCK: z.string().optional(),
+  DOCKER_SSH_IDENTITY: z.string().optional(),
 });
 
 function duration(variable: string, text: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) throw new ConfigError(variable, `expected a duration like 30s, 10m or 5d, got ${JSON.stringify(text)}`);
   return ms;
+}
+
+const SSH_HOST_FORM = 'expected ssh://user@host[:port] (the user is required: no ~/.ssh/config is read)';
+
+function sshTarget(text: string, agent: string | undefined, identity: string | undefined): DockerSshTarget {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError('DOCKER_HOST', `${SSH_HOST_FORM}, got ${JSON.stringify(text)}`);
+  }
+  if (!url.username || !url.hostname || (url.pathname !== '' && url.pathname !== '/') || url.search || url.hash) {
+    throw new ConfigError('DOCKER_HOST', `${SSH_HOST_FORM}, got ${JSON.stringify(text)}`);
+  }
+  if (url.password) throw new ConfigError('DOCKER_HOST', 'no password in the URL: ssh:// authenticates with a key (SSH_AUTH_SOCK or DOCKER_SSH_IDENTITY)');
+  if (!agent && !identity) {
+    throw new ConfigError('DOCKER_HOST', `${text} needs a key: an SSH agent holding one (SSH_AUTH_SOCK) or DOCKER_SSH_IDENTITY=<private key file>`);
+  }
+  if (identity) readSshIdentity(identity);
+  return {
+    user: decodeURIComponent(url.username),
+    // URL keeps the brackets of an IPv6 literal; ssh2 connects to the bare address.
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port ? Number(url.port) : 22,
+    agent,
+    identity,
+  };
+}
+
+/** An OpenSSH private key says in its header whether a passphrase protects it (cipher name `none` if not). */
+function opensshKeyEncrypted(base64: string): boolean {
+  const raw = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+  const magic = 'openssh-key-v1\0';
+  if (raw.subarray(0, magic.length).toString('latin1') !== magic || raw.length < magic.length + 4) return false;
+  const length = raw.readUInt32BE(magic.length);
+  return raw.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1') !== 'none';
+}
+
+/**
+ * The key file of DOCKER_SSH_IDENTITY, checked enough that a wrong file stops the start instead of every Docker
+ * call failing: readable, a private key (OpenSSH or PEM), not protected by a passphrase (nobody could type it).
+ * @throws ConfigError naming DOCKER_SSH_IDENTITY
+ */
+export function readSshIdentity(path: string): Buffer {
+  let key: Buffer;
+  try {
+    key = readFileSync(path);
+  } catch (err) {
+    throw new ConfigError('DOCKER_SSH_IDENTITY', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  const pem = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----\r?\n([\s\S]*?)-----END /.exec(key.toString('utf8'));
+  if (!pem) throw new ConfigError('DOCKER_SSH_IDENTITY', `${path} is not a private key (no -----BEGIN ... PRIVATE KEY----- block; a .pub file is the public half)`);
+  const kind = pem[1] ?? '';
+  const body = pem[2] ?? '';
+  const encrypted = kind.startsWith('ENCRYPTED') || /^Proc-Type: 4,ENCRYPTED/m.test(body) || (kind === 'OPENSSH ' && opensshKeyEncrypted(body));
+  if (encrypted) {
+    throw new ConfigError('DOCKER_SSH_IDENTITY', `${path} is protected by a passphrase, which the orchestrator cannot type: add it to an SSH agent (SSH_AUTH_SOCK) instead`);
+  }
+  return key;
+}
+
+/** DOCKER_HOST, SSH_AUTH_SOCK, DOCKER_SSH_IDENTITY -> where Docker is. */
+function dockerTarget(e: { DOCKER_HOST?: string | undefined; SSH_AUTH_SOCK?: string | undefined; DOCKER_SSH_IDENTITY?: string | undefined }) {
+  const dockerHost = e.DOCKER_HOST || undefined;
+  const identity = e.DOCKER_SSH_IDENTITY || undefined;
+  if (dockerHost?.startsWith('ssh://')) {
+    return { dockerHost, dockerSsh: sshTarget(dockerHost, e.SSH_AUTH_SOCK || undefined, identity) };
+  }
+  if (identity) throw new ConfigError('DOCKER_SSH_IDENTITY', `only used with DOCKER_HOST=ssh://user@host (DOCKER_HOST is ${dockerHost === undefined ? 'unset' : JSON.stringify(dockerHost)})`);
+  // docker-modem reads these forms (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) from process.env only: one given
+  // elsewhere (CONFIG_FILE) would be silently ignored.
+  if (dockerHost !== undefined && dockerHost !== process.env.DOCKER_HOST) {
+    throw new ConfigError('DOCKER_HOST', `${JSON.stringify(dockerHost)} is read by dockerode from the process environment only; set it there (only ssh:// is taken from CONFIG_FILE)`);
+  }
+  return { dockerHost, dockerSsh: undefined };
 }
 
 /** Read the configuration from an environment (process.env by default, plus CONFIG_FILE). @throws ConfigError */
@@ -133,5 +231,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readyTimeoutMs: duration('POD_READY_TIMEOUT', e.POD_READY_TIMEOUT),
     logLevel: e.LOG_LEVEL,
     accessSecrets: e.ACCESS_SECRET,
+    ...dockerTarget(e),
   };
 }

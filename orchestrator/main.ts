@@ -16,7 +16,8 @@ import { accessTokensFor, createAccessApi, podAccessControl } from './access-api
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { generateSecret } from '../shared/access-token.ts';
 import { RedisAccessStore } from '../shared/redis-access-store.ts';
-import { loadConfig, type OrchestratorConfig } from './config.ts';
+import { ServiceUnavailableError } from '../shared/errors.ts';
+import { loadConfig, readSshIdentity, type DockerSshTarget, type OrchestratorConfig } from './config.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
 import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-allocator.ts';
@@ -48,6 +49,48 @@ export interface RunningOrchestrator {
   close(): Promise<void>;
 }
 
+/** ssh2 marks its own failures (socket, DNS, timeout, handshake, authentication, agent) with a `level`. */
+function sshLevel(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'level' in err && typeof err.level === 'string' ? err.level : undefined;
+}
+
+/** An ssh2 failure -> a 503 that says which DOCKER_HOST and what to check; other errors are Docker's, unchanged. */
+function sshFailure(err: unknown, dockerHost: string, ssh: DockerSshTarget): unknown {
+  const level = sshLevel(err);
+  if (level === undefined) return err;
+  const said = err instanceof Error ? err.message : String(err);
+  const keys = [ssh.agent && `the agent SSH_AUTH_SOCK=${ssh.agent}`, ssh.identity && `DOCKER_SSH_IDENTITY=${ssh.identity}`].filter(Boolean).join(' or ');
+  const hint =
+    level === 'client-authentication' || level === 'agent'
+      ? `the pod host refused every key of ${keys}: add the public key to ~${ssh.user}/.ssh/authorized_keys there`
+      : `check that sshd runs there and that DOCKER_HOST's host and port are right`;
+  return new ServiceUnavailableError(`Docker is not reachable over ssh (DOCKER_HOST=${dockerHost}): ${said}; ${hint}`);
+}
+
+/**
+ * The dockerode client for this configuration. DOCKER_HOST=ssh:// is built from the configuration itself (its
+ * agent, its key file): docker-modem would read only process.env, and only the agent. Other forms are left to
+ * docker-modem, which reads the process environment (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+ */
+export function dockerClient(config: OrchestratorConfig): Docker {
+  const ssh = config.dockerSsh;
+  if (!ssh || !config.dockerHost) return new Docker();
+  const dockerHost = config.dockerHost;
+  const sshOptions = { agent: ssh.agent, ...(ssh.identity ? { privateKey: readSshIdentity(ssh.identity) } : {}) };
+  const docker = new Docker({ protocol: 'ssh', host: ssh.host, port: ssh.port, username: ssh.user, sshOptions });
+  // docker-modem's typings omit sshOptions (which it reads at every request).
+  const modem = docker.modem as unknown as { sshOptions: object; dial(options: unknown, callback: (err: unknown, data?: unknown) => void): void };
+  // When process.env has an ssh:// DOCKER_HOST too, docker-modem lays process.env's SSH_AUTH_SOCK over the
+  // sshOptions it is given: this configuration's agent (or none) wins.
+  modem.sshOptions = { ...modem.sshOptions, ...sshOptions };
+  // Every Docker call opens its own ssh connection (docker-modem), and ssh2's errors mostly carry no errno code:
+  // without this a refused key reached the API as a 502 "All configured authentication methods failed".
+  const dial = modem.dial.bind(modem);
+  modem.dial = (options: unknown, callback: (err: unknown, data?: unknown) => void) =>
+    dial(options, (err: unknown, data: unknown) => callback(err ? sshFailure(err, dockerHost, ssh) : err, data));
+  return docker;
+}
+
 export async function startOrchestrator(config: OrchestratorConfig, options: StartOptions = {}): Promise<RunningOrchestrator> {
   const logger = options.logger ?? createLogger('orchestrator', config.logLevel);
   if (config.runtime !== 'runsc') {
@@ -56,7 +99,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
       `POD_RUNTIME=${config.runtime}: pods are NOT sandboxed by gVisor; they share the host kernel. Use this only where that is acceptable.`,
     );
   }
-  const docker = options.docker ?? new Docker();
+  const docker = options.docker ?? dockerClient(config);
   const runtime = new DockerRuntime(docker, { namespace: config.namespace });
   runtime.checkRuntime(config.runtime).catch((err: unknown) => logger.error({ err: String(err) }, 'pods cannot be created until this is fixed'));
 
@@ -84,7 +127,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
   const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
-  const dockerHost = process.env.DOCKER_HOST ?? '';
+  const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const pods = new PodService({
     runtime, routes, ports, log, table, logger,
