@@ -23,6 +23,7 @@ APT_PACKAGES=(
   debootstrap                # the pod image's rootfs (no registry here)
   chromium                   # a real browser for the web terminal test (playwright-core drives it)
   jq                         # merging /etc/docker/daemon.json
+  openssh-server openssh-client  # sshd + ssh-agent for the DOCKER_HOST=ssh:// test (which runs its own sshd)
   ca-certificates curl openssl procps tar util-linux
 )
 DAEMON_JSON=/etc/docker/daemon.json
