@@ -30,6 +30,8 @@ export interface DockerSshTarget {
   agent: string | undefined;
   /** DOCKER_SSH_IDENTITY: a private key file without passphrase, for hosts with no agent. */
   identity: string | undefined;
+  /** DOCKER_SSH_HOST_KEY: the pod host's key fingerprint (`SHA256:...`, as `ssh-keygen -lf` prints it); unset: not verified. */
+  hostKey: string | undefined;
 }
 
 export interface OrchestratorConfig {
@@ -120,6 +122,7 @@ const EnvSchema = z.object({
   DOCKER_HOST: z.string().optional(),
   SSH_AUTH_SOCK: z.string().optional(),
   DOCKER_SSH_IDENTITY: z.string().optional(),
+  DOCKER_SSH_HOST_KEY: z.string().optional(),
 });
 
 function duration(variable: string, text: string): number {
@@ -130,7 +133,10 @@ function duration(variable: string, text: string): number {
 
 const SSH_HOST_FORM = 'expected ssh://user@host[:port] (the user is required: no ~/.ssh/config is read)';
 
-function sshTarget(text: string, agent: string | undefined, identity: string | undefined): DockerSshTarget {
+/** `SHA256:` and 43 base64 characters: an SHA-256 fingerprint as OpenSSH prints it (no padding). */
+const HOST_KEY_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+function sshTarget(text: string, agent: string | undefined, identity: string | undefined, hostKey: string | undefined): DockerSshTarget {
   let url: URL;
   try {
     url = new URL(text);
@@ -145,6 +151,9 @@ function sshTarget(text: string, agent: string | undefined, identity: string | u
     throw new ConfigError('DOCKER_HOST', `${text} needs a key: an SSH agent holding one (SSH_AUTH_SOCK) or DOCKER_SSH_IDENTITY=<private key file>`);
   }
   if (identity) readSshIdentity(identity);
+  if (hostKey !== undefined && !HOST_KEY_FINGERPRINT.test(hostKey)) {
+    throw new ConfigError('DOCKER_SSH_HOST_KEY', `expected the host key's SHA256 fingerprint as \`ssh-keygen -lf <host key>.pub\` prints it (SHA256:<43 characters>), got ${JSON.stringify(hostKey)}`);
+  }
   return {
     user: decodeURIComponent(url.username),
     // URL keeps the brackets of an IPv6 literal; ssh2 connects to the bare address.
@@ -152,6 +161,7 @@ function sshTarget(text: string, agent: string | undefined, identity: string | u
     port: url.port ? Number(url.port) : 22,
     agent,
     identity,
+    hostKey,
   };
 }
 
@@ -187,13 +197,20 @@ export function readSshIdentity(path: string): Buffer {
   return key;
 }
 
-/** DOCKER_HOST, SSH_AUTH_SOCK, DOCKER_SSH_IDENTITY -> where Docker is. */
-function dockerTarget(e: { DOCKER_HOST?: string | undefined; SSH_AUTH_SOCK?: string | undefined; DOCKER_SSH_IDENTITY?: string | undefined }) {
+/** DOCKER_HOST, SSH_AUTH_SOCK, DOCKER_SSH_IDENTITY, DOCKER_SSH_HOST_KEY -> where Docker is. */
+function dockerTarget(e: {
+  DOCKER_HOST?: string | undefined;
+  SSH_AUTH_SOCK?: string | undefined;
+  DOCKER_SSH_IDENTITY?: string | undefined;
+  DOCKER_SSH_HOST_KEY?: string | undefined;
+}) {
   const dockerHost = e.DOCKER_HOST || undefined;
   const identity = e.DOCKER_SSH_IDENTITY || undefined;
+  const hostKey = e.DOCKER_SSH_HOST_KEY || undefined;
   if (dockerHost?.startsWith('ssh://')) {
-    return { dockerHost, dockerSsh: sshTarget(dockerHost, e.SSH_AUTH_SOCK || undefined, identity) };
+    return { dockerHost, dockerSsh: sshTarget(dockerHost, e.SSH_AUTH_SOCK || undefined, identity, hostKey) };
   }
+  if (hostKey) throw new ConfigError('DOCKER_SSH_HOST_KEY', `only used with DOCKER_HOST=ssh://user@host (DOCKER_HOST is ${dockerHost === undefined ? 'unset' : JSON.stringify(dockerHost)})`);
   if (identity) throw new ConfigError('DOCKER_SSH_IDENTITY', `only used with DOCKER_HOST=ssh://user@host (DOCKER_HOST is ${dockerHost === undefined ? 'unset' : JSON.stringify(dockerHost)})`);
   // docker-modem reads these forms (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) from process.env only: one given
   // elsewhere (CONFIG_FILE) would be silently ignored.

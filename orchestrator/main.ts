@@ -1,6 +1,7 @@
 // Composition root of the orchestrator: the only place that builds concrete clients (dockerode, ioredis, stores).
 // `startOrchestrator(config)` is what the all-in-one root main.ts calls beside the gateway; run directly
 // (`node orchestrator/main.ts`), it reads the environment and stops cleanly on SIGINT/SIGTERM.
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
@@ -49,6 +50,11 @@ export interface RunningOrchestrator {
   close(): Promise<void>;
 }
 
+/** OpenSSH's SHA256 fingerprint of a raw host key (`ssh-keygen -lf` prints the same). */
+export function sshFingerprint(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
 /** ssh2 marks its own failures (socket, DNS, timeout, handshake, authentication, agent) with a `level`. */
 function sshLevel(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'level' in err && typeof err.level === 'string' ? err.level : undefined;
@@ -63,7 +69,9 @@ function sshFailure(err: unknown, dockerHost: string, ssh: DockerSshTarget): unk
   const hint =
     level === 'client-authentication' || level === 'agent'
       ? `the pod host refused every key of ${keys}: add the public key to ~${ssh.user}/.ssh/authorized_keys there`
-      : `check that sshd runs there and that DOCKER_HOST's host and port are right`;
+      : /Host denied/.test(said)
+        ? `its host key is not the one DOCKER_SSH_HOST_KEY=${ssh.hostKey} names: the pod host's key changed, or this is not the pod host`
+        : `check that sshd runs there and that DOCKER_HOST's host and port are right`;
   return new ServiceUnavailableError(`Docker is not reachable over ssh (DOCKER_HOST=${dockerHost}): ${said}; ${hint}`);
 }
 
@@ -76,7 +84,13 @@ export function dockerClient(config: OrchestratorConfig): Docker {
   const ssh = config.dockerSsh;
   if (!ssh || !config.dockerHost) return new Docker();
   const dockerHost = config.dockerHost;
-  const sshOptions = { agent: ssh.agent, ...(ssh.identity ? { privateKey: readSshIdentity(ssh.identity) } : {}) };
+  const sshOptions = {
+    agent: ssh.agent,
+    ...(ssh.identity ? { privateKey: readSshIdentity(ssh.identity) } : {}),
+    // ssh2 accepts any host key unless told which one: without this a machine posing as the pod host would be
+    // handed every pod (and their Docker API).
+    ...(ssh.hostKey ? { hostVerifier: (key: Buffer) => sshFingerprint(key) === ssh.hostKey } : {}),
+  };
   const docker = new Docker({ protocol: 'ssh', host: ssh.host, port: ssh.port, username: ssh.user, sshOptions });
   // docker-modem's typings omit sshOptions (which it reads at every request).
   const modem = docker.modem as unknown as { sshOptions: object; dial(options: unknown, callback: (err: unknown, data?: unknown) => void): void };
@@ -98,6 +112,9 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
       { runtime: config.runtime },
       `POD_RUNTIME=${config.runtime}: pods are NOT sandboxed by gVisor; they share the host kernel. Use this only where that is acceptable.`,
     );
+  }
+  if (config.dockerSsh && !config.dockerSsh.hostKey) {
+    logger.warn({ dockerHost: config.dockerHost }, 'DOCKER_SSH_HOST_KEY is unset: the pod host\'s ssh key is not verified (set it to the fingerprint `ssh-keygen -lf` prints)');
   }
   const docker = options.docker ?? dockerClient(config);
   const runtime = new DockerRuntime(docker, { namespace: config.namespace });

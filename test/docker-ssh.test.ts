@@ -138,7 +138,8 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
   it(
     'with the agent holding an authorized key: the pod runs under runsc, a gateway serves it, delete removes it all',
     async () => {
-      const { orch, config } = await startSshOrchestrator({ SSH_AUTH_SOCK: goodAgent.socket });
+      // The pod host's key is pinned: the calls below succeed only because sshd's key is the one named.
+      const { orch, config } = await startSshOrchestrator({ SSH_AUTH_SOCK: goodAgent.socket, DOCKER_SSH_HOST_KEY: sshd.hostKeyFingerprint });
       const loginsBefore = acceptedLogins(goodKey);
       const { slug, hostPort } = await createPod(orch, 'ssh');
       // The Docker calls of this create went through this sshd, signed by the agent's key.
@@ -192,12 +193,30 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
     await stopOrchestrator(orch);
   });
 
+  it('with DOCKER_SSH_HOST_KEY naming another key: create answers 503 naming it, and no key is offered to that host', async () => {
+    const other = wrongKey.fingerprint; // a valid fingerprint, of a key that is not sshd's host key
+    const { orch, config } = await startSshOrchestrator({ SSH_AUTH_SOCK: goodAgent.socket, DOCKER_SSH_HOST_KEY: other });
+    const loginsBefore = acceptedLogins(goodKey);
+    const slug = uniqueSlug('ssh-hostkey');
+    slugs.add(slug);
+    const created = await api(orch, 'POST', '/v1/pods', { slug, access: PUBLIC, services: [{ name: 'app', port: APP_PORT }] });
+    expect(created.status, JSON.stringify(created.json)).toBe(503);
+    expect(created.json.error.message).toContain(`DOCKER_SSH_HOST_KEY=${other}`);
+    // The host was refused before authentication: the agent's key never logged in.
+    expect(acceptedLogins(goodKey)).toBe(loginsBefore);
+    expect(await containerExists(slug)).toBe(false);
+    expect(await networkExists(slug)).toBe(false);
+    const owners = await redis.hvals(portKeys(`${config.redisPrefix}host:${config.hostAddress}:`).owners);
+    expect(owners.filter((owner) => owner.startsWith(`${slug}|`))).toEqual([]);
+    await stopOrchestrator(orch);
+  });
+
   it(
     'DOCKER_SSH_IDENTITY without any agent: the key file alone creates and deletes a pod',
     async () => {
       // No SSH_AUTH_SOCK in this configuration: the orchestrator has no agent, whatever this process has.
       const { orch, config } = await startSshOrchestrator({ DOCKER_SSH_IDENTITY: goodKey.path });
-      expect(config.dockerSsh).toEqual({ user: 'root', host: '127.0.0.1', port: sshd.port, agent: undefined, identity: goodKey.path });
+      expect(config.dockerSsh).toEqual({ user: 'root', host: '127.0.0.1', port: sshd.port, agent: undefined, identity: goodKey.path, hostKey: undefined });
       const loginsBefore = acceptedLogins(goodKey);
       const { slug, hostPort } = await createPod(orch, 'ssh-key');
       expect(acceptedLogins(goodKey)).toBeGreaterThan(loginsBefore);
@@ -231,6 +250,11 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
       variable: 'DOCKER_SSH_IDENTITY',
       message: expect.stringContaining('passphrase'),
     });
+    expect(failure({ DOCKER_HOST: ssh, SSH_AUTH_SOCK: goodAgent.socket, DOCKER_SSH_HOST_KEY: 'ab:cd:ef' })).toMatchObject({
+      variable: 'DOCKER_SSH_HOST_KEY',
+      message: expect.stringContaining('ssh-keygen -lf'),
+    });
+    expect(failure({ DOCKER_SSH_HOST_KEY: sshd.hostKeyFingerprint })).toMatchObject({ variable: 'DOCKER_SSH_HOST_KEY' });
     expect(failure({ DOCKER_SSH_IDENTITY: goodKey.path })).toMatchObject({ variable: 'DOCKER_SSH_IDENTITY', message: expect.stringContaining('DOCKER_HOST=ssh://') });
     expect(failure({ DOCKER_HOST: ssh })).toMatchObject({ variable: 'DOCKER_HOST', message: expect.stringContaining('SSH_AUTH_SOCK') });
     expect(failure({ DOCKER_HOST: `ssh://127.0.0.1:${sshd.port}`, SSH_AUTH_SOCK: goodAgent.socket })).toMatchObject({

@@ -81,6 +81,8 @@ function waitOutput(child: ChildProcess, stream: 'stdout' | 'stderr', ready: (te
 
 export interface Sshd {
   port: number;
+  /** Its host key's fingerprint (`SHA256:...`), what DOCKER_SSH_HOST_KEY names. */
+  hostKeyFingerprint: string;
   /** Everything sshd logged so far (connections, accepted and refused keys). */
   log(): string;
   stop(): Promise<void>;
@@ -149,6 +151,7 @@ export async function startSshd(dir: string, authorized: SshKey[]): Promise<Sshd
     }
     return {
       port,
+      hostKeyFingerprint: hostKey.fingerprint,
       log: () => log,
       async stop() {
         if (child.pid === undefined) return;
