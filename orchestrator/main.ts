@@ -20,6 +20,7 @@ import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { ServiceUnavailableError } from '../shared/errors.ts';
 import { loadConfig, readSshIdentity, type DockerSshTarget, type OrchestratorConfig } from './config.ts';
 import { DockerRuntime } from './docker-runtime.ts';
+import { sshDockerAgent } from './docker-ssh.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
 import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
@@ -69,7 +70,9 @@ function sshFailure(err: unknown, dockerHost: string, ssh: DockerSshTarget): unk
   const hint =
     level === 'client-authentication' || level === 'agent'
       ? `the pod host refused every key of ${keys}: add the public key to ~${ssh.user}/.ssh/authorized_keys there`
-      : /Host denied/.test(said)
+      : level === 'exec'
+        ? `the pod host's sshd refused the command (its MaxSessions, a ForceCommand or Match block for ${ssh.user}?)`
+        : /Host denied/.test(said)
         ? `its host key is not the one DOCKER_SSH_HOST_KEY=${ssh.hostKey} names: the pod host's key changed, or this is not the pod host`
         : `check that sshd runs there and that DOCKER_HOST's host and port are right`;
   return new ServiceUnavailableError(`Docker is not reachable over ssh (DOCKER_HOST=${dockerHost}): ${said}; ${hint}`);
@@ -91,12 +94,12 @@ export function dockerClient(config: OrchestratorConfig): Docker {
     // handed every pod (and their Docker API).
     ...(ssh.hostKey ? { hostVerifier: (key: Buffer) => sshFingerprint(key) === ssh.hostKey } : {}),
   };
-  const docker = new Docker({ protocol: 'ssh', host: ssh.host, port: ssh.port, username: ssh.user, sshOptions });
-  // docker-modem's typings omit sshOptions (which it reads at every request).
-  const modem = docker.modem as unknown as { sshOptions: object; dial(options: unknown, callback: (err: unknown, data?: unknown) => void): void };
-  // When process.env has an ssh:// DOCKER_HOST too, docker-modem lays process.env's SSH_AUTH_SOCK over the
-  // sshOptions it is given: this configuration's agent (or none) wins.
-  modem.sshOptions = { ...modem.sshOptions, ...sshOptions };
+  // Plain HTTP to the Docker API through our own ssh agent (docker-ssh.ts); host and port only fill the request
+  // line. docker-modem's `protocol: 'ssh'` would also lay process.env's SSH_AUTH_SOCK over this configuration's.
+  const agent = sshDockerAgent({ host: ssh.host, port: ssh.port, username: ssh.user, ...sshOptions });
+  // dockerode's typings omit `agent`, which it hands to docker-modem (and docker-modem to every request).
+  const docker = new Docker({ protocol: 'http', host: ssh.host, port: ssh.port, agent } as Docker.DockerOptions);
+  const modem = docker.modem as unknown as { dial(options: unknown, callback: (err: unknown, data?: unknown) => void): void };
   // Every Docker call opens its own ssh connection (docker-modem), and ssh2's errors mostly carry no errno code:
   // without this a refused key reached the API as a 502 "All configured authentication methods failed".
   const dial = modem.dial.bind(modem);

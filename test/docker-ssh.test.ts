@@ -211,6 +211,28 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
     await stopOrchestrator(orch);
   });
 
+  it('a pod host whose sshd refuses to run the command: create answers 503 saying so, and the orchestrator keeps running', async () => {
+    // MaxSessions 0: logins are accepted, every command refused. docker-modem's own ssh agent threw a TypeError
+    // inside ssh2's callback here, which ended the whole process.
+    const refusing = await startSshd(await mkdtemp(join(dir, 'refusing-')), [goodKey], ['MaxSessions 0']);
+    try {
+      const { orch, config } = await startSshOrchestrator({ SSH_AUTH_SOCK: goodAgent.socket, DOCKER_HOST: `ssh://root@127.0.0.1:${refusing.port}` });
+      const slug = uniqueSlug('ssh-nosession');
+      slugs.add(slug);
+      const created = await api(orch, 'POST', '/v1/pods', { slug, access: PUBLIC, services: [{ name: 'app', port: APP_PORT }] });
+      expect(created.status, JSON.stringify(created.json)).toBe(503);
+      expect(created.json.error.message).toContain('the pod host refused to run docker system dial-stdio');
+      expect(created.json.error.message).toContain('MaxSessions');
+      // Still serving, and nothing was left behind.
+      expect((await api(orch, 'GET', '/v1/pods')).status).toBe(200);
+      const owners = await redis.hvals(portKeys(`${config.redisPrefix}host:${config.hostAddress}:`).owners);
+      expect(owners.filter((owner) => owner.startsWith(`${slug}|`))).toEqual([]);
+      await stopOrchestrator(orch);
+    } finally {
+      await refusing.stop();
+    }
+  });
+
   it(
     'DOCKER_SSH_IDENTITY without any agent: the key file alone creates and deletes a pod',
     async () => {

@@ -92,7 +92,7 @@ export interface Sshd {
  * sshd on 127.0.0.1 accepting root with one of `authorized` (a key, nothing else: no password, no PAM, no
  * keyboard-interactive), no forwarding of any kind; commands run as on any pod host (`docker system dial-stdio`).
  */
-export async function startSshd(dir: string, authorized: SshKey[]): Promise<Sshd> {
+export async function startSshd(dir: string, authorized: SshKey[], extraConfig: string[] = []): Promise<Sshd> {
   await access(SSHD, constants.X_OK).catch(() => {
     throw new Error(`${SSHD} is missing: apt-get install openssh-server openssh-client (scripts/setup.sh does)`);
   });
@@ -133,6 +133,7 @@ export async function startSshd(dir: string, authorized: SshKey[]): Promise<Sshd
         'PrintMotd no',
         'PrintLastLog no',
         'LogLevel INFO',
+        ...extraConfig,
         '',
       ].join('\n'),
       { mode: 0o600 },
