@@ -19,6 +19,7 @@ import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '..
 import { PUBLIC, send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
 import { generateKey, startSshAgent, startSshd, type SshAgent, type Sshd, type SshKey } from './support/sshd.ts';
 import { waitFor } from './support/wait.ts';
+import { adminCall } from './support/admin-api.ts';
 
 const TOKEN = 'docker-ssh-admin-token-0123456789';
 const PORT_RANGE = '38400-38419';
@@ -67,15 +68,7 @@ async function stopOrchestrator(orch: RunningOrchestrator): Promise<void> {
   await orch.close();
 }
 
-async function api(orch: RunningOrchestrator, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${orch.port}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const api = (orch: RunningOrchestrator, method: string, path: string, body?: unknown) => adminCall(orch.port, TOKEN, method, path, body);
 
 /** How many ssh logins sshd accepted with `key` so far. */
 function acceptedLogins(key: SshKey): number {

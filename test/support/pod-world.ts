@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { startOrchestrator, type RunningOrchestrator } from '../../orchestrator/main.ts';
 import { removePods, testOrchestratorConfig } from '../../orchestrator/testing.ts';
 import { startTestGateway, startWorld, type AccessWorld, type TestGateway } from '../access-support.ts';
+import { adminCall, type ApiAnswer } from './admin-api.ts';
 import { waitFor } from './wait.ts';
 
 const ADMIN_TOKEN = 'pod-world-admin-token-0123456789';
@@ -23,7 +24,7 @@ export interface PodWorld {
   gw: TestGateway;
   orch: RunningOrchestrator;
   /** One admin API call with the bearer token. */
-  api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
+  api(method: string, path: string, body?: unknown): Promise<ApiAnswer>;
   /** POST /v1/pods; throws with the API's answer unless 201; resolves once the gateway routes the running pod. */
   createPod(spec: { slug: string } & Record<string, unknown>): Promise<any>;
   close(): Promise<void>;
@@ -43,15 +44,7 @@ export async function startPodWorld(options: PodWorldOptions): Promise<PodWorld>
   const orch = await startOrchestrator(config, { logger: pino({ level: 'silent' }) });
   const slugs = new Set<string>();
 
-  async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const res = await fetch(`http://127.0.0.1:${orch.port}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  }
+  const api = (method: string, path: string, body?: unknown) => adminCall(orch.port, ADMIN_TOKEN, method, path, body);
 
   return {
     world,
