@@ -69,6 +69,14 @@ const TIMED_OUT = new Set(['ECONNECT_TIMEOUT', 'ETIMEDOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Map a socket-level error to what the user is told. */
+export function upstreamError(err: unknown): PodgateError {
+  if (err instanceof PodgateError) return err;
+  const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  if (TIMED_OUT.has(code)) return new UpstreamTimeoutError('connection timed out');
+  if (UNREACHABLE.has(code)) return new UpstreamUnreachableError(code === 'ECONNREFUSED' ? 'connection refused' : code);
+  return new UpstreamUnreachableError((err as Error)?.message ?? 'unknown error');
+}
+
 /**
  * The pod failed after its response head went out: cut the client's stream rather than append an error to it, and
  * say why (the access line keeps the pod's status with this reason; without it the cut reads as a client abort).
@@ -76,14 +84,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFailure): void {
   onFailure(new UpstreamUnreachableError(`the pod's response broke off: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   res.destroy();
-}
-
-export function upstreamError(err: unknown): PodgateError {
-  if (err instanceof PodgateError) return err;
-  const code = (err as NodeJS.ErrnoException)?.code ?? '';
-  if (TIMED_OUT.has(code)) return new UpstreamTimeoutError('connection timed out');
-  if (UNREACHABLE.has(code)) return new UpstreamUnreachableError(code === 'ECONNREFUSED' ? 'connection refused' : code);
-  return new UpstreamUnreachableError((err as Error)?.message ?? 'unknown error');
 }
 
 function targetUrl(target: Target) {

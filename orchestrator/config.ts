@@ -2,7 +2,7 @@
 // with a ConfigError naming the variable; nothing here is read per request.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { envListenHost, envLogLevel, loadEnv, parseEnv } from '../shared/config.ts';
+import { envListenHost, envLogLevel, loadEnv, parseEnv, type LogLevel } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
@@ -59,7 +59,7 @@ export interface OrchestratorConfig {
   defaultImage: string;
   reconcileIntervalMs: number;
   readyTimeoutMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   /** ACCESS_SECRET, comma list (first signs): shared with the gateways; empty means generated and shared via the store. */
   accessSecrets: string[];
   /**
