@@ -1,7 +1,6 @@
 // Composition root of the orchestrator: the only place that builds concrete clients (dockerode, ioredis, stores).
 // `startOrchestrator(config)` is what the all-in-one root main.ts calls beside the gateway; run directly
 // (`node orchestrator/main.ts`), it reads the environment and stops cleanly on SIGINT/SIGTERM.
-import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
@@ -17,8 +16,7 @@ import { accessTokensFor, createAccessApi, podAccessControl } from './access-api
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { generateSecret } from '../shared/access-token.ts';
 import { RedisAccessStore } from '../shared/redis-access-store.ts';
-import { ServiceUnavailableError } from '../shared/errors.ts';
-import { loadConfig, readSshIdentity, type DockerSshTarget, type OrchestratorConfig } from './config.ts';
+import { loadConfig, readSshIdentity, type OrchestratorConfig } from './config.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { sshDockerAgent } from './docker-ssh.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
@@ -51,61 +49,19 @@ export interface RunningOrchestrator {
   close(): Promise<void>;
 }
 
-/** OpenSSH's SHA256 fingerprint of a raw host key (`ssh-keygen -lf` prints the same). */
-export function sshFingerprint(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-
-/** ssh2 marks its own failures (socket, DNS, timeout, handshake, authentication, agent) with a `level`. */
-function sshLevel(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'level' in err && typeof err.level === 'string' ? err.level : undefined;
-}
-
-/** An ssh2 failure -> a 503 that says which DOCKER_HOST and what to check; other errors are Docker's, unchanged. */
-function sshFailure(err: unknown, dockerHost: string, ssh: DockerSshTarget): unknown {
-  const level = sshLevel(err);
-  if (level === undefined) return err;
-  const said = err instanceof Error ? err.message : String(err);
-  const keys = [ssh.agent && `the agent SSH_AUTH_SOCK=${ssh.agent}`, ssh.identity && `DOCKER_SSH_IDENTITY=${ssh.identity}`].filter(Boolean).join(' or ');
-  const hint =
-    level === 'client-authentication' || level === 'agent'
-      ? `the pod host refused every key of ${keys}: add the public key to ~${ssh.user}/.ssh/authorized_keys there`
-      : level === 'exec'
-        ? `the pod host's sshd refused the command (its MaxSessions, a ForceCommand or Match block for ${ssh.user}?)`
-        : /Host denied/.test(said)
-        ? `its host key is not the one DOCKER_SSH_HOST_KEY=${ssh.hostKey} names: the pod host's key changed, or this is not the pod host`
-        : `check that sshd runs there and that DOCKER_HOST's host and port are right`;
-  return new ServiceUnavailableError(`Docker is not reachable over ssh (DOCKER_HOST=${dockerHost}): ${said}; ${hint}`);
-}
-
 /**
  * The dockerode client for this configuration. DOCKER_HOST=ssh:// is built from the configuration itself (its
- * agent, its key file): docker-modem would read only process.env, and only the agent. Other forms are left to
- * docker-modem, which reads the process environment (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+ * agent, its key file, its pinned host key; docker-ssh.ts): docker-modem would read only process.env, and only the
+ * agent. Other forms are left to docker-modem, which reads the process environment (DOCKER_HOST,
+ * DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
  */
 export function dockerClient(config: OrchestratorConfig): Docker {
   const ssh = config.dockerSsh;
   if (!ssh || !config.dockerHost) return new Docker();
-  const dockerHost = config.dockerHost;
-  const sshOptions = {
-    agent: ssh.agent,
-    ...(ssh.identity ? { privateKey: readSshIdentity(ssh.identity) } : {}),
-    // ssh2 accepts any host key unless told which one: without this a machine posing as the pod host would be
-    // handed every pod (and their Docker API).
-    ...(ssh.hostKey ? { hostVerifier: (key: Buffer) => sshFingerprint(key) === ssh.hostKey } : {}),
-  };
-  // Plain HTTP to the Docker API through our own ssh agent (docker-ssh.ts); host and port only fill the request
-  // line. docker-modem's `protocol: 'ssh'` would also lay process.env's SSH_AUTH_SOCK over this configuration's.
-  const agent = sshDockerAgent({ host: ssh.host, port: ssh.port, username: ssh.user, ...sshOptions });
-  // dockerode's typings omit `agent`, which it hands to docker-modem (and docker-modem to every request).
-  const docker = new Docker({ protocol: 'http', host: ssh.host, port: ssh.port, agent } as Docker.DockerOptions);
-  const modem = docker.modem as unknown as { dial(options: unknown, callback: (err: unknown, data?: unknown) => void): void };
-  // Every Docker call opens its own ssh connection (docker-modem), and ssh2's errors mostly carry no errno code:
-  // without this a refused key reached the API as a 502 "All configured authentication methods failed".
-  const dial = modem.dial.bind(modem);
-  modem.dial = (options: unknown, callback: (err: unknown, data?: unknown) => void) =>
-    dial(options, (err: unknown, data: unknown) => callback(err ? sshFailure(err, dockerHost, ssh) : err, data));
-  return docker;
+  const agent = sshDockerAgent(config.dockerHost, ssh, ssh.identity ? readSshIdentity(ssh.identity) : undefined);
+  // Plain HTTP to the Docker API through that agent; host and port only fill the request line. dockerode's
+  // typings omit `agent`, which it hands to docker-modem (and docker-modem to every request).
+  return new Docker({ protocol: 'http', host: ssh.host, port: ssh.port, agent } as Docker.DockerOptions);
 }
 
 export async function startOrchestrator(config: OrchestratorConfig, options: StartOptions = {}): Promise<RunningOrchestrator> {
