@@ -34,6 +34,7 @@ describe('gateway configuration', () => {
     [{ ADMIN_HOST: '' }, 'ADMIN_HOST'], // listen() would take an empty host for every interface
     [{ ADMIN_HOST: '[::1]' }, 'ADMIN_HOST'],
     [{ ADMIN_HOST: 'http://127.0.0.1' }, 'ADMIN_HOST'],
+    [{ GATEWAY_ADMIN_TOKEN: 'too-short' }, 'GATEWAY_ADMIN_TOKEN'],
   ])('rejects %j naming %s', (env, variable) => {
     let thrown: unknown;
     try {

@@ -6,6 +6,7 @@ import { DOMAIN_NAME, envBool, envList, envListenHost, envLogLevel, envMs, envPo
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
+import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
 
 const GatewayEnv = z.object({
   HTTP_PORT: envPort(8080),
@@ -17,6 +18,15 @@ const GatewayEnv = z.object({
   REDIS_PREFIX: envRedisPrefix,
   ADMIN_PORT: envPort(9090),
   ADMIN_HOST: envListenHost('127.0.0.1'),
+  /**
+   * Bearer token of the admin listener's /v1 APIs (the certificates API). Unset: those APIs are not served;
+   * health, readiness and metrics stay open either way.
+   */
+  GATEWAY_ADMIN_TOKEN: z
+    .string()
+    .min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`)
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
   /** Peers whose X-Forwarded-* headers are trusted (IPs or CIDRs, comma list). */
   TRUSTED_PROXIES: envList('').pipe(z.array(z.string().refine(isAddressOrCidr, 'each entry must be an IP or CIDR'))),
   /** Slowloris guard: the whole request head must arrive within this time. */

@@ -1,9 +1,9 @@
 // The admin API (hono). Bearer token on every /v1 route; every input validated with zod and every error answered
 // through shared/errors.ts toHttpError, as {"error":{"code","message","field"?}}.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
+import { adminTokenDigest, tokenMatches } from '../shared/admin-token.ts';
 import { PodgateError, toHttpError, UnauthorizedError, ValidationError, NotFoundError } from '../shared/errors.ts';
 import { SlugSchema } from '../shared/route.ts';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
@@ -25,16 +25,6 @@ export interface ApiDeps {
   accessApi?: Hono;
   /** After a pod is deleted: its links must never open a later pod of the same slug. */
   onPodDeleted?: (slug: string) => Promise<void>;
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-/** Constant-time token check (hashing first makes the lengths equal). */
-export function tokenMatches(header: string | undefined, expected: Buffer): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-  return m !== null && timingSafeEqual(digest(m[1]!.trim()), expected);
 }
 
 const LogQuerySchema = z.object({
@@ -59,7 +49,7 @@ function slugParam(c: Context): string {
 
 export function createApi(deps: ApiDeps): Hono {
   const { pods, routes } = deps;
-  const expected = digest(deps.adminToken);
+  const expected = adminTokenDigest(deps.adminToken);
   const app = new Hono();
 
   app.onError((err, c) => {

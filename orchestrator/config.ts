@@ -6,6 +6,7 @@ import { envListenHost, envLogLevel, loadEnv, parseEnv, type LogLevel } from '..
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
+import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
 
 export const DEFAULT_PORT_RANGE = '30000-39999';
 export const DEFAULT_ORCHESTRATOR_PORT = 8090;
@@ -14,7 +15,6 @@ export const DEFAULT_LOG_RETENTION = '5d';
 export const DEFAULT_LOG_MAX_ENTRIES = 1000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 export const DEFAULT_READY_TIMEOUT_MS = 60_000;
-export const MIN_ADMIN_TOKEN_LENGTH = 16;
 
 export interface PortRange {
   first: number;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LABELS, type PodContainer } from './container-runtime.ts';
-import { canDo, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, toRoute } from './route-builder.ts';
+import { MAX_DECLARED_PORTS, RouteSchema } from '../shared/route.ts';
+import { canDo, declaredPorts, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, toRoute } from './route-builder.ts';
 import { parsePodSpec } from './spec.ts';
 
 const spec = parsePodSpec({ slug: 'app', defaultPort: 8080, access: { default: 'public' } });
@@ -44,6 +45,32 @@ describe('route builder', () => {
     expect(routeNeedsWrite({ ...stored, status: 'stopped' }, d)).toBe(true);
     expect(routeNeedsWrite({ ...stored, port: 30002 }, d)).toBe(true);
     expect(routeNeedsWrite({ ...stored, access: undefined }, d)).toBe(true);
+  });
+
+  it('lists the ports a pod declares: default port, services, then the access policy, each once, bounded', () => {
+    const declaring = parsePodSpec({
+      slug: 'app',
+      defaultPort: 8080,
+      services: [{ name: 'app', port: 3000 }, { name: 'terminal', port: 7681 }, { name: 'web', port: 8080 }],
+      access: { default: 'private', ports: { '9000': 'public', '3000': 'public', '5173': 'private' } },
+    });
+    const d = desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec: declaring })!;
+    expect(d.ports).toEqual([8080, 3000, 7681, 5173, 9000]);
+    expect(RouteSchema.parse(toRoute(d, 1)).ports).toEqual([8080, 3000, 7681, 5173, 9000]);
+    expect(declaredPorts(parsePodSpec({ slug: 'bare' }))).toEqual([3000]);
+    // An access policy naming many ports cannot make the route invalid: the list stops at the bound.
+    const many = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [String(10_000 + i), 'public' as const]));
+    const wide = declaredPorts(parsePodSpec({ slug: 'wide', access: { default: 'private', ports: many } }));
+    expect(wide).toHaveLength(MAX_DECLARED_PORTS);
+    expect(wide.slice(0, 2)).toEqual([3000, 10_000]);
+  });
+
+  it('rewrites a stored route that lacks the declared ports (written by an older orchestrator)', () => {
+    const d = desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec })!;
+    const { ports: _ports, ...older } = toRoute(d, 5);
+    expect(routeNeedsWrite(older, d)).toBe(true);
+    expect(routeNeedsWrite({ ...older, ports: [8080, 1] }, d)).toBe(true);
+    expect(routeNeedsWrite({ ...older, ports: [8080] }, d)).toBe(false);
   });
 
   it('the state machine refuses what makes no sense', () => {

@@ -1,7 +1,7 @@
 // Pure decisions that turn what Docker shows into pods and routes: container labels -> observed pod, pod state ->
 // route status, and whether the stored route needs a new write. No I/O here.
 import { z } from 'zod';
-import { PortSchema, type AccessPolicy, type Route, type RouteStatus } from '../shared/route.ts';
+import { MAX_DECLARED_PORTS, PortSchema, type AccessPolicy, type Route, type RouteStatus } from '../shared/route.ts';
 import { LABELS, type ContainerState, type PodContainer } from './container-runtime.ts';
 import { PodSpecSchema, type PodSpec } from './spec.ts';
 
@@ -77,6 +77,7 @@ export interface DesiredRoute {
   port: number;
   status: RouteStatus;
   defaultPort: number;
+  ports: number[];
   access?: AccessPolicy;
   maxConnections?: number;
 }
@@ -86,7 +87,19 @@ export interface RouteInputs {
   state: PodState;
   hostAddress: string;
   hostPort: number | undefined;
-  spec: Pick<PodSpec, 'defaultPort' | 'access' | 'maxConnections'>;
+  spec: Pick<PodSpec, 'defaultPort' | 'access' | 'maxConnections' | 'services'>;
+}
+
+/**
+ * The in-pod ports a pod declares, for the route's `ports`: the default port, the services' ports, then the ports
+ * the access policy names (ascending), each once. Beyond MAX_DECLARED_PORTS the rest is left out, since a longer
+ * list would make the whole route invalid; those ports are still routed, only not issued certificates on demand.
+ */
+export function declaredPorts(spec: Pick<PodSpec, 'defaultPort' | 'access' | 'services'>): number[] {
+  const policy = Object.keys(spec.access?.ports ?? {})
+    .map(Number)
+    .sort((a, b) => a - b);
+  return [...new Set([spec.defaultPort, ...spec.services.map((s) => s.port), ...policy])].slice(0, MAX_DECLARED_PORTS);
 }
 
 export function desiredRoute(p: RouteInputs): DesiredRoute | undefined {
@@ -98,6 +111,7 @@ export function desiredRoute(p: RouteInputs): DesiredRoute | undefined {
     port: p.hostPort,
     status,
     defaultPort: p.spec.defaultPort,
+    ports: declaredPorts(p.spec),
     ...(p.spec.access ? { access: p.spec.access } : {}),
     ...(p.spec.maxConnections ? { maxConnections: p.spec.maxConnections } : {}),
   };
@@ -112,6 +126,7 @@ export function routeNeedsWrite(current: Route | undefined, desired: DesiredRout
     current.status !== desired.status ||
     current.defaultPort !== desired.defaultPort ||
     current.maxConnections !== desired.maxConnections ||
+    JSON.stringify(current.ports ?? null) !== JSON.stringify(desired.ports) ||
     JSON.stringify(current.access ?? null) !== JSON.stringify(desired.access ?? null)
   );
 }

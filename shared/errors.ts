@@ -110,6 +110,12 @@ export class UnauthorizedError extends PodgateError {
   }
 }
 
+/** A request body of a media type the endpoint does not take (admin APIs take application/json only). */
+export class UnsupportedMediaTypeError extends PodgateError {
+  readonly code = 'unsupported_media_type';
+  readonly status = 415;
+}
+
 export class NotFoundError extends PodgateError {
   readonly code = 'not_found';
   readonly status = 404;

@@ -16,6 +16,8 @@ export const RouteStatusSchema = z.enum(['running', 'starting', 'stopped']);
 export type RouteStatus = z.infer<typeof RouteStatusSchema>;
 
 export const DEFAULT_POD_PORT = 3000;
+/** Bound on a route's `ports` list: it is read on TLS handshakes, and each entry may cost a certificate. */
+export const MAX_DECLARED_PORTS = 64;
 
 export const VisibilitySchema = z.enum(['private', 'public']);
 export type Visibility = z.infer<typeof VisibilitySchema>;
@@ -44,6 +46,11 @@ export const RouteSchema = z.object({
   updatedAt: z.iso.datetime({ offset: true }),
   /** Absent means private (PRIVATE_BY_DEFAULT): a route written by an older tool never opens a pod to the world. */
   access: AccessPolicySchema.optional(),
+  /**
+   * The in-pod ports the pod declares (its services, default port and the ports its access policy names). Gateways
+   * issue on-demand certificates only for these; absent means the default port only. Routing does not use it.
+   */
+  ports: z.array(PortSchema).max(MAX_DECLARED_PORTS).optional(),
   /** Optional cap on concurrent client connections to this pod through one gateway. */
   maxConnections: z.number().int().positive().optional(),
 });

@@ -4,9 +4,15 @@
 //   GET    /v1/certificates/:id          one certificate (id = its first name, URL-encoded: %2A for *)
 //   POST   /v1/certificates/:id/renew    renew now
 //   DELETE /v1/certificates/:id
-import { Hono, type Context } from 'hono';
+// Every route takes the admin bearer token (GATEWAY_ADMIN_TOKEN, the orchestrator's scheme: shared/admin-token.ts),
+// and every request but GET/HEAD must say `Content-Type: application/json`. A web page cannot send either in a
+// no-cors request (both need a CORS preflight, which this API never answers), so a browser on this machine
+// cannot issue, renew or delete certificates, even with a body the parser would take.
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { toHttpError, ValidationError } from '../../shared/errors.ts';
+import { adminTokenDigest, tokenMatches } from '../../shared/admin-token.ts';
+import { toHttpError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { CertificateManager } from './manager.ts';
 
@@ -20,9 +26,26 @@ function answerError(c: Context, err: unknown, log: Logger) {
   return c.json({ error: { code: e.code, message: e.message } }, e.status as ContentfulStatusCode);
 }
 
+/** `application/json`, with parameters (charset) or without; nothing else (no `+json`, no `json-seq`). */
+const JSON_MEDIA_TYPE = /^application\/json\s*(?:;|$)/i;
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+/** 401 without the token, then 415 for a request that may change something and is not declared JSON. */
+function adminGuard(adminToken: string, log: Logger): MiddlewareHandler {
+  const expected = adminTokenDigest(adminToken);
+  return async (c, next) => {
+    if (!tokenMatches(c.req.header('authorization'), expected)) {
+      c.header('www-authenticate', 'Bearer');
+      return answerError(c, new UnauthorizedError('a valid bearer token (GATEWAY_ADMIN_TOKEN) is required'), log);
+    }
+    if (!READ_METHODS.has(c.req.method) && !JSON_MEDIA_TYPE.test(c.req.header('content-type') ?? '')) {
+      return answerError(c, new UnsupportedMediaTypeError('requests other than GET must be sent as Content-Type: application/json'), log);
+    }
+    await next();
+  };
+}
+
 async function readNames(c: Context): Promise<unknown> {
-  const length = Number(c.req.header('content-length') ?? 0);
-  if (length > MAX_BODY_BYTES) throw new ValidationError('body', `larger than ${MAX_BODY_BYTES} bytes`);
   let body: unknown;
   try {
     body = await c.req.json();
@@ -35,8 +58,14 @@ async function readNames(c: Context): Promise<unknown> {
   return (body as { names: unknown }).names;
 }
 
-export function createCertificatesApi(manager: CertificateManager, log: Logger): Hono {
+export function createCertificatesApi(manager: CertificateManager, log: Logger, adminToken: string): Hono {
   const app = new Hono();
+  app.use('/v1/*', adminGuard(adminToken, log));
+  // Counts the bytes as they arrive, so a chunked body without Content-Length is bounded too.
+  app.use(
+    '/v1/*',
+    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => answerError(c, new ValidationError('body', `larger than ${MAX_BODY_BYTES} bytes`), log) }),
+  );
   app.get('/v1/certificates', async (c) => {
     try {
       return c.json({ certificates: (await manager.list()).map((r) => manager.view(r)) });
@@ -75,4 +104,19 @@ export function createCertificatesApi(manager: CertificateManager, log: Logger):
     }
   });
   return app;
+}
+
+/**
+ * The certificates API where it can be served: with no admin token configured it is not served at all, and its
+ * paths answer 404 saying which setting turns it on (health, readiness and metrics are unaffected).
+ */
+export function certificatesAdmin(manager: CertificateManager, log: Logger, adminToken: string | undefined): Hono {
+  if (adminToken !== undefined) return createCertificatesApi(manager, log, adminToken);
+  log.warn('GATEWAY_ADMIN_TOKEN is not set: the certificates API (/v1/certificates, npm run certs) is off');
+  const off = new Hono();
+  const answer = (c: Context) =>
+    c.json({ error: { code: 'not_found', message: 'the certificates API is off: set GATEWAY_ADMIN_TOKEN on the gateway to serve it' } }, 404);
+  off.all('/v1/certificates', answer);
+  off.all('/v1/certificates/*', answer);
+  return off;
 }

@@ -18,7 +18,7 @@ describe('TLS configuration', () => {
     expect(c.enabled).toBe(false);
     expect(c.httpsPort).toBe(8443);
     expect(c.acme.directoryUrl).toBe(LETS_ENCRYPT_PRODUCTION);
-    expect(c.onDemand).toMatchObject({ enabled: true, maxPerWindow: 20, windowMs: 3_600_000 });
+    expect(c.onDemand).toMatchObject({ enabled: true, maxPerWindow: 20, maxPerPod: 6, windowMs: 3_600_000 });
     expect(c.http2).toBe(true);
     expect(c.dnsHook).toEqual({ kind: 'none' });
   });
@@ -38,6 +38,7 @@ describe('TLS configuration', () => {
     expect(variableOf({ TLS_DNS_HOOK: 'exec' })).toBe('TLS_DNS_HOOK_COMMAND');
     expect(variableOf({ TLS_DNS_HOOK: 'challtestsrv' })).toBe('TLS_DNS_CHALLTESTSRV_URL');
     expect(variableOf({ TLS_ON_DEMAND_MAX_PER_WINDOW: '-1' })).toBe('TLS_ON_DEMAND_MAX_PER_WINDOW');
+    expect(variableOf({ TLS_ON_DEMAND_MAX_PER_POD: 'many' })).toBe('TLS_ON_DEMAND_MAX_PER_POD');
     expect(variableOf({ TLS_RENEW_BACKOFF_MIN_MS: '10000', TLS_RENEW_BACKOFF_MAX_MS: '10' })).toBe('TLS_RENEW_BACKOFF_MAX_MS');
   });
 });

@@ -28,6 +28,8 @@ const TlsEnv = z.object({
   TLS_HTTP2: envBool(true),
   TLS_ON_DEMAND: envBool(true),
   TLS_ON_DEMAND_MAX_PER_WINDOW: z.coerce.number().int().min(0).max(100_000).default(20),
+  /** On-demand attempts per pod per window (TLS_ON_DEMAND_WINDOW_MS), across replicas. */
+  TLS_ON_DEMAND_MAX_PER_POD: z.coerce.number().int().min(0).max(100_000).default(6),
   TLS_ON_DEMAND_WINDOW_MS: envMs(3_600_000).pipe(z.number().min(1000)),
   TLS_ON_DEMAND_MAX_CONCURRENT: z.coerce.number().int().min(1).max(100).default(4),
   TLS_ON_DEMAND_BACKOFF_MS: envMs(60_000).pipe(z.number().min(1)),
@@ -50,7 +52,7 @@ export interface TlsConfig {
   http2: boolean;
   acme: { directoryUrl: string; email?: string; caBundlePem?: string };
   defaultCertificate?: { certPem: string; keyPem: string };
-  onDemand: { enabled: boolean; maxPerWindow: number; windowMs: number; maxConcurrent: number; backoffMinMs: number };
+  onDemand: { enabled: boolean; maxPerWindow: number; maxPerPod: number; windowMs: number; maxConcurrent: number; backoffMinMs: number };
   renewal: { checkIntervalMs: number; backoffMinMs: number; backoffMaxMs: number };
   reloadIntervalMs: number;
   dnsHook: { kind: 'none' } | { kind: 'challtestsrv'; url: string } | { kind: 'exec'; command: string };
@@ -107,6 +109,7 @@ export function loadTlsConfig(env: Record<string, string | undefined>): TlsConfi
     onDemand: {
       enabled: e.TLS_ON_DEMAND,
       maxPerWindow: e.TLS_ON_DEMAND_MAX_PER_WINDOW,
+      maxPerPod: e.TLS_ON_DEMAND_MAX_PER_POD,
       windowMs: e.TLS_ON_DEMAND_WINDOW_MS,
       maxConcurrent: e.TLS_ON_DEMAND_MAX_CONCURRENT,
       backoffMinMs: e.TLS_ON_DEMAND_BACKOFF_MS,

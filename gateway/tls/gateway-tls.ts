@@ -10,7 +10,7 @@ import type { TlsConfig } from './config.ts';
 import type { HttpsListener } from './https-server.ts';
 import { buildDnsHook, createTls, type Tls } from './index.ts';
 import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
-import { createCertificatesApi } from './api.ts';
+import { certificatesAdmin } from './api.ts';
 import { CertificateManager } from './manager.ts';
 import type { Hono } from 'hono';
 
@@ -39,7 +39,8 @@ export async function prepareGatewayTls(
     config: tlsConfig,
     store: deps.certStore,
     baseDomains: config.baseDomains,
-    podExists: (slug) => gateway?.table.lookup(slug) !== undefined,
+    lookupPod: (slug) => gateway?.table.lookup(slug),
+    adminToken: config.GATEWAY_ADMIN_TOKEN,
     log: deps.log,
     ...(deps.issuer ? { issuer: deps.issuer } : {}),
     ...(deps.now ? { now: deps.now } : {}),
@@ -89,6 +90,6 @@ export function createCertificatesAdmin(
     owner: `gateway-primary-${process.pid}`,
     backoff: { minMs: tlsConfig.renewal.backoffMinMs, maxMs: tlsConfig.renewal.backoffMaxMs },
   });
-  const api = createCertificatesApi(manager, deps.log);
+  const api = certificatesAdmin(manager, deps.log, config.GATEWAY_ADMIN_TOKEN);
   return { mountAdmin: (app) => void app.route('/', api) };
 }

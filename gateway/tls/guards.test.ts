@@ -68,9 +68,10 @@ function onDemand(s: RedisCertStore, m: CertificateManager, extra: Partial<Const
     store: s,
     manager: m,
     baseDomains: bases,
-    podExists: (slug) => slug.startsWith('pod'),
+    lookupPod: (slug: string) => (slug.startsWith('pod') ? { defaultPort: 3000, ports: [3000] } : undefined),
     log,
     maxPerWindow: 100,
+    maxPerPod: 100,
     windowMs: 3_600_000,
     maxConcurrent: 10,
     failureBackoff: { minMs: 60_000, maxMs: 3_600_000 },
@@ -172,6 +173,50 @@ describe('on-demand guards', () => {
     issuer.failWith = undefined;
     expect(od.request('pod-pod1.example.test')).toBe('started');
     await od.settled();
+  });
+
+  it('a client walking localhost-1...65535 of a pod gets only the ports the pod declares issued', async () => {
+    const s = await store(`g${++n}:`);
+    const issuer = new ScriptedIssuer();
+    const declared = { defaultPort: 3000, ports: [3000, 5173, 7681] };
+    const od = onDemand(s, manager(s, issuer, 'r1'), { lookupPod: (slug) => (slug === 'walk' ? declared : undefined) });
+    const outcomes = new Map<string, number>();
+    for (let port = 1; port <= 65535; port++) {
+      for (const host of [`localhost-${port}.pod-walk.example.test`, `localhost-${port}-pod-walk.example.test`]) {
+        const outcome = od.request(host);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }
+    await od.settled();
+    expect(outcomes.get('started')).toBe(6);
+    expect(outcomes.get('refused:undeclared-port')).toBe(2 * 65535 - 6);
+    expect(issuer.calls.map((c) => c[0]).sort()).toEqual(
+      [3000, 5173, 7681].flatMap((p) => [`localhost-${p}.pod-walk.example.test`, `localhost-${p}-pod-walk.example.test`]).sort(),
+    );
+  });
+
+  it('caps issuances per pod across replicas, without spending the shared window on refused ones', async () => {
+    const prefix = `g${++n}:`;
+    const issuer = new ScriptedIssuer();
+    const lookupPod = (slug: string) => (['big', 'small'].includes(slug) ? { defaultPort: 3000, ports: [3000, 3001, 3002, 3003, 3004] } : undefined);
+    const limits = { lookupPod, maxPerPod: 2, maxPerWindow: 5 };
+    const s1 = await store(prefix);
+    const s2 = await store(prefix);
+    const a = onDemand(s1, manager(s1, issuer, 'r1'), limits);
+    const b = onDemand(s2, manager(s2, issuer, 'r2'), limits);
+    for (const [replica, port] of [[a, 3000], [b, 3001], [a, 3002], [b, 3003], [a, 3004]] as const) {
+      expect(replica.request(`localhost-${port}.pod-big.example.test`)).toBe('started');
+      await replica.settled();
+    }
+    expect(issuer.calls.map((c) => c[0])).toEqual(['localhost-3000.pod-big.example.test', 'localhost-3001.pod-big.example.test']);
+    // A refused name waits instead of asking the store on every handshake.
+    expect(a.request('localhost-3002.pod-big.example.test')).toBe('refused:backoff');
+    // The three refusals took nothing from the shared window of five: another pod still gets its two.
+    for (const port of [3000, 3001, 3002]) {
+      b.request(`localhost-${port}.pod-small.example.test`);
+      await b.settled();
+    }
+    expect(issuer.calls.map((c) => c[0]).slice(2)).toEqual(['localhost-3000.pod-small.example.test', 'localhost-3001.pod-small.example.test']);
   });
 
   it('refuses unknown pods and foreign names without touching the CA', async () => {

@@ -8,7 +8,7 @@ import type { Hono } from 'hono';
 import type { CertStore } from '../../shared/cert-store.ts';
 import type { Logger } from '../../shared/log.ts';
 import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
-import { createCertificatesApi } from './api.ts';
+import { certificatesAdmin } from './api.ts';
 import { CertIndex } from './cert-index.ts';
 import type { TlsConfig } from './config.ts';
 import { ChallTestSrvDnsHook, ExecDnsHook, type DnsHook } from './dns-hooks.ts';
@@ -18,7 +18,7 @@ import { CertificateManager } from './manager.ts';
 import { OnDemandIssuance } from './on-demand.ts';
 import { Renewer } from './renewer.ts';
 import { createSelfSignedCertificate } from './self-signed.ts';
-import { onDemandVerdict } from './names.ts';
+import { onDemandVerdict, type PodLookup } from './names.ts';
 
 export { loadTlsConfig, type TlsConfig } from './config.ts';
 
@@ -27,8 +27,10 @@ export interface TlsOptions {
   store: CertStore;
   /** Normalised base domains (GatewayConfig.baseDomains). */
   baseDomains: string[];
-  /** Whether a pod exists in the route table (RouteTable.lookup); may be bound after the gateway starts. */
-  podExists: (slug: string) => boolean;
+  /** The pod's route in the route table (RouteTable.lookup); may be bound after the gateway starts. */
+  lookupPod: PodLookup;
+  /** Bearer token of the certificates API (GatewayConfig.GATEWAY_ADMIN_TOKEN); unset, the API is not served. */
+  adminToken?: string | undefined;
   log: Logger;
   /** Replaces the ACME issuer built from config.acme (tests only). */
   issuer?: CertificateIssuer;
@@ -47,9 +49,8 @@ export interface Tls {
   intercept: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** Answers ACME HTTP-01 challenges only. */
   handleHttpChallenge: (req: IncomingMessage, res: ServerResponse) => boolean;
-  /** Mounts /v1/certificates on the admin app. */
+  /** Mounts /v1/certificates on the admin app (behind the admin token; answering 404 without one). */
   mountAdmin: (app: Hono) => void;
-  certificatesApi: Hono;
   /** Load certificates, follow store changes, start background renewal. */
   start(): Promise<void>;
   /** Start the HTTPS listener with the gateway's request and upgrade handlers. */
@@ -96,16 +97,17 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     intervalMs: config.renewal.checkIntervalMs,
     now,
     wanted: (record) =>
-      record.origin !== 'on-demand' || record.names.every((n) => onDemandVerdict(n, baseDomains, options.podExists).allowed),
+      record.origin !== 'on-demand' || record.names.every((n) => onDemandVerdict(n, baseDomains, options.lookupPod).allowed),
   });
   const onDemand = config.onDemand.enabled
     ? new OnDemandIssuance({
         store,
         manager,
         baseDomains,
-        podExists: options.podExists,
+        lookupPod: options.lookupPod,
         log,
         maxPerWindow: config.onDemand.maxPerWindow,
+        maxPerPod: config.onDemand.maxPerPod,
         windowMs: config.onDemand.windowMs,
         maxConcurrent: config.onDemand.maxConcurrent,
         failureBackoff: { minMs: config.onDemand.backoffMinMs, maxMs: config.renewal.backoffMaxMs },
@@ -154,7 +156,7 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
   // The port users reach HTTPS on: configured, else the one the listener got (port 0 in tests).
   let httpsPort = config.publicHttpsPort ?? config.httpsPort;
   const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, () => httpsPort) : undefined;
-  const certificatesApi = createCertificatesApi(manager, log);
+  const certificatesApi = certificatesAdmin(manager, log, options.adminToken);
 
   let unsubscribe: (() => Promise<void>) | undefined;
   let reloadTimer: NodeJS.Timeout | undefined;
@@ -172,7 +174,6 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     mountAdmin: (app) => {
       app.route('/', certificatesApi);
     },
-    certificatesApi,
     reload,
     async start() {
       try {

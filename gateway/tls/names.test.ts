@@ -37,12 +37,31 @@ describe('certificate names', () => {
   });
 
   it('allows on-demand issuance only for pod hostnames of existing pods', () => {
-    const exists = (slug: string) => slug === 'app';
-    expect(onDemandVerdict('localhost-3000.pod-app.example.test', bases, exists)).toEqual({ allowed: true, slug: 'app' });
-    expect(onDemandVerdict('pod-ghost.example.test', bases, exists)).toEqual({ allowed: false, reason: 'pod_not_found' });
-    expect(onDemandVerdict('www.example.test', bases, exists)).toMatchObject({ allowed: false, reason: 'invalid_host' });
-    expect(onDemandVerdict('pod-app.other.test', bases, exists)).toMatchObject({ allowed: false, reason: 'host_not_served' });
-    expect(onDemandVerdict(undefined, bases, exists)).toMatchObject({ allowed: false });
+    const lookup = (slug: string) => (slug === 'app' ? { defaultPort: 3000, ports: [3000] } : undefined);
+    expect(onDemandVerdict('localhost-3000.pod-app.example.test', bases, lookup)).toEqual({ allowed: true, slug: 'app' });
+    expect(onDemandVerdict('pod-ghost.example.test', bases, lookup)).toEqual({ allowed: false, reason: 'pod_not_found' });
+    expect(onDemandVerdict('www.example.test', bases, lookup)).toMatchObject({ allowed: false, reason: 'invalid_host' });
+    expect(onDemandVerdict('pod-app.other.test', bases, lookup)).toMatchObject({ allowed: false, reason: 'host_not_served' });
+    expect(onDemandVerdict(undefined, bases, lookup)).toMatchObject({ allowed: false });
+  });
+
+  it('allows on-demand issuance only for the ports a pod declares; without the list, its default port only', () => {
+    const routes: Record<string, { defaultPort: number; ports?: number[] }> = {
+      app: { defaultPort: 3000, ports: [3000, 7681] },
+      old: { defaultPort: 8080 }, // a route written before `ports` existed
+    };
+    const lookup = (slug: string) => routes[slug];
+    const verdict = (host: string) => onDemandVerdict(host, bases, lookup);
+    for (const host of ['pod-app.example.test', 'localhost-3000.pod-app.example.test', 'localhost-7681-pod-app.example.test']) {
+      expect(verdict(host), host).toEqual({ allowed: true, slug: 'app' });
+    }
+    for (const host of ['localhost-1.pod-app.example.test', 'localhost-5173-pod-app.example.test', 'localhost-65535.pod-app.example.test']) {
+      expect(verdict(host), host).toEqual({ allowed: false, reason: 'port_not_declared' });
+    }
+    for (const host of ['pod-old.example.test', 'localhost-8080.pod-old.example.test', 'localhost-8080-pod-old.example.test']) {
+      expect(verdict(host), host).toEqual({ allowed: true, slug: 'old' });
+    }
+    expect(verdict('localhost-3000.pod-old.example.test')).toEqual({ allowed: false, reason: 'port_not_declared' });
   });
 });
 

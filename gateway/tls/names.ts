@@ -3,7 +3,8 @@
 import { z } from 'zod';
 import { CertNameSchema, MAX_NAMES_PER_CERTIFICATE } from '../../shared/cert-store.ts';
 import { PodgateError, ValidationError } from '../../shared/errors.ts';
-import { hostWithoutPort, parsePodHost } from '../../shared/hostname.ts';
+import { hostWithoutPort, parsePodHost, type PodAddress } from '../../shared/hostname.ts';
+import type { Route } from '../../shared/route.ts';
 
 export const CertNamesSchema = z
   .array(z.string().transform((n) => hostWithoutPort(n)).pipe(CertNameSchema))
@@ -47,24 +48,37 @@ export function covers(names: readonly string[], host: string): boolean {
   return names.some((n) => candidates.includes(n));
 }
 
+/** What on-demand issuance needs of a pod's route: undefined when the pod is not in the route table. */
+export type PodLookup = (slug: string) => Pick<Route, 'defaultPort' | 'ports'> | undefined;
+
 export type OnDemandVerdict = { allowed: true; slug: string } | { allowed: false; reason: string };
 
 /**
- * May a handshake for `servername` trigger issuance? Only for names that parse as pod hostnames under a base
- * domain and whose pod exists: anything else would let any client make us burn the CA's rate limits.
+ * The in-pod ports whose hostnames may be issued on demand: the ports the route declares, and its default port.
+ * A route without the list (written by an older orchestrator) declares its default port only, so its pod gets
+ * `pod-<slug>`, `localhost-<default>.pod-<slug>` and `localhost-<default>-pod-<slug>`, never any other port.
  */
-export function onDemandVerdict(
-  servername: string | undefined,
-  bases: readonly string[],
-  podExists: (slug: string) => boolean,
-): OnDemandVerdict {
+export function onDemandPorts(route: Pick<Route, 'defaultPort' | 'ports'>): ReadonlySet<number> {
+  return new Set([route.defaultPort, ...(route.ports ?? [])]);
+}
+
+/**
+ * May a handshake for `servername` trigger issuance? Only for names that parse as pod hostnames under a base
+ * domain, whose pod exists, and whose port the pod declares: anything else would let any client make us burn
+ * the CA's rate limits (and publish names in CT logs), e.g. by asking for localhost-1...65535 of one pod.
+ * Other ports of a pod get a certificate only through a wildcard an admin issues (`*.pod-<slug>.<base>`, or
+ * `*.<base>` for the flat names), which the SNI lookup prefers to on-demand issuance anyway.
+ */
+export function onDemandVerdict(servername: string | undefined, bases: readonly string[], lookup: PodLookup): OnDemandVerdict {
   if (!servername) return { allowed: false, reason: 'no SNI name' };
-  let slug: string;
+  let address: PodAddress;
   try {
-    slug = parsePodHost(servername, bases).slug;
+    address = parsePodHost(servername, bases);
   } catch (err) {
     return { allowed: false, reason: err instanceof PodgateError ? err.code : 'unparseable name' };
   }
-  if (!podExists(slug)) return { allowed: false, reason: 'pod_not_found' };
-  return { allowed: true, slug };
+  const route = lookup(address.slug);
+  if (!route) return { allowed: false, reason: 'pod_not_found' };
+  if (address.port !== undefined && !onDemandPorts(route).has(address.port)) return { allowed: false, reason: 'port_not_declared' };
+  return { allowed: true, slug: address.slug };
 }
