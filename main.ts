@@ -13,17 +13,19 @@ import { startOrchestrator } from './orchestrator/main.ts';
 const env = loadEnv();
 // A fresh admin token when none is configured, so the embedded defaults are usable and never open.
 const generatedToken = env.ADMIN_TOKEN ? undefined : randomBytes(24).toString('base64url');
+const adminToken = env.ADMIN_TOKEN ?? generatedToken;
 let gatewayConfig: GatewayConfig;
 let tlsConfig: TlsConfig;
 let orchestratorConfig: OrchestratorConfig;
 try {
-  gatewayConfig = loadGatewayConfig(env);
+  // One admin token for the whole process: the gateway's certificates API takes the orchestrator's, unless set apart.
+  gatewayConfig = loadGatewayConfig({ ...env, GATEWAY_ADMIN_TOKEN: env.GATEWAY_ADMIN_TOKEN || adminToken });
   tlsConfig = loadTlsConfig(env);
   orchestratorConfig = loadConfig({
     // Pod URLs point at this gateway unless told otherwise.
     PUBLIC_PORT: String(gatewayConfig.HTTP_PORT),
     ...env,
-    ADMIN_TOKEN: env.ADMIN_TOKEN ?? generatedToken,
+    ADMIN_TOKEN: adminToken,
   });
 } catch (err) {
   exitOnConfigError(err);
@@ -46,6 +48,7 @@ process.stderr.write(
     `  admin API:     ${api}/v1/pods`,
     generatedToken ? `  admin token:   ${generatedToken}   (generated; set ADMIN_TOKEN to choose one)` : '',
     `  health:        http://${gatewayConfig.ADMIN_HOST}:${gateway.gateway.adminPort}/healthz`,
+    tlsConfig.enabled ? `  certificates:  http://${gatewayConfig.ADMIN_HOST}:${gateway.gateway.adminPort}/v1/certificates   (${env.GATEWAY_ADMIN_TOKEN ? 'GATEWAY_ADMIN_TOKEN' : 'the same bearer token'})` : '',
     // The README's quick start: a pod with the demo app and the web terminal, private (the default), opened with a link.
     `  create a pod:  curl -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \\`,
     `                   -d '{"slug":"myapp","services":[{"name":"app","port":3000},{"name":"terminal","port":7681}]}' ${api}/v1/pods`,

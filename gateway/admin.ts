@@ -1,5 +1,6 @@
 // The admin listener (127.0.0.1 by default): health, readiness, metrics, and whatever the caller mounts
-// (e.g. the certificates API).
+// (e.g. the certificates API). The first three stay open for probes and scrapers and change nothing; a mounted
+// API brings its own authentication (the certificates API takes GATEWAY_ADMIN_TOKEN).
 import { Hono } from 'hono';
 import type { Registry } from 'prom-client';
 

@@ -4,10 +4,11 @@
 //   npm run certs -- list
 //   npm run certs -- renew <id>
 //   npm run certs -- delete <id>
-// ADMIN_URL (default http://127.0.0.1:$ADMIN_PORT, port 9090) names the gateway's admin listener.
+// ADMIN_URL (default http://127.0.0.1:$ADMIN_PORT, port 9090) names the gateway's admin listener; the bearer token
+// is GATEWAY_ADMIN_TOKEN, else ADMIN_TOKEN (the all-in-one `npm start` gives the gateway the orchestrator's token).
 import type { CertificateView } from './manager.ts';
 
-const USAGE = 'usage: certs issue <name>... | list | renew <id> | delete <id>   (ADMIN_URL=http://127.0.0.1:9090)';
+const USAGE = 'usage: certs issue <name>... | list | renew <id> | delete <id>   (GATEWAY_ADMIN_TOKEN=..., ADMIN_URL=http://127.0.0.1:9090)';
 /** Issuance waits for the CA; Let's Encrypt usually answers within seconds, a slow validation within minutes. */
 const REQUEST_TIMEOUT_MS = 5 * 60_000;
 
@@ -15,13 +16,22 @@ function adminUrl(env: NodeJS.ProcessEnv): string {
   return (env.ADMIN_URL ?? `http://127.0.0.1:${env.ADMIN_PORT ?? 9090}`).replace(/\/+$/, '');
 }
 
+function adminToken(env: NodeJS.ProcessEnv): string {
+  const token = env.GATEWAY_ADMIN_TOKEN || env.ADMIN_TOKEN;
+  if (!token) throw new Error('set GATEWAY_ADMIN_TOKEN to the gateway admin token (the all-in-one gateway takes ADMIN_TOKEN)');
+  return token;
+}
+
 async function call(method: string, path: string, body?: unknown): Promise<unknown> {
   const url = `${adminUrl(process.env)}${path}`;
+  const headers: Record<string, string> = { authorization: `Bearer ${adminToken(process.env)}` };
+  // The API takes changes only as JSON, bodiless ones included.
+  if (method !== 'GET') headers['content-type'] = 'application/json';
   let res: Response;
   try {
     res = await fetch(url, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });

@@ -30,6 +30,7 @@ import { createSelfSignedCertificate } from './self-signed.ts';
 
 const BASE = 'example.test';
 const PREFIX = `tlse2e${process.pid}:`;
+const ADMIN_TOKEN = 'tls-e2e-admin-token-0123456789';
 const logs: { level: number; msg: string; [k: string]: unknown }[] = [];
 const log = pino(
   { level: 'debug' },
@@ -61,8 +62,9 @@ async function client() {
   return c;
 }
 
-async function publishRoute(slug: string, port = upstream.port) {
+async function publishRoute(slug: string, port = upstream.port, declared?: number[]) {
   const route = RouteSchema.parse({
+    ...(declared ? { ports: declared } : {}),
     slug,
     host: '127.0.0.1',
     port,
@@ -90,6 +92,8 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
     TLS_DNS_HOOK: 'challtestsrv',
     TLS_DNS_CHALLTESTSRV_URL: pebble.challtestsrvUrl,
     TLS_ON_DEMAND_BACKOFF_MS: '1000',
+    TLS_ON_DEMAND_MAX_PER_POD: '2',
+    GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
     TLS_RENEW_BACKOFF_MIN_MS: '1000',
     TLS_RENEW_BACKOFF_MAX_MS: '5000',
     TLS_RELOAD_INTERVAL_MS: '1000',
@@ -177,7 +181,7 @@ function peerCertificate(host: string, port = httpsPort): Promise<PeerCertificat
 async function admin(method: string, path: string, body?: unknown, url = adminUrl) {
   const res = await fetch(`${url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(method === 'GET' ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -294,7 +298,7 @@ describe('TLS with pebble through the real gateway', () => {
   });
 
   it('issues on demand for an existing pod, serving the default certificate meanwhile', async () => {
-    await publishRoute('ondemand');
+    await publishRoute('ondemand', upstream.port, [3000, 8080]);
     const host = 'localhost-8080-pod-ondemand.example.test';
     const first = await peerCertificate(host);
     expect(servedBy(first)).not.toMatch(/^Pebble/); // the default certificate while it issues
@@ -302,6 +306,25 @@ describe('TLS with pebble through the real gateway', () => {
     expect((await get(host)).status).toBe(200);
     const stored = await admin('GET', `/v1/certificates/${host}`);
     expect(stored.json).toMatchObject({ origin: 'on-demand', names: [host] });
+  });
+
+  it('a client walking the ports of a pod gets certificates only for declared ones, and only as many as the per-pod cap', async () => {
+    await publishRoute('walk', upstream.port, [4000, 4001, 4002]);
+    const hosts = Array.from({ length: 11 }, (_, i) => `localhost-${3995 + i}.pod-walk.example.test`);
+    for (const host of hosts) expect(servedBy(await peerCertificate(host))).toBe('podgate default certificate');
+    await gatewayTls.tls.onDemand?.settled();
+    const outcomes = logs.filter((l) => typeof l.servername === 'string' && hosts.includes(l.servername as string) && l.outcome);
+    expect(outcomes.map((l) => l.outcome)).toEqual(Array(8).fill('refused:undeclared-port'));
+    const walked = (await admin('GET', '/v1/certificates')).json.certificates.filter((c: { id: string }) => c.id.endsWith('.pod-walk.example.test'));
+    // Three declared ports were asked for; TLS_ON_DEMAND_MAX_PER_POD=2 let two reach pebble.
+    expect(walked).toHaveLength(2);
+    for (const c of walked) expect(['localhost-4000.pod-walk.example.test', 'localhost-4001.pod-walk.example.test', 'localhost-4002.pod-walk.example.test']).toContain(c.id);
+    expect(logs.filter((l) => l.msg === 'on-demand issuance refused: the pod reached its limit' && l.slug === 'walk')).toHaveLength(1);
+    for (const c of walked) expect(servedBy(await peerCertificate(c.id))).toMatch(/^Pebble/);
+    // Undeclared names never got as far as the store.
+    for (const host of hosts.filter((h) => !walked.some((c: { id: string }) => c.id === h))) {
+      expect(servedBy(await peerCertificate(host))).toBe('podgate default certificate');
+    }
   });
 
   it('never serves an expired certificate: its name gets the default one and is issued on demand again', async () => {
@@ -393,15 +416,18 @@ describe('TLS with pebble through the real gateway', () => {
   });
 
   it('issues, lists and deletes from the command line through the admin API', async () => {
-    const cli = (...args: string[]) =>
+    const run = (token: string, args: string[]) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, ['gateway/tls/cli.ts', ...args], { env: { ...process.env, ADMIN_URL: adminUrl } });
+        const child = spawn(process.execPath, ['gateway/tls/cli.ts', ...args], {
+          env: { ...process.env, ADMIN_URL: adminUrl, GATEWAY_ADMIN_TOKEN: token, ADMIN_TOKEN: '' },
+        });
         let out = '';
         let err = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
         child.stderr.on('data', (c: Buffer) => (err += c.toString()));
         child.on('exit', (code) => resolve({ code, out, err }));
       });
+    const cli = (...args: string[]) => run(ADMIN_TOKEN, args);
     const issued = await cli('issue', 'pod-cli.example.test');
     expect(issued).toMatchObject({ code: 0 });
     expect(issued.out).toMatch(/^pod-cli\.example\.test\tvalid\t/);
@@ -410,6 +436,9 @@ describe('TLS with pebble through the real gateway', () => {
     expect(await cli('delete', 'pod-cli.example.test')).toMatchObject({ code: 1, err: expect.stringMatching(/no certificate/) });
     expect((await cli('frobnicate')).code).toBe(2);
     expect((await cli('issue', 'evil.example.com')).err).toMatch(/names: /);
+    // The CLI sends the token; without one it says which setting to set, with a wrong one the gateway refuses.
+    expect(await run('', ['list'])).toMatchObject({ code: 1, err: expect.stringMatching(/GATEWAY_ADMIN_TOKEN/) });
+    expect(await run('wrong-token-0123456789abcdef', ['list'])).toMatchObject({ code: 1, err: expect.stringMatching(/bearer token/) });
   });
 
   it('keeps serving the old certificate when the CA fails, and says so in the list and logs', async () => {
