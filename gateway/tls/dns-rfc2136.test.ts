@@ -16,6 +16,7 @@ import { waitFor } from '../../test/support/wait.ts';
 
 const ZONE = 'podgate-dns.test';
 const RECORD = `_acme-challenge.${ZONE}`;
+const ADMIN_TOKEN = 'rfc2136-admin-token-0123456789';
 const HOOK = fileURLToPath(new URL('../../scripts/dns-hook-nsupdate.sh', import.meta.url));
 
 let bind: Bind;
@@ -38,6 +39,7 @@ function gatewayEnv(keyFile: string, ports: { http: number; https: number }): Re
     ACME_CA_BUNDLE: join(dir, 'pebble-listener.pem'),
     ACME_EMAIL: 'ops@podgate-dns.test',
     TLS_ON_DEMAND: 'false',
+    GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
     TLS_DNS_HOOK: 'exec',
     TLS_DNS_HOOK_COMMAND: HOOK,
     NSUPDATE_SERVER: bind.server,
@@ -74,7 +76,7 @@ afterAll(async () => {
 async function admin(g: ChildGateway, method: string, path: string, body?: unknown) {
   const res = await fetch(`${g.adminUrl}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(method === 'GET' ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
