@@ -52,7 +52,7 @@ describe('route builder', () => {
       slug: 'app',
       defaultPort: 8080,
       services: [{ name: 'app', port: 3000 }, { name: 'terminal', port: 7681 }, { name: 'web', port: 8080 }],
-      access: { default: 'private', ports: { '9000': 'public', '3000': 'public', '5173': 'private' } },
+      access: { default: 'private', ports: { '9000': 'public', '3000': 'public', '5173': 'private', '70000': 'public' } },
     });
     const d = desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec: declaring })!;
     expect(d.ports).toEqual([8080, 3000, 7681, 5173, 9000]);

@@ -96,8 +96,10 @@ export interface RouteInputs {
  * list would make the whole route invalid; those ports are still routed, only not issued certificates on demand.
  */
 export function declaredPorts(spec: Pick<PodSpec, 'defaultPort' | 'access' | 'services'>): number[] {
+  // The policy's keys are port-shaped strings up to 99999; only real ports can be in the route.
   const policy = Object.keys(spec.access?.ports ?? {})
     .map(Number)
+    .filter((p) => PortSchema.safeParse(p).success)
     .sort((a, b) => a - b);
   return [...new Set([spec.defaultPort, ...spec.services.map((s) => s.port), ...policy])].slice(0, MAX_DECLARED_PORTS);
 }
