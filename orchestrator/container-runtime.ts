@@ -1,5 +1,7 @@
 // What the orchestrator needs from a container engine. DockerRuntime (docker-runtime.ts) is the real one; the
 // pod lifecycle (pods.ts) and reconcile only see this interface.
+import { createHash } from 'node:crypto';
+import { POD_BRIDGE_PREFIX } from './egress-rules.ts';
 
 /** Labels every pod container carries: Docker is the source of truth, these rebuild everything else. */
 export const LABELS = {
@@ -103,6 +105,14 @@ export interface ContainerRuntime {
 /** Docker names of a pod's container and network. */
 export function podResourceName(slug: string): string {
   return `podgate-${slug}`;
+}
+
+/**
+ * The host interface of a pod's bridge network: POD_BRIDGE_PREFIX and a hash of the network's name (Linux allows
+ * 15 characters), so the egress policy matches every pod's traffic with one `-i pgpod+` rule.
+ */
+export function podBridgeName(slug: string): string {
+  return POD_BRIDGE_PREFIX + createHash('sha256').update(podResourceName(slug)).digest('hex').slice(0, 15 - POD_BRIDGE_PREFIX.length);
 }
 
 /** Starting failed because the pod's host port is taken on the host (the pod can be retried on another port). */

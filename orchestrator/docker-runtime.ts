@@ -8,6 +8,7 @@ import {
   HostPortBusyError,
   LABELS,
   POD_ROUTER_PORT,
+  podBridgeName,
   podResourceName,
   type ContainerRuntime,
   type ContainerState,
@@ -138,7 +139,14 @@ export class DockerRuntime implements ContainerRuntime {
     const name = podResourceName(spec.slug);
     const ownLabels = { [LABELS.managed]: 'true', [LABELS.namespace]: this.namespace, [LABELS.slug]: spec.slug };
     const network = await this.call('create network', () =>
-      this.docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: ownLabels }),
+      this.docker.createNetwork({
+        Name: name,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        Labels: ownLabels,
+        // A recognisable host interface: the egress policy (egress-rules.ts) matches every pod bridge by its prefix.
+        Options: { 'com.docker.network.bridge.name': podBridgeName(spec.slug) },
+      }),
     ).catch((err: unknown) => {
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a network named ${name} already exists on the Docker host`);
       if (POOLS_EXHAUSTED.test(dockerMessage(err))) throw new ServiceUnavailableError(poolsExhaustedMessage(dockerMessage(err)));
