@@ -31,6 +31,8 @@ function run(command: string, args: string[], input?: string): Promise<Outcome> 
       }
       resolve({ code, stdout, stderr });
     });
+    // A command that reads no input may exit before its stdin is closed: that EPIPE is not its outcome.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }
