@@ -111,8 +111,8 @@ export function podResourceName(slug: string): string {
  * The host interface of a pod's bridge network: POD_BRIDGE_PREFIX and a hash of the network's name (Linux allows
  * 15 characters), so the egress policy matches every pod's traffic with one `-i pgpod+` rule.
  */
-export function podBridgeName(slug: string): string {
-  return POD_BRIDGE_PREFIX + createHash('sha256').update(podResourceName(slug)).digest('hex').slice(0, 15 - POD_BRIDGE_PREFIX.length);
+export function podBridgeName(slug: string, prefix: string = POD_BRIDGE_PREFIX): string {
+  return prefix + createHash('sha256').update(podResourceName(slug)).digest('hex').slice(0, 15 - prefix.length);
 }
 
 /** Starting failed because the pod's host port is taken on the host (the pod can be retried on another port). */

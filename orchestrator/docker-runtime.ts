@@ -85,10 +85,13 @@ export class DockerRuntime implements ContainerRuntime {
   /** Docker label filters selecting this namespace's pods. */
   private readonly filter: string[];
   private infoCache: { at: number; value: Promise<DaemonInfo> } | undefined;
+  private readonly bridgePrefix: string | undefined;
 
-  constructor(docker: Docker, options: { namespace?: string } = {}) {
+  /** `bridgePrefix`: pod bridges' interface name prefix, POD_BRIDGE_PREFIX (what the egress policy matches) unless a test has its own. */
+  constructor(docker: Docker, options: { namespace?: string; bridgePrefix?: string } = {}) {
     this.docker = docker;
     this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.bridgePrefix = options.bridgePrefix;
     this.filter = [`${LABELS.managed}=true`, `${LABELS.namespace}=${this.namespace}`];
   }
 
@@ -145,7 +148,7 @@ export class DockerRuntime implements ContainerRuntime {
         CheckDuplicate: true,
         Labels: ownLabels,
         // A recognisable host interface: the egress policy (egress-rules.ts) matches every pod bridge by its prefix.
-        Options: { 'com.docker.network.bridge.name': podBridgeName(spec.slug) },
+        Options: { 'com.docker.network.bridge.name': podBridgeName(spec.slug, this.bridgePrefix) },
       }),
     ).catch((err: unknown) => {
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a network named ${name} already exists on the Docker host`);

@@ -10,7 +10,9 @@
 // - traffic a pod sends to the host itself (any of its addresses: INPUT, not FORWARD) meets the input chain: only
 //   replies, DNS to the resolvers Docker forwards to, and POD_EGRESS_HOST_PORTS pass.
 // Replies of connections made into the pod (the gateway through the published port, the orchestrator's
-// readiness probe) are ESTABLISHED and always pass.
+// readiness probe) are ESTABLISHED and always pass. A refusal is an ICMP "administratively prohibited" (a
+// connect fails at once with "No route to host"), so a program in the pod neither hangs nor mistakes the policy
+// for a service that is down.
 import { isIPv4, isIPv6 } from 'node:net';
 
 export const POD_BRIDGE_PREFIX = 'pgpod';
@@ -66,7 +68,6 @@ export interface FamilyRules {
 export function egressRules(policy: EgressPolicy, family: IpFamily, forwardHook: string, names: EgressNames = EGRESS_NAMES): FamilyRules {
   const pods = `${names.bridgePrefix}+`;
   const reject = family === 4 ? '-j REJECT --reject-with icmp-admin-prohibited' : '-j REJECT --reject-with icmp6-adm-prohibited';
-  const tcpReject = '-p tcp -j REJECT --reject-with tcp-reset';
   const replies = '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN';
   const dns = policy.resolvers
     .filter((r) => r.family === family)
@@ -82,7 +83,7 @@ export function egressRules(policy: EgressPolicy, family: IpFamily, forwardHook:
     `-A ${fwd} -o ${pods} ${reject}`,
     // A port the host publishes for a container (Docker's DNAT): it is the host's, not the internet's.
     `-A ${fwd} -m conntrack --ctstate DNAT ${reject}`,
-    ...denied.flatMap((d) => [`-A ${fwd} -d ${d} ${tcpReject}`, `-A ${fwd} -d ${d} ${reject}`]),
+    ...denied.map((d) => `-A ${fwd} -d ${d} ${reject}`),
   ];
   const inp = names.inputChain;
   const input = [
@@ -90,7 +91,6 @@ export function egressRules(policy: EgressPolicy, family: IpFamily, forwardHook:
     `-A ${inp} ${replies}`,
     ...dns.map((r) => `-A ${inp} ${r}`),
     ...policy.hostPorts.map((p) => `-A ${inp} -p tcp -m tcp --dport ${p} -j RETURN`),
-    `-A ${inp} ${tcpReject}`,
     `-A ${inp} ${reject}`,
   ];
   return {

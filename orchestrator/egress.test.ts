@@ -1,8 +1,9 @@
 // The egress policy on the real machine: iptables rules installed and removed, and real gVisor pods trying to
 // reach test hosts. Every address probed is this test's own: network namespaces it creates (veth pairs in
-// 198.18.0.0/15, the benchmarking range, outside the default deny list so a real policy installed beside this
-// one changes nothing here) and the host ends of those veths. The default rules (link-local metadata...) are
-// checked by reading them, never by sending anything there.
+// 198.18.0.0/15, the benchmarking range) and the host ends of those veths. The default rules (link-local
+// metadata...) are checked by reading them, never by sending anything there. The test's pods have bridges and
+// chains of their own names, so a real policy installed on the machine (PODGATE-*, pgpod+) applies neither to
+// them nor is changed by this test.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,10 +21,9 @@ import { removePods, testPodImage, uniqueSlug } from './testing.ts';
 
 const sh = promisify(execFile);
 const id = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 5)}`.slice(-6);
-/** Chains of this run only: the real policy's (PODGATE-*) may be installed beside them and stays untouched. */
-const names: EgressNames = { forwardChain: `PGT${id}-FWD`, inputChain: `PGT${id}-IN`, bridgePrefix: 'pgpod' };
+const names: EgressNames = { forwardChain: `PGT${id}-FWD`, inputChain: `PGT${id}-IN`, bridgePrefix: `pgt${id}` };
 const docker = new Docker();
-const runtime = new DockerRuntime(docker, { namespace: `egress-${id}` });
+const runtime = new DockerRuntime(docker, { namespace: `egress-${id}`, bridgePrefix: names.bridgePrefix });
 const ports = new MemoryPortAllocator({ first: 38400, last: 38449 });
 const slugs = new Set<string>();
 const extraContainers: string[] = [];
@@ -47,7 +47,7 @@ async function ip(...args: string[]): Promise<void> {
 /** A netns with one veth to the host, and an HTTP server in it answering `name`. */
 async function testHost(name: string, hostEnd: string, nsEnd: string): Promise<void> {
   const ns = `pgtest-${id}-${name}`;
-  const host = `pgt${id}${name}`;
+  const host = `pgv${id}${name}`;
   await ip('netns', 'add', ns);
   netns.push(ns);
   await ip('link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`);
@@ -101,7 +101,7 @@ async function spec(stem: string): Promise<PodContainerSpec> {
   };
 }
 
-/** curl from inside the pod: its exit code (0 reached, 7 refused, 28 timed out) and body. */
+/** curl from inside the pod: its exit code (0 reached, 7 could not connect, 28 timed out) and body. */
 async function curlFrom(slug: string, url: string): Promise<{ code: number | null; body: string }> {
   const r = await runtime.exec(slug, ['curl', '-sS', '--max-time', '10', url], { timeoutMs: 30_000, outputLimit: 4096 });
   return { code: r.exitCode, body: r.stdout };
@@ -155,17 +155,17 @@ describe('the egress policy as installed', () => {
     // The defaults, read from the rules (nothing is sent to these addresses).
     const v4 = first.filter((l) => l.startsWith('4 ')).join('\n');
     expect(v4).toContain(`-A ${names.forwardChain} -d 169.254.0.0/16 -j REJECT --reject-with icmp-admin-prohibited`);
-    for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10']) expect(v4).toContain(`-d ${range} -p tcp -j REJECT --reject-with tcp-reset`);
-    expect(v4).toContain(`-A ${names.forwardChain} -o pgpod+ -j REJECT`);
+    for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10']) expect(v4).toContain(`-d ${range} -j REJECT --reject-with icmp-admin-prohibited`);
+    expect(v4).toContain(`-A ${names.forwardChain} -o ${names.bridgePrefix}+ -j REJECT`);
     expect(v4).toContain(`-A ${names.forwardChain} -m conntrack --ctstate DNAT -j REJECT`);
     expect(v4).toContain(`-A ${names.inputChain} -j REJECT --reject-with icmp-admin-prohibited`);
-    expect(v4).toMatch(new RegExp(`-A (DOCKER-USER|FORWARD) -i pgpod\\+ -j ${names.forwardChain}`));
-    expect(v4).toContain(`-A INPUT -i pgpod+ -j ${names.inputChain}`);
+    expect(v4).toMatch(new RegExp(`-A (DOCKER-USER|FORWARD) -i ${names.bridgePrefix}\\+ -j ${names.forwardChain}`));
+    expect(v4).toContain(`-A INPUT -i ${names.bridgePrefix}+ -j ${names.inputChain}`);
     if (planned.some((s) => s.family === 6)) {
       const v6 = first.filter((l) => l.startsWith('6 ')).join('\n');
       expect(v6).toContain(`-A ${names.forwardChain} -d fe80::/10 -j REJECT --reject-with icmp6-adm-prohibited`);
-      expect(v6).toContain(`-A ${names.forwardChain} -d fc00::/7 -p tcp -j REJECT --reject-with tcp-reset`);
-      expect(v6).toContain(`-A INPUT -i pgpod+ -j ${names.inputChain}`);
+      expect(v6).toContain(`-A ${names.forwardChain} -d fc00::/7 -j REJECT --reject-with icmp6-adm-prohibited`);
+      expect(v6).toContain(`-A INPUT -i ${names.bridgePrefix}+ -j ${names.inputChain}`);
     }
 
     await installEgressPolicy(policy, names);
@@ -201,7 +201,7 @@ describe('pods under the egress policy', () => {
       await runtime.start(s.slug);
     }
     const bridge = (await docker.getNetwork(`podgate-${a.slug}`).inspect()) as { Options?: Record<string, string> };
-    expect(bridge.Options?.['com.docker.network.bridge.name']).toBe(podBridgeName(a.slug));
+    expect(bridge.Options?.['com.docker.network.bridge.name']).toBe(podBridgeName(a.slug, names.bridgePrefix));
     const bAddress = (await docker.getContainer(`podgate-${b.slug}`).inspect()).NetworkSettings.Networks[`podgate-${b.slug}`]!.IPAddress;
     // Pod b's router answers on its own address (from its own namespace): what pod a is refused exists.
     await waitFor(async () => (await curlFrom(b.slug, `http://${bAddress}:80/`)).code === 0, { timeoutMs: 60_000, intervalMs: 250, what: "pod b's router" });
@@ -210,7 +210,7 @@ describe('pods under the egress policy', () => {
     expect(await curlFrom(a.slug, `http://${addr(6)}:8000/`)).toEqual({ code: 0, body: 'b' });
     expect(await curlFrom(a.slug, `http://${addr(1)}:${allowedHostPort}/`)).toEqual({ code: 0, body: 'host' });
 
-    // Refused at once (a TCP reset: curl's 7, not a 28 timeout, so it is this rule and not a silent drop).
+    // Refused at once ("No route to host": curl's 7, not a 28 timeout, so it is the policy's answer and not a drop).
     expect((await curlFrom(a.slug, `http://${addr(2)}:8000/`)).code).toBe(7);
     expect((await curlFrom(a.slug, `http://${addr(5)}:${deniedHostPort}/`)).code).toBe(7);
     // The same host address on a port not allowed: the allowance is the port, not the address.
@@ -226,7 +226,7 @@ describe('pods under the egress policy', () => {
     const slug = uniqueSlug('eg-dns');
     const name = `podgate-${slug}`;
     extraNetworks.push(name);
-    await docker.createNetwork({ Name: name, Driver: 'bridge', Options: { 'com.docker.network.bridge.name': podBridgeName(slug) } });
+    await docker.createNetwork({ Name: name, Driver: 'bridge', Options: { 'com.docker.network.bridge.name': podBridgeName(slug, names.bridgePrefix) } });
     extraContainers.push(name);
     const container = await docker.createContainer({
       name, Image: image, Entrypoint: ['sleep', '600'],
