@@ -73,6 +73,8 @@ export interface PodNetwork {
   id: string;
   name: string;
   slug: string | undefined;
+  /** The host interface of its bridge, when the network was created with a name for it (podBridgeName). */
+  bridge?: string | undefined;
 }
 
 export interface ContainerRuntime {

@@ -37,6 +37,8 @@ const PIDS_LIMIT = 4096;
 /** The network may still be in use for a moment after the container is removed. */
 const NETWORK_REMOVE_ATTEMPTS = 5;
 const NETWORK_REMOVE_BACKOFF_MS = 200;
+/** The bridge driver's option naming the network's host interface. */
+const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 
 function statusOf(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null && 'statusCode' in err ? Number((err as { statusCode: unknown }).statusCode) : undefined;
@@ -148,7 +150,7 @@ export class DockerRuntime implements ContainerRuntime {
         CheckDuplicate: true,
         Labels: ownLabels,
         // A recognisable host interface: the egress policy (egress-rules.ts) matches every pod bridge by its prefix.
-        Options: { 'com.docker.network.bridge.name': podBridgeName(spec.slug, this.bridgePrefix) },
+        Options: { [BRIDGE_NAME_OPTION]: podBridgeName(spec.slug, this.bridgePrefix) },
       }),
     ).catch((err: unknown) => {
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a network named ${name} already exists on the Docker host`);
@@ -265,7 +267,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async networks(): Promise<PodNetwork[]> {
     const all = await this.call('list networks', () => this.docker.listNetworks({ filters: { label: this.filter } }));
-    return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug] }));
+    return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug], bridge: n.Options?.[BRIDGE_NAME_OPTION] }));
   }
 
   async removeNetwork(id: string): Promise<void> {
