@@ -102,15 +102,31 @@ export async function installEgressPolicy(policy: EgressPolicy, names: EgressNam
     const tools = TOOLS[set.family];
     const restore = ['*filter', ...set.chains.map((c) => `:${c.name} - [0:0]`), ...set.chains.flatMap((c) => c.rules.filter((r) => r.startsWith('-A '))), 'COMMIT', ''].join('\n');
     await must(tools.restore, ['-w', '--noflush'], restore);
-    for (const jump of set.jumps) {
-      const spec = `-A ${jump.from} ${jump.rule}`;
-      const present = (await listChain(set.family, jump.from)).filter((l) => l === spec).length;
-      if (present === 0) await must(tools.cli, ['-w', '-I', jump.from, '1', ...words(jump.rule)]);
-      // Two orchestrators starting at once may both have added it: one is enough.
-      for (let extra = present; extra > 1; extra--) await must(tools.cli, ['-w', '-D', jump.from, ...words(jump.rule)]);
-    }
+    for (const jump of set.jumps) await ensureOneJump(set.family, jump.from, jump.rule);
   }
   return planned;
+}
+
+const JUMP_ATTEMPTS = 5;
+
+/**
+ * Exactly one `-A <from> <rule>`. Orchestrators may start at once: each change is one restore transaction that
+ * deletes the copies it counted and inserts one at the top. A transaction fails as a whole when another changed
+ * the chain meanwhile (a copy it meant to delete is gone), and then it counts again; after an insert into an
+ * empty hook it counts again too, in case another inserted at the same time.
+ */
+async function ensureOneJump(family: IpFamily, from: string, rule: string): Promise<void> {
+  const spec = `-A ${from} ${rule}`;
+  let lastError = '';
+  for (let attempt = 0; attempt < JUMP_ATTEMPTS; attempt++) {
+    const present = (await listChain(family, from)).filter((l) => l === spec).length;
+    if (present === 1) return;
+    const changes = [...Array.from({ length: present }, () => `-D ${from} ${rule}`), `-I ${from} 1 ${rule}`];
+    const r = await run(TOOLS[family].restore, ['-w', '--noflush'], ['*filter', ...changes, 'COMMIT', ''].join('\n'));
+    if (r.code === 0 && present > 0) return;
+    if (r.code !== 0) lastError = meaningful(r.stderr);
+  }
+  throw new IptablesError(`cannot make ${spec} the one jump into its chain: ${lastError || 'the chain kept changing'}`);
 }
 
 /** Delete the jumps (from every hook they may be in) and the chains. Nothing installed is fine. */

@@ -176,6 +176,12 @@ describe('the egress policy as installed', () => {
     expect(changed.join('\n')).not.toContain('10.0.0.0/8');
     expect(changed.join('\n')).not.toContain('--dport 8080');
 
+    // Orchestrators starting at once, and a jump someone added twice by hand: one jump each in the end.
+    await sh('iptables', ['-w', '-A', 'INPUT', '-i', `${names.bridgePrefix}+`, '-j', names.inputChain]);
+    await Promise.all([1, 2, 3, 4].map(() => installEgressPolicy({ deny: [], hostPorts: [], resolvers: [] }, names)));
+    const jumps = (await installed()).filter((l) => / -A (DOCKER-USER|FORWARD|INPUT) /.test(l));
+    expect(jumps.sort()).toEqual(planned.flatMap((set) => set.jumps.map((j) => `${set.family} -A ${j.from} ${j.rule}`)).sort());
+
     await removeEgressPolicy(names);
     expect(await installed()).toEqual([]);
     await removeEgressPolicy(names);
