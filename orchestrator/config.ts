@@ -148,7 +148,7 @@ const EnvSchema = z.object({
  */
 export function egressConfig(e: { POD_EGRESS_POLICY?: string | undefined; POD_EGRESS_DENY?: string | undefined; POD_EGRESS_HOST_PORTS?: string | undefined }, dockerHost: string | undefined): EgressConfig {
   const mode = e.POD_EGRESS_POLICY === undefined || e.POD_EGRESS_POLICY === '' ? 'auto' : e.POD_EGRESS_POLICY;
-  if (mode !== 'on' && mode !== 'off' && mode !== 'auto') throw new ConfigError('POD_EGRESS_POLICY', `must be on or off (unset: on where iptables can be used), got ${JSON.stringify(mode)}`);
+  if (mode !== 'on' && mode !== 'off' && mode !== 'auto') throw new ConfigError('POD_EGRESS_POLICY', `must be on, off or auto (the default: on where iptables can be used), got ${JSON.stringify(mode)}`);
   const deny = parseCidrList(e.POD_EGRESS_DENY ?? DEFAULT_EGRESS_DENY);
   if (typeof deny === 'string') throw new ConfigError('POD_EGRESS_DENY', `${deny}; expected a comma list of CIDRs`);
   const hostPorts: number[] = [];

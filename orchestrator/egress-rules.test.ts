@@ -35,6 +35,7 @@ describe('parseCidr', () => {
     ['10.0.0.0/x', /no valid prefix length/],
     ['example.com', /not an IPv4 or IPv6 network/],
     ['10.0.0/8', /not an IPv4 or IPv6 network/],
+    ['fe80::1%eth0', /not an IPv4 or IPv6 network/],
     ['', /not an IPv4 or IPv6 network/],
   ])('%s is refused', (text, message) => {
     expect(parseCidr(text)).toMatch(message);
@@ -119,7 +120,7 @@ describe('egress settings', () => {
   });
 
   it.each([
-    [{ POD_EGRESS_POLICY: 'yes' }, 'POD_EGRESS_POLICY', /must be on or off/],
+    [{ POD_EGRESS_POLICY: 'yes' }, 'POD_EGRESS_POLICY', /must be on, off or auto/],
     [{ POD_EGRESS_DENY: '10.0.0.0/8,10.1.2.3/16' }, 'POD_EGRESS_DENY', /"10\.1\.2\.3\/16" has host bits set; the network is 10\.1\.0\.0\/16/],
     [{ POD_EGRESS_DENY: 'metadata' }, 'POD_EGRESS_DENY', /not an IPv4 or IPv6 network/],
     [{ POD_EGRESS_HOST_PORTS: '8080,0' }, 'POD_EGRESS_HOST_PORTS', /"0" is not a TCP port/],

@@ -115,7 +115,8 @@ export function parseCidr(text: string): Cidr | string {
   const slash = t.indexOf('/');
   const address = slash === -1 ? t : t.slice(0, slash);
   const lengthText = slash === -1 ? undefined : t.slice(slash + 1);
-  const family: IpFamily | undefined = isIPv4(address) ? 4 : isIPv6(address) ? 6 : undefined;
+  // A zone (fe80::1%eth0) names an interface, which a network of a deny list cannot have.
+  const family: IpFamily | undefined = isIPv4(address) ? 4 : isIPv6(address) && !address.includes('%') ? 6 : undefined;
   if (!family) return `${JSON.stringify(t)} is not an IPv4 or IPv6 network (expected e.g. 10.0.0.0/8 or fd00::/8)`;
   const bits = family === 4 ? 32 : 128;
   if (lengthText !== undefined && !/^\d{1,3}$/.test(lengthText)) return `${JSON.stringify(t)} has no valid prefix length (0-${bits})`;

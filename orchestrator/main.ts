@@ -79,7 +79,8 @@ export async function applyEgressPolicy(egress: EgressConfig, logger: Logger): P
     return false;
   }
   if (egress.mode === 'auto') {
-    const unusable = process.getuid?.() !== 0 ? 'not running as root' : await iptablesUsable();
+    // Root, or CAP_NET_ADMIN: iptables itself says whether it may read the rules.
+    const unusable = await iptablesUsable();
     if (unusable) {
       logger.warn(
         { why: unusable },
