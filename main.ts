@@ -24,6 +24,9 @@ try {
   orchestratorConfig = loadConfig({
     // Pod URLs point at this gateway unless told otherwise.
     PUBLIC_PORT: String(gatewayConfig.HTTP_PORT),
+    // This gateway is on the pod host: pods may reach its ports there (another pod's URL resolving to this host),
+    // and nothing else of the host.
+    POD_EGRESS_HOST_PORTS: [gatewayConfig.HTTP_PORT, ...(tlsConfig.enabled ? [tlsConfig.httpsPort] : [])].filter((p) => p > 0).join(','),
     ...env,
     ADMIN_TOKEN: adminToken,
   });
@@ -36,7 +39,8 @@ const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
 // Links minted by the orchestrator must verify at the gateway: without Redis they share one access store (and so
 // one generated signing secret and one revocation list).
 const sharedAccess = gatewayConfig.REDIS_URL ? undefined : new MemoryAccessStore();
-const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) });
+// An egress policy that is on and cannot be installed is reported like a bad setting.
+const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) }).catch(exitOnConfigError);
 const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, access: sharedAccess, tls: tlsConfig });
 
 const api = `http://${orchestratorConfig.adminBind}:${orchestrator.port}`;

@@ -7,6 +7,7 @@ import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
+import { DEFAULT_EGRESS_DENY, parseCidrList, type Cidr } from './egress-rules.ts';
 
 export const DEFAULT_PORT_RANGE = '30000-39999';
 export const DEFAULT_ORCHESTRATOR_PORT = 8090;
@@ -32,6 +33,18 @@ export interface DockerSshTarget {
   identity: string | undefined;
   /** DOCKER_SSH_HOST_KEY: the pod host's key fingerprint (`SHA256:...`, as `ssh-keygen -lf` prints it); unset: not verified. */
   hostKey: string | undefined;
+}
+
+/**
+ * The egress policy (egress-rules.ts). `auto` (POD_EGRESS_POLICY unset): on when this process can run iptables for
+ * a local Docker, otherwise off with a warning; `on`: the orchestrator does not start without it.
+ */
+export interface EgressConfig {
+  mode: 'on' | 'off' | 'auto';
+  deny: Cidr[];
+  hostPorts: number[];
+  /** Why `auto` became off before anything was tried (pods on another machine): the start warns with it. */
+  offReason: string | undefined;
 }
 
 export interface OrchestratorConfig {
@@ -70,6 +83,7 @@ export interface OrchestratorConfig {
   dockerHost: string | undefined;
   /** Set for DOCKER_HOST=ssh://. */
   dockerSsh: DockerSshTarget | undefined;
+  egress: EgressConfig;
 }
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -123,7 +137,35 @@ const EnvSchema = z.object({
   SSH_AUTH_SOCK: z.string().optional(),
   DOCKER_SSH_IDENTITY: z.string().optional(),
   DOCKER_SSH_HOST_KEY: z.string().optional(),
+  POD_EGRESS_POLICY: z.string().optional(),
+  POD_EGRESS_DENY: z.string().default(DEFAULT_EGRESS_DENY),
+  POD_EGRESS_HOST_PORTS: z.string().default(''),
 });
+
+/**
+ * POD_EGRESS_POLICY, POD_EGRESS_DENY, POD_EGRESS_HOST_PORTS. `dockerHost` is where pods run: rules installed here
+ * protect nothing on another machine. @throws ConfigError
+ */
+export function egressConfig(e: { POD_EGRESS_POLICY?: string | undefined; POD_EGRESS_DENY?: string | undefined; POD_EGRESS_HOST_PORTS?: string | undefined }, dockerHost: string | undefined): EgressConfig {
+  const mode = e.POD_EGRESS_POLICY === undefined || e.POD_EGRESS_POLICY === '' ? 'auto' : e.POD_EGRESS_POLICY;
+  if (mode !== 'on' && mode !== 'off' && mode !== 'auto') throw new ConfigError('POD_EGRESS_POLICY', `must be on, off or auto (the default: on where iptables can be used), got ${JSON.stringify(mode)}`);
+  const deny = parseCidrList(e.POD_EGRESS_DENY ?? DEFAULT_EGRESS_DENY);
+  if (typeof deny === 'string') throw new ConfigError('POD_EGRESS_DENY', `${deny}; expected a comma list of CIDRs`);
+  const hostPorts: number[] = [];
+  for (const part of (e.POD_EGRESS_HOST_PORTS ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const n = Number(part);
+    if (!/^\d{1,5}$/.test(part) || n < 1 || n > 65535) throw new ConfigError('POD_EGRESS_HOST_PORTS', `${JSON.stringify(part)} is not a TCP port (1-65535); expected a comma list of ports`);
+    if (!hostPorts.includes(n)) hostPorts.push(n);
+  }
+  const remote = dockerHost !== undefined && dockerHost !== '' && !dockerHost.startsWith('unix://');
+  if (mode === 'on' && remote) {
+    throw new ConfigError('POD_EGRESS_POLICY', `is on, but pods run on ${dockerHost}: the rules belong on that machine (run \`node orchestrator/egress-cli.ts install\` there) and POD_EGRESS_POLICY=off here`);
+  }
+  if (remote && mode === 'auto') {
+    return { mode: 'off', deny, hostPorts, offReason: `pods run on ${dockerHost}: install the rules there (node orchestrator/egress-cli.ts install) and set POD_EGRESS_POLICY=off to silence this` };
+  }
+  return { mode, deny, hostPorts, offReason: undefined };
+}
 
 function duration(variable: string, text: string): number {
   const ms = parseDuration(text);
@@ -227,6 +269,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!portRange) throw new ConfigError('POD_PORT_RANGE', `expected <first>-<last> within 1024-65535, got ${JSON.stringify(e.POD_PORT_RANGE)}`);
   const baseDomains = normaliseBaseDomains(e.BASE_DOMAINS.split(','));
   if (baseDomains.length === 0) throw new ConfigError('BASE_DOMAINS', 'at least one base domain');
+  const docker = dockerTarget(e);
   return {
     namespace: e.POD_NAMESPACE,
     runtime: e.POD_RUNTIME,
@@ -248,6 +291,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readyTimeoutMs: duration('POD_READY_TIMEOUT', e.POD_READY_TIMEOUT),
     logLevel: e.LOG_LEVEL,
     accessSecrets: e.ACCESS_SECRET,
-    ...dockerTarget(e),
+    ...docker,
+    egress: egressConfig(e, docker.dockerHost ?? process.env.DOCKER_HOST),
   };
 }

@@ -1,5 +1,7 @@
 // What the orchestrator needs from a container engine. DockerRuntime (docker-runtime.ts) is the real one; the
 // pod lifecycle (pods.ts) and reconcile only see this interface.
+import { createHash } from 'node:crypto';
+import { POD_BRIDGE_PREFIX } from './egress-rules.ts';
 
 /** Labels every pod container carries: Docker is the source of truth, these rebuild everything else. */
 export const LABELS = {
@@ -71,6 +73,8 @@ export interface PodNetwork {
   id: string;
   name: string;
   slug: string | undefined;
+  /** The host interface of its bridge, when the network was created with a name for it (podBridgeName). */
+  bridge?: string | undefined;
 }
 
 export interface ContainerRuntime {
@@ -103,6 +107,14 @@ export interface ContainerRuntime {
 /** Docker names of a pod's container and network. */
 export function podResourceName(slug: string): string {
   return `podgate-${slug}`;
+}
+
+/**
+ * The host interface of a pod's bridge network: POD_BRIDGE_PREFIX and a hash of the network's name (Linux allows
+ * 15 characters), so the egress policy matches every pod's traffic with one `-i pgpod+` rule.
+ */
+export function podBridgeName(slug: string, prefix: string = POD_BRIDGE_PREFIX): string {
+  return prefix + createHash('sha256').update(podResourceName(slug)).digest('hex').slice(0, 15 - prefix.length);
 }
 
 /** Starting failed because the pod's host port is taken on the host (the pod can be retried on another port). */

@@ -8,6 +8,7 @@ import {
   HostPortBusyError,
   LABELS,
   POD_ROUTER_PORT,
+  podBridgeName,
   podResourceName,
   type ContainerRuntime,
   type ContainerState,
@@ -36,6 +37,8 @@ const PIDS_LIMIT = 4096;
 /** The network may still be in use for a moment after the container is removed. */
 const NETWORK_REMOVE_ATTEMPTS = 5;
 const NETWORK_REMOVE_BACKOFF_MS = 200;
+/** The bridge driver's option naming the network's host interface. */
+const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 
 function statusOf(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null && 'statusCode' in err ? Number((err as { statusCode: unknown }).statusCode) : undefined;
@@ -84,10 +87,13 @@ export class DockerRuntime implements ContainerRuntime {
   /** Docker label filters selecting this namespace's pods. */
   private readonly filter: string[];
   private infoCache: { at: number; value: Promise<DaemonInfo> } | undefined;
+  private readonly bridgePrefix: string | undefined;
 
-  constructor(docker: Docker, options: { namespace?: string } = {}) {
+  /** `bridgePrefix`: pod bridges' interface name prefix, POD_BRIDGE_PREFIX (what the egress policy matches) unless a test has its own. */
+  constructor(docker: Docker, options: { namespace?: string; bridgePrefix?: string } = {}) {
     this.docker = docker;
     this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.bridgePrefix = options.bridgePrefix;
     this.filter = [`${LABELS.managed}=true`, `${LABELS.namespace}=${this.namespace}`];
   }
 
@@ -138,7 +144,14 @@ export class DockerRuntime implements ContainerRuntime {
     const name = podResourceName(spec.slug);
     const ownLabels = { [LABELS.managed]: 'true', [LABELS.namespace]: this.namespace, [LABELS.slug]: spec.slug };
     const network = await this.call('create network', () =>
-      this.docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: ownLabels }),
+      this.docker.createNetwork({
+        Name: name,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        Labels: ownLabels,
+        // A recognisable host interface: the egress policy (egress-rules.ts) matches every pod bridge by its prefix.
+        Options: { [BRIDGE_NAME_OPTION]: podBridgeName(spec.slug, this.bridgePrefix) },
+      }),
     ).catch((err: unknown) => {
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a network named ${name} already exists on the Docker host`);
       if (POOLS_EXHAUSTED.test(dockerMessage(err))) throw new ServiceUnavailableError(poolsExhaustedMessage(dockerMessage(err)));
@@ -254,7 +267,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async networks(): Promise<PodNetwork[]> {
     const all = await this.call('list networks', () => this.docker.listNetworks({ filters: { label: this.filter } }));
-    return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug] }));
+    return all.map((n) => ({ id: n.Id, name: n.Name, slug: n.Labels?.[LABELS.slug], bridge: n.Options?.[BRIDGE_NAME_OPTION] }));
   }
 
   async removeNetwork(id: string): Promise<void> {

@@ -16,7 +16,10 @@ import { accessTokensFor, createAccessApi, podAccessControl } from './access-api
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { generateSecret } from '../shared/access-token.ts';
 import { RedisAccessStore } from '../shared/redis-access-store.ts';
-import { loadConfig, readSshIdentity, type OrchestratorConfig } from './config.ts';
+import { ConfigError, EXIT_CONFIG } from '../shared/errors.ts';
+import { loadConfig, readSshIdentity, type EgressConfig, type OrchestratorConfig } from './config.ts';
+import { dockerResolvers, installEgressPolicy, iptablesUsable } from './egress-iptables.ts';
+import { POD_BRIDGE_PREFIX } from './egress-rules.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { sshDockerAgent } from './docker-ssh.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
@@ -64,6 +67,47 @@ export function dockerClient(config: OrchestratorConfig): Docker {
   return new Docker({ protocol: 'http', host: ssh.host, port: ssh.port, agent } as Docker.DockerOptions);
 }
 
+/**
+ * Install the egress policy before any pod is created or adopted (reconcile). It stays installed when the
+ * orchestrator stops: the pods keep running. `on` (or `auto` where iptables works) that cannot be installed stops
+ * the start: running pods that can reach the metadata service is not a degraded mode to fall into silently.
+ * @throws ConfigError naming POD_EGRESS_POLICY
+ */
+export async function applyEgressPolicy(egress: EgressConfig, logger: Logger): Promise<boolean> {
+  if (egress.mode === 'off') {
+    if (egress.offReason) logger.warn(`the pod egress policy is off: ${egress.offReason}`);
+    return false;
+  }
+  if (egress.mode === 'auto') {
+    // Root, or CAP_NET_ADMIN: iptables itself says whether it may read the rules.
+    const unusable = await iptablesUsable();
+    if (unusable) {
+      logger.warn(
+        { why: unusable },
+        'the pod egress policy is off (iptables cannot be used): pods can reach link-local cloud metadata, this host and its network. ' +
+          'Run as root with iptables, install it with `node orchestrator/egress-cli.ts install`, or set POD_EGRESS_POLICY=off to silence this',
+      );
+      return false;
+    }
+  }
+  const resolvers = dockerResolvers();
+  try {
+    await installEgressPolicy({ deny: egress.deny, hostPorts: egress.hostPorts, resolvers });
+  } catch (err) {
+    throw new ConfigError('POD_EGRESS_POLICY', `the pod egress policy cannot be installed: ${(err as Error).message} (set POD_EGRESS_POLICY=off to run pods without it)`);
+  }
+  logger.info({ deny: egress.deny.map((c) => c.text), hostPorts: egress.hostPorts, resolvers: resolvers.map((c) => c.text) }, 'pod egress policy installed');
+  return true;
+}
+
+/** Pods whose network predates the bridge naming are not matched by the policy: say which, once. */
+async function warnUncoveredPods(runtime: DockerRuntime, logger: Logger): Promise<void> {
+  const uncovered = (await runtime.networks()).filter((n) => !n.bridge?.startsWith(POD_BRIDGE_PREFIX)).map((n) => n.slug ?? n.name);
+  if (uncovered.length > 0) {
+    logger.warn({ pods: uncovered }, `the pod egress policy does not apply to these pods: their networks were created before pod bridges were named ${POD_BRIDGE_PREFIX}*; delete and recreate them`);
+  }
+}
+
 export async function startOrchestrator(config: OrchestratorConfig, options: StartOptions = {}): Promise<RunningOrchestrator> {
   const logger = options.logger ?? createLogger('orchestrator', config.logLevel);
   if (config.runtime !== 'runsc') {
@@ -75,8 +119,10 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   if (config.dockerSsh && !config.dockerSsh.hostKey) {
     logger.warn({ dockerHost: config.dockerHost }, 'DOCKER_SSH_HOST_KEY is unset: the pod host\'s ssh key is not verified (set it to the fingerprint `ssh-keygen -lf` prints)');
   }
+  const egressOn = await applyEgressPolicy(config.egress, logger);
   const docker = options.docker ?? dockerClient(config);
   const runtime = new DockerRuntime(docker, { namespace: config.namespace });
+  if (egressOn) warnUncoveredPods(runtime, logger).catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot list pod networks to check the egress policy covers them'));
   runtime.checkRuntime(config.runtime).catch((err: unknown) => logger.error({ err: String(err) }, 'pods cannot be created until this is fixed'));
 
   let redis: Redis | undefined;
@@ -172,7 +218,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     console.error(`orchestrator: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(2);
   }
-  const running = await startOrchestrator(config);
+  const running = await startOrchestrator(config).catch((err: unknown) => {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`orchestrator: ${err.message}`);
+    process.exit(EXIT_CONFIG);
+  });
   const stop = () => {
     void running.close().then(() => process.exit(0));
   };

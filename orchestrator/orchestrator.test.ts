@@ -62,7 +62,8 @@ async function networkExists(s: string): Promise<boolean> {
 
 beforeAll(async () => {
   [redis, image] = await Promise.all([startRedis(), testPodImage()]);
-  config = testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: redis.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38100-38199', POD_IMAGE: image });
+  // The egress policy on, as where podgate runs as root: readiness and routing must work through it.
+  config = testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: redis.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38100-38199', POD_IMAGE: image, POD_EGRESS_POLICY: 'on' });
   orch = await startOrchestrator(config, { logger });
 });
 
@@ -347,10 +348,12 @@ describe('isolation', () => {
     expect(await connect(a, '127.0.0.1', 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
     expect(await connect(b, ipB, 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
     expect((await viaHostPort(hostPortB, `pod-${b}.localhost`)).status).toBe(200);
-    // B's container address on B's network: Docker drops packets between bridge networks, so no answer at all.
-    expect(await connect(a, ipB, 80)).toEqual({ exitCode: 1, stderr: `nc: connect to ${ipB} port 80 (tcp) timed out: Operation now in progress\n` });
-    // B's published port through the host side of A's bridge: bound to 127.0.0.1 only, so refused there.
-    expect(await connect(a, gatewayA, hostPortB)).toEqual({ exitCode: 1, stderr: `nc: connect to ${gatewayA} port ${hostPortB} (tcp) failed: Connection refused\n` });
+    // B's container address on B's network: the egress policy refuses another pod's bridge (Docker, which
+    // isolates bridge networks too, would drop the packets without an answer).
+    expect(await connect(a, ipB, 80)).toEqual({ exitCode: 1, stderr: `nc: connect to ${ipB} port 80 (tcp) failed: No route to host\n` });
+    // B's published port through the host side of A's bridge: the host's own address, refused by the egress
+    // policy (and bound to 127.0.0.1 only).
+    expect(await connect(a, gatewayA, hostPortB)).toEqual({ exitCode: 1, stderr: `nc: connect to ${gatewayA} port ${hostPortB} (tcp) failed: No route to host\n` });
     await Promise.all([api('DELETE', `/v1/pods/${a}`), api('DELETE', `/v1/pods/${b}`)]);
   });
 });
