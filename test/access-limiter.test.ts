@@ -9,7 +9,7 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startWorld, type AccessWorld } from './access-support.ts';
+import { send, startTestGateway, startWorld, type AccessWorld } from './access-support.ts';
 
 /** ACCESS_BAD_TOKEN_LIMIT's default: what the issue's page of 20 images reaches. */
 const LIMIT = 20;
@@ -96,5 +96,26 @@ describe('forged tokens from one address', () => {
       expect((await send(g.url, host)).status, 'no token').toBe(401);
     }
     expect(await evalCalls()).toBe(evalsAfterAttack);
+  });
+});
+
+describe('while Redis is down', () => {
+  it('counts forgeries in the gateway’s own memory, warns once, and still lets valid tokens through', async () => {
+    const own = await startWorld();
+    const gw = await startTestGateway(own, { ACCESS_BAD_TOKEN_LIMIT: '3' });
+    try {
+      await own.route('solo', up.port, {}, [gw.gateway]);
+      const { token } = await own.link('solo');
+      const ask = (t: string) => send(gw.url, 'pod-solo.localhost', { headers: { [TOKEN_HEADER]: t } });
+      expect((await ask(token)).status).toBe(200);
+      await own.redis.kill();
+      for (let i = 0; i < 3; i++) expect((await ask('pg1.forged.x')).status, `forgery ${i + 1}`).toBe(401);
+      expect((await ask('pg1.forged.x')).status).toBe(429);
+      expect((await ask(token)).status).toBe(200);
+      expect(gw.logs.filter((l) => l.msg.startsWith('forged-token counter unavailable'))).toHaveLength(1);
+    } finally {
+      await gw.close();
+      await own.close();
+    }
   });
 });

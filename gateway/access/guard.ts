@@ -88,6 +88,8 @@ export class AccessGuard {
   /** Reading the shared secret again after a failure: soon (Redis not connected yet at start), then slower. */
   private secretRetry: RetryBackoff;
   private secretFailures = 0;
+  /** The forged-token counter's outage was logged (once per window, not once per request). */
+  private counterWarned = false;
   private closed = false;
 
   constructor(config: AccessGuardConfig, deps: AccessGuardDeps) {
@@ -123,8 +125,6 @@ export class AccessGuard {
       this.secretRetry.schedule(() => void this.loadSecret());
     }
   }
-
-  private counterWarned = false;
 
   /** The shared forgery count is unreachable: this process counts on its own meanwhile (one warning per outage). */
   private counterFailed(err: unknown): void {
@@ -304,10 +304,7 @@ export class AccessGuard {
       this.answerRefusal(req, res, settled, clean);
       return;
     }
-    settled.then(
-      (refusal) => this.answerRefusal(req, res, refusal, clean),
-      (err: unknown) => this.failed(err, res),
-    );
+    settled.then((refusal) => this.answerRefusal(req, res, refusal, clean)).catch((err: unknown) => this.failed(err, res));
   }
 
   private answerRefusal(req: IncomingMessage, res: ServerResponse, decision: Refusal, clean: string): void {
@@ -337,7 +334,7 @@ export class AccessGuard {
     };
     const settled = this.limited(req, decision);
     if (!(settled instanceof Promise)) return answerRaw(settled);
-    return settled.then(answerRaw, (err: unknown) => {
+    return settled.then(answerRaw).catch((err: unknown) => {
       this.failed(err, socket);
       return 500;
     });
