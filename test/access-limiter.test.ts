@@ -99,6 +99,22 @@ describe('forged tokens from one address', () => {
   });
 });
 
+describe('IPv6 clients', () => {
+  it('count together per /64: rotating addresses inside one network gains a guesser nothing', async () => {
+    const gw = await startTestGateway(world, { ACCESS_BAD_TOKEN_LIMIT: '3', TRUSTED_PROXIES: '127.0.0.1' });
+    try {
+      await waitFor(() => gw.gateway.table.lookup('victim') !== undefined, { what: 'routes' });
+      const ask = (client: string) =>
+        send(gw.url, 'localhost-8080.pod-victim.localhost', { headers: { 'x-forwarded-for': client, [TOKEN_HEADER]: 'pg1.forged.x' } });
+      for (let i = 1; i <= 3; i++) expect((await ask(`2001:db8:77:1::${i}`)).status).toBe(401);
+      expect((await ask('2001:db8:77:1:ffff:ffff:ffff:ffff')).status).toBe(429);
+      expect((await ask('2001:db8:77:2::1')).status).toBe(401); // the next /64 is someone else
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('while Redis is down', () => {
   it('counts forgeries in the gateway’s own memory, warns once, and still lets valid tokens through', async () => {
     const own = await startWorld();

@@ -42,7 +42,7 @@ import {
   type Presented,
 } from './credentials.ts';
 import { decide, isPreflight, visibilityOf, type Decision, type Refusal, type TokenCheck } from './decide.ts';
-import { BadTokenLimiter, PodConnections } from './limits.ts';
+import { BadTokenLimiter, limiterKey, PodConnections } from './limits.ts';
 import { sameOriginPath, sameOriginUrl } from './location.ts';
 import { preflightAnswer } from './preflight.ts';
 import { RevocationList } from './revocations.ts';
@@ -271,7 +271,7 @@ export class AccessGuard {
    */
   private limited(req: IncomingMessage, refusal: Refusal): Refusal | Promise<Refusal> {
     if (refusal.reason !== 'rejected' || refusal.forged === 0) return refusal;
-    const client = this.clientAddress(req);
+    const client = limiterKey(this.clientAddress(req));
     const now = this.now();
     const known = this.limiter.blockedFor(client, now);
     if (known > 0) return { ...refusal, reason: 'rate_limited', retryAfterSeconds: known };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryAccessStore } from '../../shared/access-store.ts';
-import { BadTokenLimiter, MAX_TRACKED_CLIENTS, PodConnections } from './limits.ts';
+import { BadTokenLimiter, limiterKey, MAX_TRACKED_CLIENTS, PodConnections } from './limits.ts';
 
 describe('BadTokenLimiter', () => {
   it('refuses as rate limited only once the address had reached the limit, until the window ends', async () => {
@@ -31,6 +31,22 @@ describe('BadTokenLimiter', () => {
     const l = new BadTokenLimiter(1, 60_000, new MemoryAccessStore());
     for (let i = 0; i < MAX_TRACKED_CLIENTS + 10; i++) await l.record(`c${i}`, 1, 0);
     expect(l.size).toBe(MAX_TRACKED_CLIENTS);
+  });
+});
+
+describe('limiterKey', () => {
+  it('counts an IPv4 address alone and an IPv6 address with its /64', () => {
+    expect(limiterKey('203.0.113.9')).toBe('203.0.113.9');
+    expect(limiterKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(limiterKey('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(limiterKey('2001:0db8:0001:0002:0000:0000:0000:0001')).toBe('2001:db8:1:2::/64');
+    expect(limiterKey('2001:db8::')).toBe('2001:db8:0:0::/64');
+    expect(limiterKey('::1')).toBe('0:0:0:0::/64');
+    expect(limiterKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(limiterKey('64:ff9b::192.0.2.33')).toBe('64:ff9b:0:0::/64');
+    expect(limiterKey('1:2:3:4:5:6:1.2.3.4')).toBe('1:2:3:4::/64');
+    expect(limiterKey('not-an-address')).toBe('not-an-address');
+    expect(limiterKey('')).toBe('');
   });
 });
 

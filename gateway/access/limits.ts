@@ -7,11 +7,37 @@
 // every worker and replica on one Redis; each process remembers which addresses are blocked, so a blocked
 // guesser is answered from memory without another store round trip. While the store is unreachable, counting
 // goes on in this process's memory.
+import { isIPv6 } from 'node:net';
 import { MAX_COUNTED_CLIENTS, type AccessStore } from '../../shared/access-store.ts';
 import { FixedWindows } from '../../shared/fixed-windows.ts';
 
 /** Clients remembered at most; beyond this the oldest entry is forgotten (memory stays bounded under a flood). */
 export const MAX_TRACKED_CLIENTS = MAX_COUNTED_CLIENTS;
+
+/** The eight 16-bit groups of an IPv6 address (zone dropped, an IPv4 tail folded in); undefined for anything else. */
+function ipv6Groups(address: string): number[] | undefined {
+  if (!isIPv6(address)) return undefined;
+  let a = address.split('%')[0]!;
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (v4) {
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, v4.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail === undefined ? undefined : tail ? tail.split(':') : [];
+  const groups = t === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.length === 8 ? groups.map((g) => parseInt(g, 16)) : undefined;
+}
+
+/**
+ * Whose forgeries count together: an IPv4 address, or an IPv6 /64 (one subscriber's network: a guesser there has
+ * 2^64 addresses to rotate through). Anything else (a name a trusted proxy reported) counts as it is.
+ */
+export function limiterKey(address: string): string {
+  const groups = ipv6Groups(address);
+  return groups ? `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64` : address;
+}
 
 export interface ForgeryVerdict {
   /** Seconds until the address may try again; 0 when this request is answered as an ordinary refusal. */
