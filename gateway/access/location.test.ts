@@ -44,5 +44,7 @@ describe('redirect locations', () => {
     expect(sameOriginPath('/\\evil.example')).toBe('/evil.example');
     expect(sameOriginPath('/%2F%2Fevil')).toBe('/%2F%2Fevil');
     expect(sameOriginPath('/é')).toBe('/%E9');
+    expect(sameOriginPath('http://evil.example/app?a=1')).toBe('/app?a=1');
+    expect(sameOriginPath('http://pod-x.localhost//evil.example/')).toBe('/evil.example/');
   });
 });
