@@ -1,6 +1,7 @@
 // Error answers for end users: HTML for browsers, JSON for API clients (by Accept). The status and text come
 // from shared/errors.ts toHttpError(), the one mapping of errors to HTTP.
 import type { HttpError } from '../shared/errors.ts';
+import { redactTokens } from './access/credentials.ts';
 
 export interface ErrorAnswer {
   status: number;
@@ -28,7 +29,12 @@ export function wantsHtml(accept: string | undefined): boolean {
   return accept !== undefined && accept.includes('text/html');
 }
 
+/**
+ * Messages may quote what the client sent (an invalid Host, say); a token among it is redacted, so an error page
+ * never carries one (pages get cached, screenshotted, pasted into bug reports).
+ */
 export function renderError(error: HttpError, accept: string | undefined): ErrorAnswer {
+  error = { ...error, message: redactTokens(error.message) };
   const base = { ...error.headers, 'cache-control': 'no-store' };
   if (wantsHtml(accept)) {
     const title = TITLES[error.status] ?? 'Error';

@@ -20,6 +20,7 @@ import { createPodProxy } from './proxy.ts';
 import { resolveTarget, soleHostHeader, type Target } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
 import { AccessGuard } from './access/guard.ts';
+import { redactTarget, redactTokens } from './access/credentials.ts';
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { UpstreamPool } from './upstream-pool.ts';
 import { WebSocketTunnels } from './websockets.ts';
@@ -130,14 +131,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
    * The one log line of a request: its access line, which carries the reason when the pod failed (`err`: the
    * answer's code, `reason`: what happened). A separate warning per failure doubled the lines, and a dead pod under
    * load became a warning storm. With ACCESS_LOG off, failures are logged at debug only, for the same reason;
-   * podgate_http_requests_total counts them either way.
+   * podgate_http_requests_total counts them either way. Tokens never reach the log: the path and host go through
+   * the access guard's redaction (a refused or redirected request still carries the client's token).
    */
   function record(req: IncomingMessage, status: number, pod: string, started: number, failure?: PodgateError): void {
     const seconds = (performance.now() - started) / 1000;
     metrics.requests.inc({ status: String(status), pod });
     metrics.duration.observe({ status_class: `${Math.floor(status / 100)}xx` }, seconds);
     if (!config.ACCESS_LOG && !failure) return;
-    const line = { method: req.method, host: req.headers.host, path: req.url?.slice(0, 200), status, pod, ms: Math.round(seconds * 1000) };
+    const host = req.headers.host === undefined ? undefined : redactTokens(req.headers.host);
+    const line = { method: req.method, host, path: req.url === undefined ? undefined : redactTarget(req.url).slice(0, 200), status, pod, ms: Math.round(seconds * 1000) };
     if (!failure) log.info(line, 'request');
     else if (config.ACCESS_LOG) log.info({ ...line, err: failure.code, reason: failure.message }, 'request');
     else log.debug({ ...line, err: failure.code, reason: failure.message }, 'upstream error');
@@ -178,18 +181,20 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     } catch (err) {
       const concealed = access.concealUpgrade(err, req, socket);
       if (concealed === undefined) answerError(err, req, socket);
-      record(req, concealed ?? toHttpError(err).status, '-', started);
+      void Promise.resolve(concealed ?? toHttpError(err).status).then((status) => record(req, status, '-', started));
+      return;
+    }
+    // The access check comes first: what the gateway does not proxy is refused to a client without a token exactly
+    // like everything else, so `Upgrade: foo` cannot tell a running private pod from an unknown one.
+    const refused = access.guardUpgrade(req, socket, target);
+    if (refused !== undefined) {
+      void Promise.resolve(refused).then((status) => record(req, status, target.slug, started));
       return;
     }
     if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
       const answer = renderError({ status: 400, code: 'unsupported_upgrade', message: 'only WebSocket upgrades (GET) are proxied', headers: {} }, req.headers.accept);
-      socket.end(rawHttpError(answer));
+      socket.end(rawHttpError(answer)); // the connection slot the guard took is released when the socket closes
       record(req, 400, target.slug, started);
-      return;
-    }
-    const refused = access.guardUpgrade(req, socket, target);
-    if (refused !== undefined) {
-      record(req, refused, target.slug, started);
       return;
     }
     prepareRequestHeaders(req.headers, forwardContext(req, true));

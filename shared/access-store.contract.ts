@@ -73,6 +73,23 @@ export function runAccessStoreContract(name: string, newStore: () => Promise<Acc
       expect(r.notBefore.get('app')).toBe(NOW);
     });
 
+    it('counts forged tokens per client in a fixed window that starts again once it ends', async () => {
+      const window = 300;
+      expect(await store.countForgeries('198.51.100.7', 2, 60_000, Date.now())).toMatchObject({ count: 2 });
+      const second = await store.countForgeries('198.51.100.7', 3, 60_000, Date.now());
+      expect(second.count).toBe(5);
+      expect(second.resetInMs).toBeGreaterThan(0);
+      expect(second.resetInMs).toBeLessThanOrEqual(60_000);
+      expect((await store.countForgeries('2001:db8::1', 1, 60_000, Date.now())).count).toBe(1);
+      // A short window: counting goes on until it ends, then begins at the new forgery alone.
+      expect((await store.countForgeries('short', 1, window, Date.now())).count).toBe(1);
+      await waitFor(async () => (await store.countForgeries('short', 1, window, Date.now())).count === 1, {
+        what: 'the window to end',
+        timeoutMs: 5_000,
+        intervalMs: 50,
+      });
+    });
+
     it('tells subscribers about every revocation', async () => {
       const events: AccessEvent[] = [];
       const unsubscribe = await store.subscribe({ onEvent: (e) => events.push(e), onResync: () => {} });

@@ -38,4 +38,21 @@ describe('RedisAccessStore specifics', () => {
     expect(invalid).toEqual([`t${n}:access:links:app[junk]`]);
     await store.close();
   });
+
+  it('shares forgery counts between processes, and never keeps a counter without an expiry', async () => {
+    const a = await newRedisStore();
+    const prefix = `t${n}:`;
+    const redis = createRedis(server.url);
+    clients.push(redis);
+    await waitReady(redis);
+    const b = new RedisAccessStore(redis, { prefix });
+    await a.countForgeries('192.0.2.1', 4, 60_000, Date.now());
+    expect((await b.countForgeries('192.0.2.1', 1, 60_000, Date.now())).count).toBe(5);
+    const key = `${prefix}access:forged:192.0.2.1`;
+    expect(await redis.pttl(key)).toBeGreaterThan(0);
+    await redis.persist(key);
+    expect((await a.countForgeries('192.0.2.1', 1, 60_000, Date.now())).count).toBe(6);
+    expect(await redis.pttl(key)).toBeGreaterThan(0);
+    await Promise.all([a.close(), b.close()]);
+  });
 });

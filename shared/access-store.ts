@@ -8,7 +8,11 @@
 //   - per pod, a "not before" time: every token of the pod issued before it is void (revoke all links, pod deleted).
 // Gateways hold both in memory (gateway/access/revocations.ts), updated by events on `<prefix>access:events` and
 // re-read periodically in case an event was missed, so a revocation takes effect on every replica within seconds.
+//
+// The store also counts forged tokens per client address for the gateways' limiter (gateway/access/limits.ts), so
+// a guesser is slowed down by the sum of what every worker and replica saw. Only failed requests ask it.
 import { z } from 'zod';
+import { FixedWindows, type WindowCount } from './fixed-windows.ts';
 import { LinkIdSchema } from './access-token.ts';
 import { PortSchema, SlugSchema } from './route.ts';
 
@@ -56,8 +60,18 @@ export interface AccessStore {
   /** Everything revoked and not yet expired at `nowMs`. */
   revocations(nowMs: number): Promise<Revocations>;
   subscribe(subscription: AccessSubscription): Promise<() => Promise<void>>;
+  /**
+   * Add `n` forged tokens to `client`'s count in a fixed window of `windowMs` (started by its first forgery), and
+   * answer the count so far and when the window ends.
+   */
+  countForgeries(client: string, n: number, windowMs: number, nowMs: number): Promise<WindowCount>;
   close(): Promise<void>;
 }
+
+/** Addresses whose forgeries the embedded store remembers at most (memory stays bounded under a flood). */
+export const MAX_COUNTED_CLIENTS = 100_000;
+/** Longer client keys are cut: an address is far shorter, and a key must not grow with what a proxy sent. */
+export const MAX_CLIENT_KEY_LENGTH = 100;
 
 /** Redis key names, under the same prefix as the route table. */
 export function accessKeys(prefix: string) {
@@ -72,6 +86,8 @@ export function accessKeys(prefix: string) {
     notBefore: `${prefix}access:notbefore`,
     /** pub/sub channel: JSON AccessEvent */
     events: `${prefix}access:events`,
+    /** string per client address: forged tokens in the current window, expiring with it */
+    forged: (client: string) => `${prefix}access:forged:${client.slice(0, MAX_CLIENT_KEY_LENGTH)}`,
   };
 }
 
@@ -107,6 +123,7 @@ export class MemoryAccessStore implements AccessStore {
   private readonly revoked = new Map<string, number>();
   private readonly notBefore = new Map<string, number>();
   private readonly subscribers = new Set<AccessSubscription>();
+  private readonly forged = new FixedWindows(MAX_COUNTED_CLIENTS);
 
   async sharedSecret(candidate: string): Promise<string> {
     this.secret ??= candidate;
@@ -152,6 +169,10 @@ export class MemoryAccessStore implements AccessStore {
     return async () => {
       this.subscribers.delete(subscription);
     };
+  }
+
+  async countForgeries(client: string, n: number, windowMs: number, nowMs: number): Promise<WindowCount> {
+    return this.forged.add(client.slice(0, MAX_CLIENT_KEY_LENGTH), n, windowMs, nowMs);
   }
 
   async close(): Promise<void> {

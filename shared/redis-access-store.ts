@@ -2,6 +2,7 @@
 // the write and its event are one atomic step and only one of two concurrent revokers publishes.
 import type { Redis } from 'ioredis';
 import { ChannelSubscriber } from './redis.ts';
+import type { WindowCount } from './fixed-windows.ts';
 import {
   accessKeys,
   parseAccessEvent,
@@ -29,6 +30,17 @@ redis.call('HSET', KEYS[1], ARGV[1], s)
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', KEYS[3], '{"type":"revoke-pod","pod":"' .. ARGV[1] .. '","notBefore":' .. s .. '}')
 return s`;
+
+// KEYS: the client's forgery counter. ARGV: n, window ms. The first forgery of a window sets its expiry; a key
+// that lost its expiry (written by hand) gets one again, so no address stays counted for ever.
+const COUNT_FORGERIES = `
+local c = redis.call('INCRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {c, ttl}`;
 
 export interface RedisAccessStoreOptions {
   prefix?: string;
@@ -115,6 +127,12 @@ export class RedisAccessStore implements AccessStore {
         else this.onInvalid(this.keys.events);
       },
     });
+  }
+
+  async countForgeries(client: string, n: number, windowMs: number, _nowMs: number): Promise<WindowCount> {
+    // Redis's own clock runs the window (not the caller's): every gateway sharing the store counts into the same one.
+    const [count, ttl] = (await this.redis.eval(COUNT_FORGERIES, 1, this.keys.forged(client), Math.floor(n), Math.ceil(windowMs))) as [number, number];
+    return { count, resetInMs: Math.max(1, ttl) };
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
 import { request as httpRequest } from 'node:http';
 import { connect as http2Connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
+import { createConnection } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadGatewayConfig } from '../gateway/config.ts';
@@ -80,6 +81,44 @@ export function sendHttp2(httpsUrl: string, host: string, path: string): Promise
     stream.on('error', reject);
     stream.end();
   });
+}
+
+/**
+ * Bytes written as they are on a fresh connection (request targets and headers no HTTP client would send), and
+ * everything the gateway answers until it closes the connection. Requests should say `Connection: close`.
+ */
+export function rawExchange(port: number, request: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no end of answer within ${timeoutMs} ms to ${JSON.stringify(request.slice(0, 80))}; got ${JSON.stringify(answer)}`));
+    }, timeoutMs);
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.write(request, 'latin1');
+  });
+}
+
+/** The status and lowercased headers of a raw HTTP/1.1 answer. */
+export function parseRawHead(answer: string): { status: number; headers: Map<string, string>; body: string } {
+  const end = answer.indexOf('\r\n\r\n');
+  const [statusLine, ...lines] = (end < 0 ? answer : answer.slice(0, end)).split('\r\n');
+  const headers = new Map<string, string>();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: end < 0 ? '' : answer.slice(end + 4) };
 }
 
 export interface AccessWorld {

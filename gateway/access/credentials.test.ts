@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { accessCookie, presentedTokens, stripCredentialHeaders, withoutTokenParam } from './credentials.ts';
+import { accessCookie, presentedTokens, redactTarget, redactTokens, stripCredentialHeaders, withoutTokenParam } from './credentials.ts';
 
 describe('credentials', () => {
   it('finds tokens in the query, the header and every cookie of our name, in that order', () => {
@@ -37,5 +37,16 @@ describe('credentials', () => {
     expect(accessCookie('T', 60.9, false)).toBe('podgate_access=T; Path=/; Max-Age=60; HttpOnly; SameSite=Lax');
     expect(accessCookie('T', 60, true)).toMatch(/; Secure$/);
     expect(accessCookie('T', 60, true)).not.toMatch(/Domain/i);
+  });
+
+  it('redacts every token parameter value and anything token-shaped from what is logged', () => {
+    const token = 'pg1.eyJwIjoiYXBwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+    expect(redactTarget(`/a?x=1&podgate_token=${token}&y=2`)).toBe('/a?x=1&podgate_token=redacted&y=2');
+    expect(redactTarget('/a?podgate%5Ftoken=x&podgate_token=y')).toBe('/a?podgate%5Ftoken=redacted&podgate_token=redacted');
+    expect(redactTarget(`/p/${token}/q?other=${token}`)).toBe('/p/pg1.redacted/q?other=pg1.redacted');
+    expect(redactTarget(`/a?next=${encodeURIComponent(`/b?podgate_token=${token}`)}`)).not.toContain('c2lnbmF0dXJl');
+    expect(redactTarget('/a?podgate_token')).toBe('/a?podgate_token');
+    expect(redactTarget('/plain?x=podgate_token')).toBe('/plain?x=podgate_token');
+    expect(redactTokens(`PG1%2Eabc%2Edef and ${token}`)).toBe('pg1.redacted and pg1.redacted');
   });
 });

@@ -4,8 +4,10 @@
 //   - the `podgate_access` cookie: host-only (no Domain attribute), so it is sent to exactly the hostname that
 //     redeemed the link and never to another pod or port;
 //   - the `X-Podgate-Token` header: for API clients and scripts.
+// What the gateway writes itself (the access log, error pages) goes through redactTarget()/redactTokens(), so a
+// token a client sent never appears there either.
 import type { IncomingHttpHeaders } from 'node:http';
-import { ACCESS_COOKIE, TOKEN_HEADER, TOKEN_QUERY } from '../../shared/access-token.ts';
+import { ACCESS_COOKIE, TOKEN_HEADER, TOKEN_PREFIX, TOKEN_QUERY } from '../../shared/access-token.ts';
 
 export { ACCESS_COOKIE, TOKEN_HEADER, TOKEN_QUERY };
 
@@ -82,6 +84,33 @@ export function withoutTokenParam(url: string): string {
   const kept = params.filter((p) => paramName(p) !== TOKEN_QUERY);
   if (kept.length === params.length) return url;
   return kept.length === 0 ? path : `${path}?${kept.join('&')}`;
+}
+
+/** What a token's value becomes in the log. */
+export const REDACTED = 'redacted';
+/**
+ * Anything shaped like a token (`pg1.<payload>.<signature>`, the dots possibly percent-encoded), wherever it is:
+ * another parameter, a path segment, a Host header. The payload and signature are base64url.
+ */
+const TOKEN_SHAPE = new RegExp(`${TOKEN_PREFIX}(?:\\.|%2e)[A-Za-z0-9_-]+(?:\\.|%2e)[A-Za-z0-9_-]+`, 'gi');
+
+/** `text` with every token-shaped value replaced. */
+export function redactTokens(text: string): string {
+  return text.replace(TOKEN_SHAPE, `${TOKEN_PREFIX}.${REDACTED}`);
+}
+
+/**
+ * A request target as it may be logged: the value of every token parameter (whatever it holds, forged ones
+ * included: a mistyped real token is still most of a secret) and anything token-shaped elsewhere replaced.
+ */
+export function redactTarget(url: string): string {
+  const { path, params } = queryParts(url);
+  const query = params.map((p) => {
+    if (paramName(p) !== TOKEN_QUERY) return p;
+    const eq = p.indexOf('=');
+    return eq < 0 ? p : `${p.slice(0, eq)}=${REDACTED}`;
+  });
+  return redactTokens(params.length === 0 ? path : `${path}?${query.join('&')}`);
 }
 
 /** Remove the gateway's cookie and header in place: the pod never sees them. */

@@ -9,7 +9,7 @@ const route = (access?: Route['access']): Route => ({
 });
 const valid: TokenCheck = { ok: true, claims: { pod: 'app', port: undefined, exp: NOW / 1000 + 100, id: 'abcdefgh', iat: NOW } };
 const input = (extra: Partial<DecisionInput>): DecisionInput => ({
-  visibility: 'private', preflight: false, navigable: true, presented: [], rateLimited: false, foreignOrigin: false,
+  visibility: 'private', preflight: false, navigable: true, presented: [], conceal: false, foreignOrigin: false,
   check: () => ({ ok: false, reason: 'bad_signature' }), nowMs: NOW, ...extra,
 });
 
@@ -37,17 +37,23 @@ describe('preflight', () => {
 
 describe('decide', () => {
   it('lets public ports and preflights through without looking at tokens', () => {
-    expect(decide(input({ visibility: 'public', rateLimited: true }))).toEqual({ allow: true, via: 'public' });
+    expect(decide(input({ visibility: 'public' }))).toEqual({ allow: true, via: 'public' });
     expect(decide(input({ visibility: 'public', presented: [{ source: 'header', token: 'x' }] }))).toEqual({ allow: true, via: 'public' });
     expect(decide(input({ preflight: true }))).toEqual({ allow: true, via: 'preflight' });
   });
 
-  it('refuses without credentials, and refuses a rate-limited client before checking anything', () => {
+  it('under concealment, answers preflights to private ports itself; public ports still reach the pod', () => {
+    expect(decide(input({ preflight: true, conceal: true }))).toEqual({ allow: false, reason: 'preflight' });
+    expect(decide(input({ preflight: true, conceal: true, presented: [{ source: 'header', token: 'h' }], check: () => valid }))).toEqual({
+      allow: false,
+      reason: 'preflight',
+    });
+    expect(decide(input({ visibility: 'public', preflight: true, conceal: true }))).toEqual({ allow: true, via: 'public' });
+  });
+
+  it('refuses without credentials; never decides a rate limit itself (the guard asks the limiter after this)', () => {
     expect(decide(input({}))).toMatchObject({ allow: false, reason: 'no_credentials' });
-    let checked = 0;
-    const d = decide(input({ rateLimited: true, presented: [{ source: 'header', token: 't' }], check: () => (checked++, valid) }));
-    expect(d).toMatchObject({ allow: false, reason: 'rate_limited' });
-    expect(checked).toBe(0);
+    expect(decide(input({ presented: [{ source: 'header', token: 't' }] }))).toEqual({ allow: false, reason: 'rejected', forged: 1, staleCookie: false });
   });
 
   it('redeems a valid link token on a navigation, for the rest of its lifetime', () => {

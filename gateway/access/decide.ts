@@ -13,8 +13,10 @@ export function visibilityOf(route: Route, podPort: number): Visibility {
 
 /**
  * A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method and no body. Browsers never attach
- * cookies to it, so it is let through to the pod (whose CORS policy answers it); the real request that follows
- * carries the cookie and is checked as usual.
+ * cookies to it, so no preflight can prove it comes from a token holder. Without concealment it is let through to
+ * a private port's pod (whose CORS policy answers it); with ACCESS_CONCEAL_PODS the gateway answers it itself
+ * (preflight.ts), from the request alone, because a pod's answer would tell a running pod from an unknown one.
+ * Either way the real request that follows carries the cookie and is checked as usual.
  */
 export function isPreflight(method: string | undefined, headers: IncomingHttpHeaders): boolean {
   if (method !== 'OPTIONS' || !headers.origin || !headers['access-control-request-method']) return false;
@@ -33,8 +35,8 @@ export interface DecisionInput {
   /** GET or HEAD without Upgrade: a link's token may be turned into a cookie by a redirect. */
   navigable: boolean;
   presented: Presented[];
-  /** The client has sent too many forged tokens lately. */
-  rateLimited: boolean;
+  /** ACCESS_CONCEAL_PODS: preflights to private ports are answered by the gateway, not by the pod. */
+  conceal: boolean;
   /**
    * The request's Origin is a page of another pod or site (not this pod, any port). Sibling pods are the same
    * *site* for the browser, so SameSite=Lax still attaches the cookie to their fetches and WebSockets: a
@@ -54,7 +56,22 @@ export type Decision =
       /** Reload without the query token (a link opened on a public port: keep it out of the history anyway). */
       reload?: boolean;
     }
-  | { allow: false; reason: 'no_credentials' | 'rejected' | 'rate_limited'; forged: number; staleCookie: boolean };
+  | Refusal
+  /** The gateway answers the CORS preflight itself (concealment: see isPreflight). */
+  | { allow: false; reason: 'preflight' };
+
+/**
+ * `rejected`: every token was refused; `forged` of them are forgeries. `rate_limited` is never decided here: the
+ * guard turns a `rejected` with forgeries into it when the limiter says the address is blocked (limits.ts).
+ */
+export type Refusal = {
+  allow: false;
+  reason: 'no_credentials' | 'rejected' | 'rate_limited';
+  forged: number;
+  staleCookie: boolean;
+  /** With `rate_limited`: when the address may try again. */
+  retryAfterSeconds?: number;
+};
 
 /** Forged or damaged tokens: what a guesser sends. Expired, revoked or out-of-scope ones are real tokens. */
 export function isForgery(check: TokenCheck): boolean {
@@ -69,12 +86,11 @@ export function decide(input: DecisionInput): Decision {
     if (!check.ok) return { allow: true, via: 'public', reload: true };
     return { allow: true, via: 'public', reload: true, redeem: { token: link.token, maxAgeSeconds: check.claims.exp - input.nowMs / 1000 } };
   }
-  if (input.preflight) return { allow: true, via: 'preflight' };
+  if (input.preflight) return input.conceal ? { allow: false, reason: 'preflight' } : { allow: true, via: 'preflight' };
   if (input.presented.length === 0) return { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
   if (input.foreignOrigin && input.presented.every((p) => p.source === 'cookie')) {
     return { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
   }
-  if (input.rateLimited) return { allow: false, reason: 'rate_limited', forged: 0, staleCookie: false };
   let forged = 0;
   let staleCookie = false;
   for (const p of input.presented) {

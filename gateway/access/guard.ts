@@ -5,7 +5,12 @@
 // pod's connections in flight against the route's `maxConnections`.
 //
 // Answers never reveal whether a pod exists: with ACCESS_CONCEAL_PODS a client without a valid token for the pod
-// gets the same 401 for an unknown or stopped pod as for a running private one (concealRequest/concealUpgrade).
+// gets the same answer for an unknown or stopped pod as for a running private one (concealRequest/concealUpgrade),
+// CORS preflights included (the gateway answers those itself, preflight.ts). Every answer depends on the request
+// and the port's visibility only, never on whether the pod exists or runs.
+//
+// Refusals that carry forged tokens ask the limiter (limits.ts), which may consult the shared store: only those
+// are answered asynchronously. Allowed requests never wait for anything.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -36,8 +41,10 @@ import {
   TOKEN_HEADER,
   type Presented,
 } from './credentials.ts';
-import { decide, isPreflight, visibilityOf, type Decision, type TokenCheck } from './decide.ts';
-import { BadTokenLimiter, PodConnections } from './limits.ts';
+import { decide, isPreflight, visibilityOf, type Decision, type Refusal, type TokenCheck } from './decide.ts';
+import { BadTokenLimiter, limiterKey, PodConnections } from './limits.ts';
+import { sameOriginPath, sameOriginUrl } from './location.ts';
+import { preflightAnswer } from './preflight.ts';
 import { RevocationList } from './revocations.ts';
 
 /** One message for every refusal: it names no pod, so it cannot tell an existing pod from an unknown one. */
@@ -81,6 +88,8 @@ export class AccessGuard {
   /** Reading the shared secret again after a failure: soon (Redis not connected yet at start), then slower. */
   private secretRetry: RetryBackoff;
   private secretFailures = 0;
+  /** The forged-token counter's outage was logged (once per window, not once per request). */
+  private counterWarned = false;
   private closed = false;
 
   constructor(config: AccessGuardConfig, deps: AccessGuardDeps) {
@@ -88,7 +97,9 @@ export class AccessGuard {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.revocations = new RevocationList(deps.store, { resyncIntervalMs: config.ACCESS_RESYNC_INTERVAL_MS, log: deps.log, now: this.now });
-    this.limiter = new BadTokenLimiter(config.ACCESS_BAD_TOKEN_LIMIT, config.ACCESS_BAD_TOKEN_WINDOW_MS);
+    this.limiter = new BadTokenLimiter(config.ACCESS_BAD_TOKEN_LIMIT, config.ACCESS_BAD_TOKEN_WINDOW_MS, deps.store, (err) =>
+      this.counterFailed(err),
+    );
     if (config.ACCESS_SECRET.length > 0) this.tokens = new AccessTokens(config.ACCESS_SECRET);
     this.secretRetry = new RetryBackoff(config.ACCESS_RESYNC_INTERVAL_MS);
   }
@@ -113,6 +124,14 @@ export class AccessGuard {
       }
       this.secretRetry.schedule(() => void this.loadSecret());
     }
+  }
+
+  /** The shared forgery count is unreachable: this process counts on its own meanwhile (one warning per outage). */
+  private counterFailed(err: unknown): void {
+    if (this.counterWarned) return;
+    this.counterWarned = true;
+    this.deps.log.warn({ err: String(err) }, 'forged-token counter unavailable; counting in this process until it answers');
+    setTimeout(() => (this.counterWarned = false), this.config.ACCESS_BAD_TOKEN_WINDOW_MS).unref();
   }
 
   async close(): Promise<void> {
@@ -156,8 +175,9 @@ export class AccessGuard {
     }
     if (decision.redeem || decision.reload) {
       // The link becomes a cookie for exactly this hostname; reloading without the token keeps it out of the
-      // address bar, the history and the Referer of whatever the page loads next.
-      const headers: Record<string, string> = { location: clean, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' };
+      // address bar, the history and the Referer of whatever the page loads next. The Location is a path of this
+      // origin whatever the request target looked like (location.ts).
+      const headers: Record<string, string> = { location: sameOriginPath(clean), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' };
       if (decision.redeem) headers['set-cookie'] = accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, this.isTls(req));
       send(req, res, 302, headers);
       return true;
@@ -173,8 +193,12 @@ export class AccessGuard {
     return false;
   }
 
-  /** Before proxying a WebSocket upgrade: the status answered, or undefined when it may go on (slot held until close). */
-  guardUpgrade(req: IncomingMessage, socket: Duplex, target: Target): number | undefined {
+  /**
+   * Before proxying an upgrade: the status answered (a promise when the limiter was asked), or undefined when it
+   * may go on (slot held until close). Runs before the upgrade's protocol or method is looked at, so an upgrade the
+   * gateway does not proxy is refused like any other to a client without a token.
+   */
+  guardUpgrade(req: IncomingMessage, socket: Duplex, target: Target): number | Promise<number> | undefined {
     const decision = this.decide(req, target, true);
     if (!decision.allow) return this.denyRaw(req, socket, decision);
     const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
@@ -194,18 +218,18 @@ export class AccessGuard {
    * for a private pod. True when the guard answered; false leaves the original error to the caller.
    */
   concealRequest(err: unknown, req: IncomingMessage, res: ServerResponse): boolean {
-    const decision = this.concealment(err, req);
+    const decision = this.concealment(err, req, false);
     if (!decision) return false;
     this.deny(req, res, decision, withoutTokenParam(req.url ?? '/'));
     return true;
   }
 
-  concealUpgrade(err: unknown, req: IncomingMessage, socket: Duplex): number | undefined {
-    const decision = this.concealment(err, req);
+  concealUpgrade(err: unknown, req: IncomingMessage, socket: Duplex): number | Promise<number> | undefined {
+    const decision = this.concealment(err, req, true);
     return decision ? this.denyRaw(req, socket, decision) : undefined;
   }
 
-  private concealment(err: unknown, req: IncomingMessage): Extract<Decision, { allow: false }> | undefined {
+  private concealment(err: unknown, req: IncomingMessage, upgrade: boolean): Extract<Decision, { allow: false }> | undefined {
     if (!this.config.ACCESS_CONCEAL_PODS) return undefined;
     if (!(err instanceof PodNotFoundError) && !(err instanceof PodUnavailableError)) return undefined;
     let slug: string;
@@ -219,7 +243,7 @@ export class AccessGuard {
     const podPort = port ?? route?.defaultPort ?? DEFAULT_POD_PORT;
     // A stopped pod's public port may say it is stopped; so may anyone holding a valid token for the pod.
     const visibility = route ? visibilityOf(route, podPort) : 'private';
-    const decision = this.decideFor(req, slug, podPort, visibility, false);
+    const decision = this.decideFor(req, slug, podPort, visibility, upgrade);
     return decision.allow ? undefined : decision;
   }
 
@@ -228,29 +252,41 @@ export class AccessGuard {
   }
 
   private decideFor(req: IncomingMessage, slug: string, podPort: number, visibility: 'public' | 'private', upgrade: boolean): Decision {
-    const now = this.now();
-    const client = this.clientAddress(req);
     const presented: Presented[] = presentedTokens(req.headers, req.url ?? '/');
-    const decision = decide({
+    return decide({
       visibility,
       preflight: !upgrade && isPreflight(req.method, req.headers),
       navigable: !upgrade && (req.method === 'GET' || req.method === 'HEAD'),
       presented,
-      rateLimited: this.limiter.blockedFor(client, now) > 0,
+      conceal: this.config.ACCESS_CONCEAL_PODS,
       foreignOrigin: this.isForeignOrigin(req.headers.origin, slug),
       check: (token) => this.check(token, slug, podPort),
-      nowMs: now,
+      nowMs: this.now(),
     });
-    if (!decision.allow && decision.forged > 0 && this.limiter.record(client, decision.forged, now)) {
-      this.deps.log.warn({ client, windowMs: this.config.ACCESS_BAD_TOKEN_WINDOW_MS }, 'too many forged access tokens; client blocked for the window');
-    }
-    return decision;
   }
 
-  private refusal(req: IncomingMessage, decision: Extract<Decision, { allow: false }>): ErrorAnswer {
+  /**
+   * A refusal with forged tokens goes past the limiter: rate limited when the address is blocked (known here
+   * without I/O, or answered by the shared count). Every other refusal is final as it is.
+   */
+  private limited(req: IncomingMessage, refusal: Refusal): Refusal | Promise<Refusal> {
+    if (refusal.reason !== 'rejected' || refusal.forged === 0) return refusal;
+    const client = limiterKey(this.clientAddress(req));
+    const now = this.now();
+    const known = this.limiter.blockedFor(client, now);
+    if (known > 0) return { ...refusal, reason: 'rate_limited', retryAfterSeconds: known };
+    return this.limiter.record(client, refusal.forged, now).then((verdict) => {
+      if (verdict.nowBlocked) {
+        this.deps.log.warn({ client, windowMs: this.config.ACCESS_BAD_TOKEN_WINDOW_MS }, 'too many forged access tokens; client blocked for the window');
+      }
+      return verdict.blockedFor > 0 ? { ...refusal, reason: 'rate_limited' as const, retryAfterSeconds: verdict.blockedFor } : refusal;
+    });
+  }
+
+  private refusal(req: IncomingMessage, decision: Refusal): ErrorAnswer {
     const error =
       decision.reason === 'rate_limited'
-        ? new TooManyRequestsError('too many invalid access tokens from this address', this.limiter.blockedFor(this.clientAddress(req), this.now()))
+        ? new TooManyRequestsError('too many invalid access tokens from this address', decision.retryAfterSeconds ?? 1)
         : new UnauthorizedError(ACCESS_REQUIRED_MESSAGE);
     const rendered = renderError(toHttpError(error), req.headers.accept);
     if (rendered.status === 401) rendered.headers['www-authenticate'] = WWW_AUTHENTICATE;
@@ -258,13 +294,28 @@ export class AccessGuard {
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, decision: Extract<Decision, { allow: false }>, clean: string): void {
+    if (decision.reason === 'preflight') {
+      const preflight = preflightAnswer(req.headers);
+      send(req, res, preflight.status, preflight.headers);
+      return;
+    }
+    const settled = this.limited(req, decision);
+    if (!(settled instanceof Promise)) {
+      this.answerRefusal(req, res, settled, clean);
+      return;
+    }
+    settled.then((refusal) => this.answerRefusal(req, res, refusal, clean)).catch((err: unknown) => this.failed(err, res));
+  }
+
+  private answerRefusal(req: IncomingMessage, res: ServerResponse, decision: Refusal, clean: string): void {
+    if (res.destroyed || res.headersSent) return; // the client left while the limiter was asked
     const extra: Record<string, string> = {};
     // A cookie that no longer opens anything (revoked, expired) is dropped, so the browser stops sending it.
     if (decision.staleCookie) extra['set-cookie'] = clearedAccessCookie(this.isTls(req));
     const login = this.config.ACCESS_LOGIN_URL;
     if (login && decision.reason !== 'rate_limited' && wantsHtml(req.headers.accept) && (req.method === 'GET' || req.method === 'HEAD')) {
       const to = new URL(login);
-      to.searchParams.set('return_to', `${this.isTls(req) ? 'https' : 'http'}://${req.headers.host}${clean}`);
+      to.searchParams.set('return_to', sameOriginUrl(this.isTls(req) ? 'https' : 'http', req.headers.host ?? '', clean));
       send(req, res, 302, { ...extra, location: to.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
       return;
     }
@@ -272,11 +323,27 @@ export class AccessGuard {
     answer(req, res, { ...refused, headers: { ...refused.headers, ...extra } });
   }
 
-  private denyRaw(req: IncomingMessage, socket: Duplex, decision: Extract<Decision, { allow: false }>): number {
-    const refused = this.refusal(req, decision);
-    if (socket.writable) socket.end(rawHttpError(refused));
-    else socket.destroy();
-    return refused.status;
+  private denyRaw(req: IncomingMessage, socket: Duplex, decision: Extract<Decision, { allow: false }>): number | Promise<number> {
+    // decide() never calls an upgrade a preflight; were it to, the upgrade is refused like one without a token.
+    if (decision.reason === 'preflight') decision = { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
+    const answerRaw = (refusal: Refusal): number => {
+      const refused = this.refusal(req, refusal);
+      if (socket.writable) socket.end(rawHttpError(refused));
+      else socket.destroy();
+      return refused.status;
+    };
+    const settled = this.limited(req, decision);
+    if (!(settled instanceof Promise)) return answerRaw(settled);
+    return settled.then(answerRaw).catch((err: unknown) => {
+      this.failed(err, socket);
+      return 500;
+    });
+  }
+
+  /** A refusal that could not be answered (a bug, not a client's doing): logged, the connection closed. */
+  private failed(err: unknown, stream: ServerResponse | Duplex): void {
+    this.deps.log.error({ err: String(err) }, 'access refusal could not be answered');
+    stream.destroy();
   }
 
   /** An Origin that is not a page of this pod (any of its ports); absent (navigations, non-browsers) is not foreign. */
