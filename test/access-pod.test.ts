@@ -4,6 +4,7 @@
 // a WebSocket shell round trip), the pod never seeing the gateway's cookie or header, a visibility change of the
 // running pod, and pod deletion voiding its links.
 import Docker from 'dockerode';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../shared/access-token.ts';
 import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
@@ -97,6 +98,23 @@ describe('a real gVisor pod behind the guard', () => {
     expect((await api('GET', `/v1/pods/${slug}/access`)).json).toEqual({ access: { default: 'private', ports: {} } });
     expect((await api('PUT', `/v1/pods/${slug}/access`, { default: 'public', ports: {} })).status).toBe(200);
     await waitFor(async () => (await send(pods.gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the whole pod to turn public' });
+  });
+
+  it('a public terminal still refuses a WebSocket opened by another site\'s or pod\'s page (the router checks Origin)', async () => {
+    await api('PUT', `/v1/pods/${slug}/access`, { default: 'public', ports: {} });
+    await waitFor(async () => (await send(pods.gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the terminal to turn public' });
+    const status = (origin: string) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${pods.gw.gateway.httpPort}/`, { headers: { host: host(TERMINAL_PORT), origin } });
+        ws.once('open', () => (ws.terminate(), resolve(101)));
+        ws.once('unexpected-response', (_req, res) => (res.resume(), ws.terminate(), resolve(res.statusCode ?? 0)));
+        ws.once('error', reject);
+      });
+    expect(await status(`http://pod-other-${slug}.localhost`)).toBe(403);
+    expect(await status('https://evil.example')).toBe(403);
+    expect(await status(`http://${host(APP_PORT)}`)).toBe(403);
+    expect(await status(`http://${host(TERMINAL_PORT)}`)).toBe(101);
+    expect(await shellOverWebSocket(pods.gw.gateway.httpPort, { host: host(TERMINAL_PORT), origin: `http://${host(TERMINAL_PORT)}` })).toContain('sum=42');
   });
 
   it('voids every link when the pod is deleted, so a later pod of the same name is not opened by them', async () => {
