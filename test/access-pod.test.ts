@@ -3,6 +3,7 @@
 // Covers: spec visibility flowing into the route, a link minted by the API opening the web terminal (cookie, then
 // a WebSocket shell round trip), the pod never seeing the gateway's cookie or header, a visibility change of the
 // running pod, and pod deletion voiding its links.
+import { connect } from 'node:net';
 import Docker from 'dockerode';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +48,24 @@ describe('a real gVisor pod behind the guard', () => {
     const terminal = await send(pods.gw.url, host(TERMINAL_PORT), { headers: { accept: 'text/html' } });
     expect(terminal.status).toBe(401);
     expect(terminal.body).not.toContain('pod terminal');
+  });
+
+  it('an absolute-form request line naming the private terminal never opens it from the public port\'s Host', async () => {
+    // The issue's attack: the access decision is made for one port, the pod must not serve another. Whatever the
+    // gateway makes of the request line (refuse it, or decide access for its authority), the real in-pod router
+    // routes by the Host header, so the terminal page never comes back without a token.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(pods.gw.gateway.httpPort, '127.0.0.1', () =>
+        socket.write(`GET http://${host(TERMINAL_PORT)}/ HTTP/1.1\r\nHost: ${host(APP_PORT)}\r\nAccept: text/html\r\nConnection: close\r\n\r\n`),
+      );
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 (200|400|401) /);
+    expect(answer).not.toContain('<title>pod terminal</title>');
   });
 
   it('opens the web terminal with a link from the admin API: cookie, redirect, page and WebSocket shell', async () => {
