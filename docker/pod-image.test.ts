@@ -1,18 +1,22 @@
 // The pod image (podgate/pod:dev) under gVisor: the in-pod router sends each Host to the right port, WebSockets pass,
 // the supervisor keeps services running and rejects bad configuration. Real Docker, real runsc, real containers.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { shellOverWebSocket, terminalSession } from '../test/support/pod-shell.ts';
 import { vscodeImage, VSCODE_PORT } from '../test/support/vscode.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 const run = promisify(execFile);
-const POD_IMAGE = 'podgate/pod:dev';
+/** PODGATE_POD_IMAGE tests another tag (build-image.sh builds that tag when it reads the same variable). */
+const POD_IMAGE = process.env.PODGATE_POD_IMAGE ?? 'podgate/pod:dev';
 /** code-server starts in about 15 s under gVisor on an idle 2-core machine; give a busy one room. */
 const VSCODE_READY_TIMEOUT_MS = 180_000;
 const BUILD_SCRIPT = fileURLToPath(new URL('./build-image.sh', import.meta.url));
@@ -24,6 +28,10 @@ const TEST_LABEL = 'podgate.test';
 const APP_PORT = 3000;
 const TERMINAL_PORT = 7681;
 const EXIT_CONFIG = 64;
+/** The pods' router key, as the orchestrator makes one; every request to a service carries it, as a gateway's does. */
+const ROUTER_KEY = randomBytes(32).toString('hex');
+const KEY_HEADER = 'X-Podgate-Router-Key';
+const FORBIDDEN = 'podgate: forbidden\n';
 
 const docker = new Docker();
 const runId = `${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
@@ -35,9 +43,11 @@ interface HttpAnswer {
   body: string;
 }
 
-function get(port: number, host: string, path = '/', headers: Record<string, string> = {}): Promise<HttpAnswer> {
+/** A request as a gateway sends it: with the router key (`key` null: none, as any other local process). */
+function get(port: number, host: string, path = '/', headers: Record<string, string> = {}, key: string | null = ROUTER_KEY): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { ...headers, Host: host }, agent: false }, (res) => {
+    const all: Record<string, string> = { ...(key === null ? {} : { [KEY_HEADER]: key }), ...headers, Host: host };
+    const req = request({ host: '127.0.0.1', port, path, headers: all, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
@@ -75,11 +85,43 @@ async function execIn(container: Docker.Container, cmd: string[]): Promise<{ exi
   return { exitCode: info.ExitCode ?? -1, output };
 }
 
-async function startPod(env: string[] = [], image = POD_IMAGE): Promise<Docker.Container> {
+/**
+ * One raw HTTP/1.1 exchange (the request exactly as written, e.g. an absolute-form target, which Node's client never
+ * sends); resolves with everything the router answered before it closed the connection.
+ */
+function rawExchange(port: number, head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(head));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+/** The status of a WebSocket handshake through the router: 101 when it opened, else the router's answer. */
+function upgradeStatus(port: number, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { headers });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
+async function startPod(env: string[] = [], image = POD_IMAGE, key: string | null = ROUTER_KEY): Promise<Docker.Container> {
   const container = await docker.createContainer({
     name: `podgate-imagetest-${runId}-${created.length}`,
     Image: image,
-    Env: env,
+    Env: [...(key === null ? [] : [`PODGATE_ROUTER_KEY=${key}`]), ...env],
     Labels: { [TEST_LABEL]: runId },
     ExposedPorts: { '80/tcp': {} },
     HostConfig: {
@@ -102,15 +144,15 @@ async function publishedPort(container: Docker.Container): Promise<number> {
 
 async function isReady(port: number): Promise<boolean> {
   try {
-    return (await get(port, 'podgate-router', '/readyz')).status === 200;
+    return (await get(port, 'podgate-router', '/readyz', {}, null)).status === 200;
   } catch {
     return false;
   }
 }
 
 /** Run a container that should refuse its configuration; return its exit code and logs. */
-async function runToExit(env: string[]): Promise<{ exitCode: number; logs: string }> {
-  const container = await startPod(env);
+async function runToExit(env: string[], key: string | null = ROUTER_KEY): Promise<{ exitCode: number; logs: string }> {
+  const container = await startPod(env, POD_IMAGE, key);
   const { StatusCode } = (await container.wait()) as { StatusCode: number };
   const logs = demuxLogs((await container.logs({ stdout: true, stderr: true, follow: false })) as Buffer);
   return { exitCode: StatusCode, logs };
@@ -169,7 +211,7 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
   });
 
   it('carries a WebSocket through the router to the web terminal', async () => {
-    expect(await shellOverWebSocket(port, { Host: `localhost-${TERMINAL_PORT}.pod-demo.localhost` })).toContain('sum=42');
+    expect(await shellOverWebSocket(port, { Host: `localhost-${TERMINAL_PORT}.pod-demo.localhost`, [KEY_HEADER]: ROUTER_KEY })).toContain('sum=42');
   });
 
   it('serves a full terminal: xterm.js page, TERM=xterm-256color, and the window size the page sends', async () => {
@@ -183,7 +225,7 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     // The page's resize message is cut out of the input (the shell never sees it), becomes the pty's size, and the
     // program in front hears of it (SIGWINCH: how vim or top know to redraw).
     const watcher = `bash -c 'trap "echo winch=\\$(stty size); exit" WINCH; echo armed; for i in $(seq 100); do sleep 0.2; done'`;
-    const [before, , resized, after] = await terminalSession(port, { Host: host }, [
+    const [before, , resized, after] = await terminalSession(port, { Host: host, [KEY_HEADER]: ROUTER_KEY }, [
       { send: 'echo "term=$TERM size=$(stty size)"\r', until: /term=xterm-256color size=\d+ \d+/ },
       { send: `${watcher}\r`, until: /^armed/m },
       { send: '\x1bPpodgate-resize;33;101\x1b\\', until: /winch=33 101/ },
@@ -222,6 +264,80 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     expect((await get(port, 'podgate-router', '/services/terminal')).body).toBe('ready\n');
   });
 
+  it('refuses every request without the router key with one 403, before any routing; its status stays open', async () => {
+    const wrongKey = randomBytes(32).toString('hex');
+    const hosts = [
+      `localhost-${APP_PORT}.pod-demo.localhost`,
+      `localhost-${TERMINAL_PORT}.pod-demo.localhost`,
+      'pod-demo.localhost',
+      'localhost-0.pod-demo.localhost',
+      'localhost-80.pod-demo.localhost',
+      '127.0.0.1',
+    ];
+    for (const host of hosts) {
+      for (const key of [null, wrongKey, '', ROUTER_KEY.slice(0, 32)]) {
+        const res = await get(port, host, '/', {}, key);
+        expect(res.status, `${host} key=${key}`).toBe(403);
+        expect(res.body, host).toBe(FORBIDDEN);
+      }
+    }
+    // The web terminal's WebSocket, too.
+    const terminal = `localhost-${TERMINAL_PORT}.pod-demo.localhost`;
+    expect(await upgradeStatus(port, { Host: terminal })).toBe(403);
+    expect(await upgradeStatus(port, { Host: terminal, [KEY_HEADER]: wrongKey })).toBe(403);
+    // The orchestrator's readiness checks need no key.
+    expect((await get(port, 'podgate-router', '/readyz', {}, null)).body).toBe('ready\n');
+    expect((await get(port, 'podgate-router', '/services/app', {}, null)).body).toBe('ready\n');
+  });
+
+  it('serves with the key, and the services never see it', async () => {
+    const res = await get(port, `localhost-${APP_PORT}.pod-demo.localhost`, '/cgi-bin/echo');
+    expect(res.status).toBe(200);
+    expect(res.body).toContain('port=3000\n');
+    expect(res.body).not.toContain(ROUTER_KEY);
+    // Nor does their environment: the supervisor unsets it before starting them.
+    const environ = await execIn(pod, ['sh', '-c', 'for p in $(pgrep -x busybox) $(pgrep -x websocketd); do tr "\\0" "\\n" </proc/$p/environ; done']);
+    expect(environ.output).toContain('POD_DEFAULT_PORT=');
+    expect(environ.output).not.toContain('PODGATE_ROUTER_KEY');
+  });
+
+  it('routes by the Host header, never by an absolute-form target, and passes the service the origin-form', async () => {
+    const absolute = (target: string, host: string) =>
+      rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${KEY_HEADER}: ${ROUTER_KEY}\r\nConnection: close\r\n\r\n`);
+    const toApp = await absolute(`http://localhost-${TERMINAL_PORT}.pod-demo.localhost/cgi-bin/echo?x=1`, `localhost-${APP_PORT}.pod-demo.localhost`);
+    expect(toApp).toMatch(/^HTTP\/1\.1 200 /);
+    expect(toApp).toContain('port=3000\n');
+    expect(toApp).toContain('uri=/cgi-bin/echo?x=1\n');
+    expect(toApp).toContain(`x-forwarded-host=localhost-${APP_PORT}.pod-demo.localhost\n`);
+    expect(toApp).not.toContain('pod terminal');
+    // The other way round: the Host's port (the terminal), not the request line's (the app).
+    const toTerminal = await absolute(`http://localhost-${APP_PORT}.pod-demo.localhost/`, `localhost-${TERMINAL_PORT}.pod-demo.localhost`);
+    expect(toTerminal).toContain('<title>pod terminal</title>');
+    // A request line naming the default pod host does not turn a port-labelled Host into the default port.
+    const labelled = await absolute('http://pod-demo.localhost/', `localhost-${TERMINAL_PORT}-pod-demo.localhost`);
+    expect(labelled).toContain('<title>pod terminal</title>');
+    // Hostnames are case-insensitive, as the gateway reads them: the port the gateway checked is the one served.
+    const upper = await get(port, `LOCALHOST-${TERMINAL_PORT}.POD-DEMO.LOCALHOST`);
+    expect(upper.body).toContain('<title>pod terminal</title>');
+    // No Host header at all (HTTP/1.0): refused, not sent to the default port by the request line.
+    const noHost = await rawExchange(port, `GET http://localhost-${TERMINAL_PORT}.pod-demo.localhost/ HTTP/1.0\r\n${KEY_HEADER}: ${ROUTER_KEY}\r\n\r\n`);
+    expect(noHost).toMatch(/^HTTP\/1\.1 400 /);
+    expect(noHost).toContain('missing Host header');
+  });
+
+  it('the web terminal accepts WebSockets only from its own pages (Origin host = Host) or non-browsers (no Origin)', async () => {
+    const host = `localhost-${TERMINAL_PORT}.pod-demo.localhost:8080`;
+    const withKey = { Host: host, [KEY_HEADER]: ROUTER_KEY };
+    for (const origin of ['http://pod-evil.localhost:8080', `http://localhost-${APP_PORT}.pod-demo.localhost:8080`, 'https://evil.example', 'null', `http://${host}.evil.example`]) {
+      expect(await upgradeStatus(port, { ...withKey, Origin: origin }), origin).toBe(403);
+    }
+    expect(await shellOverWebSocket(port, { ...withKey, Origin: `http://${host}` })).toContain('sum=42');
+    expect(await shellOverWebSocket(port, { ...withKey, Origin: `https://${host.toUpperCase()}` })).toContain('sum=42');
+    // Only services that ask for it (WEBSOCKET_ORIGIN=same): the app's upgrades are its own business.
+    const app = await get(port, `localhost-${APP_PORT}.pod-demo.localhost`, '/', { Upgrade: 'websocket', Connection: 'Upgrade', Origin: 'https://evil.example' });
+    expect(app.body).not.toContain('accepts WebSocket connections only');
+  });
+
   it('restarts a service that dies', async () => {
     const killed = await execIn(pod, ['pkill', '-x', 'busybox']);
     expect(killed.exitCode).toBe(0);
@@ -246,6 +362,15 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
     const missingBinary = await runToExit(['POD_SERVICES=vscode']);
     expect(missingBinary.exitCode).toBe(EXIT_CONFIG);
     expect(missingBinary.logs).toContain("needs 'code-server'");
+  });
+
+  it('refuses to start without a well-formed router key (it would serve anyone), naming the variable', async () => {
+    const missing = await runToExit([], null);
+    expect(missing.exitCode).toBe(EXIT_CONFIG);
+    expect(missing.logs).toContain('PODGATE_ROUTER_KEY is not set');
+    const malformed = await runToExit([], 'not-a-key');
+    expect(malformed.exitCode).toBe(EXIT_CONFIG);
+    expect(malformed.logs).toContain('PODGATE_ROUTER_KEY must be 64 lowercase hex digits');
   });
 
   it('stops with the configuration exit code when nginx rejects the router config (no restart loop)', async () => {

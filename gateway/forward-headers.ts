@@ -1,6 +1,7 @@
 // Header rules at the edge (pure). Requests to pods get X-Forwarded-* set by the gateway (client-supplied
 // values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop headers.
 import type { IncomingHttpHeaders } from 'node:http';
+import { ROUTER_KEY_HEADER } from '../shared/route.ts';
 
 /** RFC 9110 section 7.6.1 hop-by-hop headers (Proxy-* ones are all removed by isProxyHeader). */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
@@ -25,6 +26,8 @@ export interface ForwardContext {
   port: number;
   /** An Upgrade (WebSocket) request: keeps `Connection: upgrade` and `Upgrade`. */
   upgrade: boolean;
+  /** The target pod's router key (its route's), sent as ROUTER_KEY_HEADER. */
+  routerKey?: string;
 }
 
 export function unwrapMappedAddress(address: string | undefined): string {
@@ -60,6 +63,9 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, ctx: Forward
   if (!ctx.trustedPeer || !headers['x-forwarded-host']) headers['x-forwarded-host'] = headers.host ?? '';
   if (!ctx.trustedPeer || !headers['x-forwarded-port']) headers['x-forwarded-port'] = String(ctx.port);
   if (!ctx.trustedPeer) delete headers.forwarded;
+  // Only the gateway speaks for the router key: a client's copy (even a trusted proxy's) never reaches the pod.
+  delete headers[ROUTER_KEY_HEADER];
+  if (ctx.routerKey) headers[ROUTER_KEY_HEADER] = ctx.routerKey;
 }
 
 /**

@@ -1,6 +1,7 @@
 // The gateway over plain HTTP, end to end: real Redis, real gateway, real upstream servers on loopback.
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
 import { closedPort, startHarness, startUpstream, type Harness, type Upstream } from '../test/support/gateway-harness.ts';
 import { waitFor } from '../test/support/wait.ts';
 
@@ -144,6 +145,38 @@ describe('forwarding headers', () => {
       expect(a.headers['x-kept']).toBe('yes');
     } finally {
       await hop.close();
+    }
+  });
+});
+
+describe('the pod router key', () => {
+  it('is sent to the pod from its route, and a client-sent copy never reaches the pod (HTTP and WebSocket)', async () => {
+    const key = 'a1'.repeat(32);
+    const forged = 'b2'.repeat(32);
+    const pod = await startUpstream();
+    const upgrades: IncomingHttpHeaders[] = [];
+    const wss = new WebSocketServer({ server: pod.server });
+    wss.on('connection', (_socket, req) => upgrades.push(req.headers));
+    try {
+      await h.route('keyed', pod.port, { routerKey: key });
+      const keyed = await get(h, 'pod-keyed.localhost', { headers: { 'x-podgate-router-key': forged } });
+      expect(json(keyed).headers['x-podgate-router-key']).toBe(key);
+      // A route without a key (a pod whose router needs none): the client's copy is dropped all the same.
+      const plain = await get(h, 'pod-myapp.localhost', { headers: { 'X-Podgate-Router-Key': forged } });
+      expect(json(plain).headers['x-podgate-router-key']).toBeUndefined();
+
+      const ws = new WebSocket(`ws://127.0.0.1:${h.gateway.httpPort}/`, { headers: { host: 'pod-keyed.localhost', 'x-podgate-router-key': forged } });
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      ws.terminate();
+      expect(upgrades).toHaveLength(1);
+      expect(upgrades[0]!['x-podgate-router-key']).toBe(key);
+    } finally {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await pod.close();
     }
   });
 });

@@ -112,7 +112,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     }
   }
 
-  function forwardContext(req: IncomingMessage, upgrade: boolean) {
+  function forwardContext(req: IncomingMessage, upgrade: boolean, target: Target) {
     const remoteAddress = unwrapMappedAddress(req.socket.remoteAddress);
     return {
       remoteAddress,
@@ -120,6 +120,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       proto: (req.socket as TLSSocket).encrypted ? ('https' as const) : ('http' as const),
       port: req.socket.localPort ?? 0,
       upgrade,
+      routerKey: target.route.routerKey,
     };
   }
 
@@ -163,7 +164,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     }
     pod = target.slug;
     if (access.guardRequest(req, res, target)) return;
-    prepareRequestHeaders(req.headers, forwardContext(req, false));
+    prepareRequestHeaders(req.headers, forwardContext(req, false, target));
     proxy.web(req, res, target, (err) => {
       failure = err;
       answerError(err, req, res);
@@ -197,7 +198,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       record(req, 400, target.slug, started);
       return;
     }
-    prepareRequestHeaders(req.headers, forwardContext(req, true));
+    prepareRequestHeaders(req.headers, forwardContext(req, true, target));
     // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
     proxy.ws(req, socket, head, target, {
       answered: (status) => record(req, status, target.slug, started),

@@ -107,7 +107,10 @@ export function createApi(deps: ApiDeps): Hono {
     const { limit } = parseOrThrow(LogQuerySchema, c.req.query(), 'query');
     return c.json({ entries: await pods.logs(slug, limit) });
   });
-  app.get('/v1/routes', async (c) => c.json({ routes: (await allRoutes(routes)).sort((a, b) => a.slug.localeCompare(b.slug)) }));
+  // Without the pods' router keys: they are for the gateways (which read the route table itself), not for display.
+  app.get('/v1/routes', async (c) =>
+    c.json({ routes: (await allRoutes(routes)).sort((a, b) => a.slug.localeCompare(b.slug)).map(({ routerKey: _key, ...route }) => route) }),
+  );
   app.get('/v1/reconcile', (c) => c.json({ last: deps.reconciler?.last ?? null }));
   app.post('/v1/reconcile', async (c) => {
     if (!deps.reconciler) throw new NotFoundError('reconcile is not running');

@@ -14,6 +14,11 @@ export const LABELS = {
   defaultPort: 'podgate.default-port',
   /** The pod spec as JSON, so a restarted orchestrator knows the pod without any other store. */
   spec: 'podgate.spec',
+  /**
+   * The container's router key (also in its environment, PODGATE_ROUTER_KEY), so a restarted orchestrator publishes
+   * the same one. Readable by whoever can use the Docker API, who can read the container's environment as well.
+   */
+  routerKey: 'podgate.router-key',
 } as const;
 
 /** The in-pod router listens here; it is the only port a pod publishes. */

@@ -34,6 +34,22 @@ const POOLS_EXHAUSTED = /non-overlapping IPv4 address pool|all predefined addres
 const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
 /** Processes per pod: a fork bomb stays inside its sandbox. */
 const PIDS_LIMIT = 4096;
+/**
+ * Capabilities a pod keeps: none but NET_BIND_SERVICE, which gVisor's sandbox needs to bind the router's port 80 in
+ * the pod's network namespace (with --network=host, measured: without it nginx's bind() fails with EACCES). Inside
+ * the sandbox the pod's processes run as the image's user with no capabilities at all (CapEff 0).
+ */
+const POD_CAP_ADD = ['NET_BIND_SERVICE'];
+/**
+ * No process in a pod gains privileges by exec (setuid binaries, file capabilities). The pod image has no sudo; an
+ * image that needs it cannot use it here, by design: gVisor is the boundary, and root inside it gains nothing the
+ * pod's user needs from the orchestrator.
+ */
+const POD_SECURITY_OPT = ['no-new-privileges'];
+/** A pod's writable layer, where the storage driver can limit it (see storageLimitSupport). */
+export const POD_STORAGE_BYTES = 20 * 1024 ** 3;
+/** Docker's refusal when overlay2 sits on xfs mounted without pquota: detected at the first create, then not asked again. */
+const STORAGE_OPT_REFUSED = /storage-opt is supported only|pquota/i;
 /** The network may still be in use for a moment after the container is removed. */
 const NETWORK_REMOVE_ATTEMPTS = 5;
 const NETWORK_REMOVE_BACKOFF_MS = 200;
@@ -79,6 +95,24 @@ const INFO_CACHE_MS = 30_000;
 interface DaemonInfo {
   Runtimes?: Record<string, unknown>;
   NCPU?: number;
+  Driver?: string;
+  DriverStatus?: [string, string][];
+}
+
+/**
+ * Whether Docker can cap a container's writable layer (HostConfig.StorageOpt size) with this storage driver:
+ * overlay2 only on xfs (which must also be mounted with pquota, which `docker info` cannot tell: Docker's refusal at
+ * the first create settles it), btrfs, zfs and devicemapper always. overlay2 on ext4 (the common case) cannot.
+ */
+export function storageLimitSupport(info: Pick<DaemonInfo, 'Driver' | 'DriverStatus'>): { supported: boolean; reason: string } {
+  const driver = info.Driver ?? 'unknown';
+  const backing = info.DriverStatus?.find(([k]) => k === 'Backing Filesystem')?.[1] ?? 'unknown';
+  if (['btrfs', 'zfs', 'devicemapper'].includes(driver)) return { supported: true, reason: `storage driver ${driver}` };
+  if (driver === 'overlay2' && backing === 'xfs') return { supported: true, reason: 'overlay2 on xfs (needs the pquota mount option)' };
+  return {
+    supported: false,
+    reason: `storage driver ${driver} on ${backing} cannot limit a container's size (Docker supports it for overlay2 on xfs with pquota, btrfs, zfs and devicemapper)`,
+  };
 }
 
 export class DockerRuntime implements ContainerRuntime {
@@ -88,6 +122,8 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly filter: string[];
   private infoCache: { at: number; value: Promise<DaemonInfo> } | undefined;
   private readonly bridgePrefix: string | undefined;
+  /** Set once Docker refused StorageOpt (overlay2 on xfs without pquota): later creates do not ask again. */
+  private storageOptRefused = false;
 
   /** `bridgePrefix`: pod bridges' interface name prefix, POD_BRIDGE_PREFIX (what the egress policy matches) unless a test has its own. */
   constructor(docker: Docker, options: { namespace?: string; bridgePrefix?: string } = {}) {
@@ -158,7 +194,8 @@ export class DockerRuntime implements ContainerRuntime {
       throw err;
     });
     try {
-      const container = await this.call('create container', () =>
+      const limitStorage = !this.storageOptRefused && storageLimitSupport(await this.info()).supported;
+      const createWith = (storageOpt: boolean) => this.call('create container', () =>
         this.docker.createContainer({
           name,
           Image: spec.image,
@@ -179,9 +216,18 @@ export class DockerRuntime implements ContainerRuntime {
             // The orchestrator owns the lifecycle: a container that dies stays down and its route says so.
             RestartPolicy: { Name: 'no' },
             LogConfig: { Type: 'json-file', Config: CONTAINER_LOG_OPTS },
+            CapDrop: ['ALL'],
+            CapAdd: POD_CAP_ADD,
+            SecurityOpt: POD_SECURITY_OPT,
+            ...(storageOpt ? { StorageOpt: { size: String(POD_STORAGE_BYTES) } } : {}),
           },
         }),
       );
+      const container = await createWith(limitStorage).catch((err: unknown) => {
+        if (!limitStorage || !STORAGE_OPT_REFUSED.test(dockerMessage(err))) throw err;
+        this.storageOptRefused = true;
+        return createWith(false);
+      });
       const info = await container.inspect();
       return {
         id: info.Id,

@@ -6,6 +6,8 @@ import { createServer } from 'node:net';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { createRedis, waitReady } from '../shared/redis.ts';
+import { ROUTER_KEY_HEADER } from '../shared/route.ts';
+import { LABELS } from './container-runtime.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import type { OrchestratorConfig } from './config.ts';
@@ -39,10 +41,11 @@ async function api(method: string, path: string, body?: unknown, token = TOKEN):
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
-/** GET through the pod's host port, as a gateway would (Host names the pod). */
-function viaHostPort(port: number, host: string): Promise<{ status: number; body: string }> {
+/** GET through the pod's host port, as a gateway would (Host names the pod, the route's router key goes along). */
+function viaHostPort(port: number, host: string, routerKey: string | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: 5000 }, (res) => {
+    const headers = { host, ...(routerKey === undefined ? {} : { [ROUTER_KEY_HEADER]: routerKey }) };
+    const req = request({ host: '127.0.0.1', port, path: '/', headers, agent: false, timeout: 5000 }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -163,8 +166,21 @@ describe('pod lifecycle', () => {
 
     const route = await orch.routes.get(s);
     expect(route).toMatchObject({ slug: s, host: '127.0.0.1', port: pod.hostPort, status: 'running', defaultPort: 3000 });
+    // The pod's router key: made at create, in the route for the gateways, in the container (env and label).
+    const key = route!.routerKey!;
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    const container = await docker.getContainer(`podgate-${s}`).inspect();
+    expect(container.Config.Labels[LABELS.routerKey]).toBe(key);
+    expect(container.Config.Env).toContain(`PODGATE_ROUTER_KEY=${key}`);
+    // Not in what the admin API shows.
+    expect(JSON.stringify(pod)).not.toContain(key);
+    expect(JSON.stringify((await api('GET', '/v1/routes')).json)).not.toContain(key);
+    // The host port serves nothing without it (any local process, a browser page): 403.
+    const direct = await viaHostPort(pod.hostPort, `pod-${s}.localhost`, undefined);
+    expect(direct.status).toBe(403);
+    expect(direct.body).not.toContain('demo app');
     // The router sends the pod's own hostname to the default port: the image's demo app.
-    const first = await viaHostPort(pod.hostPort, `pod-${s}.localhost`);
+    const first = await viaHostPort(pod.hostPort, `pod-${s}.localhost`, key);
     expect(first.status).toBe(200);
     expect(first.body).toContain('podgate demo app on port 3000');
     expect((await api('GET', '/v1/routes')).json.routes.map((r: { slug: string }) => r.slug)).toContain(s);
@@ -194,14 +210,17 @@ describe('pod lifecycle', () => {
     const started = await api('POST', `/v1/pods/${s}/start`);
     expect(started.json.status).toBe('running');
     expect((await orch.routes.get(s))?.status).toBe('running');
-    // Running again means serving again (the route goes running only once the app is ready).
-    const again = await viaHostPort(pod.hostPort, `pod-${s}.localhost`);
+    // Running again means serving again (the route goes running only once the app is ready), with the same key: it
+    // lives as long as the container.
+    expect((await orch.routes.get(s))?.routerKey).toBe(key);
+    const again = await viaHostPort(pod.hostPort, `pod-${s}.localhost`, key);
     expect(again.status).toBe(200);
     expect(again.body).toContain('podgate demo app on port 3000');
 
     const restarted = await api('POST', `/v1/pods/${s}/restart`);
     expect(restarted.json.status).toBe('running');
     expect(restarted.json.hostPort).toBe(pod.hostPort);
+    expect((await orch.routes.get(s))?.routerKey).toBe(key);
 
     expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
     expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
@@ -295,10 +314,13 @@ describe('reconcile: Docker is the source of truth', () => {
     // Made public after creation: the container's labels cannot say so, the route does.
     expect((await api('PUT', `/v1/pods/${s}/access`, { default: 'public', ports: {} })).status).toBe(200);
     expect((await orch.routes.get(s))?.access).toEqual({ default: 'public', ports: {} });
+    const key = (await orch.routes.get(s))!.routerKey!;
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
 
     await orch.close();
     orch = await startOrchestrator(config, { logger });
     expect((await orch.routes.get(s))?.access).toEqual({ default: 'public', ports: {} });
+    expect((await orch.routes.get(s))?.routerKey).toBe(key);
     expect((await api('GET', `/v1/pods/${s}/access`)).json.access).toEqual({ default: 'public', ports: {} });
     const adopted = (await api('GET', `/v1/pods/${s}`)).json;
     expect(adopted).toMatchObject({ slug: s, status: 'running', hostPort: pod.hostPort, defaultPort: 7681 });
@@ -312,7 +334,9 @@ describe('reconcile: Docker is the source of truth', () => {
     c.disconnect();
     // (The orchestrator notices the loss by itself within a second, so which pass repairs it is not asserted.)
     await orch.reconciler.reconcile();
-    expect(await orch.routes.get(s)).toMatchObject({ status: 'running', port: pod.hostPort, defaultPort: 7681 });
+    // With the container's own router key (read back from its label), so the gateways keep reaching it.
+    expect(await orch.routes.get(s)).toMatchObject({ status: 'running', port: pod.hostPort, defaultPort: 7681, routerKey: key });
+    expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`, key)).body).toContain('<title>pod terminal</title>');
     expect((await createRedisOwners())[String(pod.hostPort)]).toMatch(new RegExp(`^${s}\\|`));
 
     // Someone deletes the route by hand: it comes back.
@@ -347,7 +371,7 @@ describe('isolation', () => {
     // published port, so the failures below are the network's, not the tool's or B's.
     expect(await connect(a, '127.0.0.1', 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
     expect(await connect(b, ipB, 80)).toMatchObject({ exitCode: 0, stderr: expect.stringMatching(/succeeded/) });
-    expect((await viaHostPort(hostPortB, `pod-${b}.localhost`)).status).toBe(200);
+    expect((await viaHostPort(hostPortB, `pod-${b}.localhost`, (await orch.routes.get(b))?.routerKey)).status).toBe(200);
     // B's container address on B's network: the egress policy refuses another pod's bridge (Docker, which
     // isolates bridge networks too, would drop the packets without an answer).
     expect(await connect(a, ipB, 80)).toEqual({ exitCode: 1, stderr: `nc: connect to ${ipB} port 80 (tcp) failed: No route to host\n` });

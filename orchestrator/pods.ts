@@ -2,6 +2,7 @@
 // that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
 // the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when
 // stopped, gone on delete; each write carries a fresh generation from the route store.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
@@ -34,6 +35,12 @@ export interface PodRecord {
   containerId: string | undefined;
   /** Generation of this incarnation (container label); routes use newer ones. */
   generation: number;
+  /**
+   * The key its in-pod router requires of every request (PODGATE_ROUTER_KEY), made with the container and kept as
+   * long as it: every route of this container carries it to the gateways. Undefined before the container exists
+   * (and for containers made before router keys, whose router asks for none).
+   */
+  routerKey: string | undefined;
   /** Generation of the last route this process wrote for the pod (0: none). */
   routeGeneration: number;
   createdAt: string;
@@ -130,6 +137,11 @@ export interface ExecOutcome extends Omit<ExecLogEntry, 'id'> {
   timedOut: boolean;
 }
 
+/** A pod router key: 32 random bytes (see RouterKeySchema). */
+export function newRouterKey(): string {
+  return randomBytes(32).toString('hex');
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -191,7 +203,7 @@ export class PodService {
     const now = new Date().toISOString();
     const record: PodRecord = {
       slug, spec, state: 'pending', hostPort: undefined, containerId: undefined,
-      generation: 0, routeGeneration: 0, createdAt: now, updatedAt: now, error: undefined,
+      generation: 0, routerKey: undefined, routeGeneration: 0, createdAt: now, updatedAt: now, error: undefined,
     };
     this.records.set(slug, record);
     const work = this.d.table.locks.run(slug, () => this.provision(record, wait));
@@ -224,6 +236,7 @@ export class PodService {
         const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
         record.hostPort = hostPort;
         record.generation = generation;
+        record.routerKey = newRouterKey();
         phases.mark('port');
         const container = await runtime.create(this.containerSpec(record, tierLimits(spec.tier, hostCpus)));
         created = true;
@@ -269,9 +282,10 @@ export class PodService {
       bindAddress: config.bindAddress,
       hostPort: record.hostPort!,
       defaultPort: spec.defaultPort,
-      env: podEnvironment(spec),
+      env: { ...podEnvironment(spec), PODGATE_ROUTER_KEY: record.routerKey! },
       labels: {
         ...spec.labels,
+        [LABELS.routerKey]: record.routerKey!,
         [LABELS.generation]: String(record.generation),
         [LABELS.hostPort]: String(record.hostPort),
         [LABELS.defaultPort]: String(spec.defaultPort),
@@ -298,6 +312,7 @@ export class PodService {
     }
     record.hostPort = undefined;
     record.containerId = undefined;
+    record.routerKey = undefined;
   }
 
   /** Start the container, wait until its router reports every service ready, run postStart hooks, then route to it. */
@@ -333,7 +348,9 @@ export class PodService {
   /** Write the route the pod's state calls for, with a fresh generation. */
   async publish(record: PodRecord): Promise<void> {
     const { routes, config } = this.d;
-    const desired = desiredRoute({ slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec });
+    const desired = desiredRoute({
+      slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
+    });
     if (!desired) return;
     const generation = await routes.nextGeneration();
     await routes.put(toRoute(desired, generation));

@@ -217,7 +217,9 @@ export class Reconciler {
           if (await ports.claim(pod.hostPort, pod.slug)) report.claimedPorts.push(pod.hostPort);
           else logger.error({ slug: pod.slug, port: pod.hostPort, owner: owners.get(pod.hostPort)?.owner }, 'pod port is held by another owner');
         }
-        const desired = desiredRoute({ slug: record.slug, state: record.state, hostAddress, hostPort: record.hostPort, spec: record.spec });
+        const desired = desiredRoute({
+          slug: record.slug, state: record.state, hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
+        });
         if (desired && routeNeedsWrite(stored.get(record.slug), desired)) {
           await pods.publish(record);
           report.republished.push(record.slug);
@@ -314,6 +316,7 @@ function adopt(pod: ObservedPod, state: ReturnType<typeof stateFromContainer>, n
     hostPort: pod.hostPort,
     containerId: pod.containerId,
     generation: pod.generation,
+    routerKey: pod.routerKey,
     routeGeneration: 0,
     createdAt: at,
     updatedAt: at,

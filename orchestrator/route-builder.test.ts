@@ -23,6 +23,25 @@ describe('route builder', () => {
     expect(observePod(container({ ...good, [LABELS.slug]: 'other' })).error).toMatch(LABELS.spec);
   });
 
+  it('reads the router key label: absent (an older container) is no key, a malformed one makes it an orphan', () => {
+    const key = 'c3'.repeat(32);
+    expect(observePod(container({ ...good, [LABELS.routerKey]: key })).pod?.routerKey).toBe(key);
+    expect(observePod(container(good)).pod?.routerKey).toBeUndefined();
+    expect(observePod(container({ ...good, [LABELS.routerKey]: 'short' })).error).toMatch(LABELS.routerKey);
+    expect(observePod(container({ ...good, [LABELS.routerKey]: key.toUpperCase() })).error).toMatch(LABELS.routerKey);
+  });
+
+  it('carries the router key into the route, and rewrites a route that lacks it or has another', () => {
+    const key = 'c3'.repeat(32);
+    const d = desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec, routerKey: key })!;
+    expect(d.routerKey).toBe(key);
+    const stored = toRoute(d, 5);
+    expect(routeNeedsWrite(stored, d)).toBe(false);
+    expect(routeNeedsWrite({ ...stored, routerKey: undefined }, d)).toBe(true);
+    expect(routeNeedsWrite({ ...stored, routerKey: 'd4'.repeat(32) }, d)).toBe(true);
+    expect(desiredRoute({ slug: 'app', state: 'running', hostAddress: '10.0.0.1', hostPort: 30001, spec })).not.toHaveProperty('routerKey');
+  });
+
   it('maps pod states to route statuses', () => {
     const at = (state: Parameters<typeof desiredRoute>[0]['state']) => desiredRoute({ slug: 'app', state, hostAddress: '10.0.0.1', hostPort: 30001, spec })?.status;
     expect(at('running')).toBe('running');

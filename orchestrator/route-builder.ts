@@ -1,7 +1,7 @@
 // Pure decisions that turn what Docker shows into pods and routes: container labels -> observed pod, pod state ->
 // route status, and whether the stored route needs a new write. No I/O here.
 import { z } from 'zod';
-import { MAX_DECLARED_PORTS, PortSchema, type AccessPolicy, type Route, type RouteStatus } from '../shared/route.ts';
+import { MAX_DECLARED_PORTS, PortSchema, RouterKeySchema, type AccessPolicy, type Route, type RouteStatus } from '../shared/route.ts';
 import { LABELS, type ContainerState, type PodContainer } from './container-runtime.ts';
 import { PodSpecSchema, type PodSpec } from './spec.ts';
 
@@ -15,6 +15,8 @@ export interface ObservedPod {
   hostPort: number;
   generation: number;
   spec: PodSpec;
+  /** Absent for a container made before pods had router keys (its router asks for none). */
+  routerKey: string | undefined;
 }
 
 const GenerationLabel = z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -36,7 +38,12 @@ export function observePod(c: PodContainer): { pod?: ObservedPod; error?: string
   }
   const spec = PodSpecSchema.safeParse(raw);
   if (!spec.success || spec.data.slug !== slug) return { error: `label ${LABELS.spec} is not a valid spec of ${slug}` };
-  return { pod: { slug, containerId: c.id, container: c.state, hostPort: port.data, generation: generation.data, spec: spec.data } };
+  const keyLabel = c.labels[LABELS.routerKey];
+  const routerKey = keyLabel === undefined ? undefined : RouterKeySchema.safeParse(keyLabel);
+  if (routerKey && !routerKey.success) return { error: `label ${LABELS.routerKey} is not a router key` };
+  return {
+    pod: { slug, containerId: c.id, container: c.state, hostPort: port.data, generation: generation.data, spec: spec.data, routerKey: routerKey?.data },
+  };
 }
 
 /** What a pod is, judged only from its container (a pod we did not start ourselves, or one changed behind our back). */
@@ -80,6 +87,7 @@ export interface DesiredRoute {
   ports: number[];
   access?: AccessPolicy;
   maxConnections?: number;
+  routerKey?: string;
 }
 
 export interface RouteInputs {
@@ -88,6 +96,8 @@ export interface RouteInputs {
   hostAddress: string;
   hostPort: number | undefined;
   spec: Pick<PodSpec, 'defaultPort' | 'access' | 'maxConnections' | 'services'>;
+  /** The container's router key: lives as long as the container, so every route of it carries the same one. */
+  routerKey?: string | undefined;
 }
 
 /**
@@ -116,6 +126,7 @@ export function desiredRoute(p: RouteInputs): DesiredRoute | undefined {
     ports: declaredPorts(p.spec),
     ...(p.spec.access ? { access: p.spec.access } : {}),
     ...(p.spec.maxConnections ? { maxConnections: p.spec.maxConnections } : {}),
+    ...(p.routerKey ? { routerKey: p.routerKey } : {}),
   };
 }
 
@@ -129,6 +140,7 @@ export function routeNeedsWrite(current: Route | undefined, desired: DesiredRout
     current.defaultPort !== desired.defaultPort ||
     current.maxConnections !== desired.maxConnections ||
     JSON.stringify(current.ports ?? null) !== JSON.stringify(desired.ports) ||
+    current.routerKey !== desired.routerKey ||
     JSON.stringify(current.access ?? null) !== JSON.stringify(desired.access ?? null)
   );
 }

@@ -6,14 +6,15 @@ import Docker from 'dockerode';
 import { loadConfig, type OrchestratorConfig } from './config.ts';
 
 const run = promisify(execFile);
-export const POD_IMAGE = 'podgate/pod:dev';
+/** PODGATE_POD_IMAGE picks another tag (an image under test beside the shared one); build-image.sh reads it too. */
+export const POD_IMAGE = process.env.PODGATE_POD_IMAGE ?? 'podgate/pod:dev';
 const BUILD_SCRIPT = fileURLToPath(new URL('../docker/build-image.sh', import.meta.url));
 /** debootstrap + docker build on a cold machine. */
 const BUILD_TIMEOUT_MS = 170_000;
 
 /**
- * The image pod tests run: PODGATE_TEST_IMAGE if set (a quicker local image while developing), else
- * podgate/pod:dev, built with docker/build-image.sh when it is missing.
+ * The image pod tests run: PODGATE_TEST_IMAGE if set (a quicker local image while developing), else POD_IMAGE,
+ * built with docker/build-image.sh when it is missing.
  */
 export async function testPodImage(): Promise<string> {
   const override = process.env.PODGATE_TEST_IMAGE;

@@ -32,6 +32,14 @@ export const AccessPolicySchema = z.object({
 export type AccessPolicy = z.infer<typeof AccessPolicySchema>;
 export const PRIVATE_BY_DEFAULT: AccessPolicy = { default: 'private', ports: {} };
 
+/**
+ * The header a gateway sends the pod's in-pod router, carrying the route's `routerKey`: the router serves nothing
+ * without it (403), so only a gateway (after its access check) reaches a pod's services through its host port.
+ */
+export const ROUTER_KEY_HEADER = 'x-podgate-router-key';
+/** 32 random bytes as lowercase hex: the in-pod router compares it case-insensitively (an nginx map). */
+export const RouterKeySchema = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits');
+
 export const RouteSchema = z.object({
   slug: SlugSchema,
   /** Address of the pod's host as the gateway reaches it (IP or DNS name). */
@@ -53,6 +61,8 @@ export const RouteSchema = z.object({
   ports: z.array(PortSchema).max(MAX_DECLARED_PORTS).optional(),
   /** Optional cap on concurrent client connections to this pod through one gateway. */
   maxConnections: z.number().int().positive().optional(),
+  /** The pod's router key, sent as ROUTER_KEY_HEADER; absent for pods whose router needs none. */
+  routerKey: RouterKeySchema.optional(),
 });
 export type Route = z.infer<typeof RouteSchema>;
 export type RouteInput = z.input<typeof RouteSchema>;

@@ -3,7 +3,9 @@
 // Covers: spec visibility flowing into the route, a link minted by the API opening the web terminal (cookie, then
 // a WebSocket shell round trip), the pod never seeing the gateway's cookie or header, a visibility change of the
 // running pod, and pod deletion voiding its links.
+import { connect } from 'node:net';
 import Docker from 'dockerode';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../shared/access-token.ts';
 import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
@@ -46,6 +48,24 @@ describe('a real gVisor pod behind the guard', () => {
     const terminal = await send(pods.gw.url, host(TERMINAL_PORT), { headers: { accept: 'text/html' } });
     expect(terminal.status).toBe(401);
     expect(terminal.body).not.toContain('pod terminal');
+  });
+
+  it('an absolute-form request line naming the private terminal never opens it from the public port\'s Host', async () => {
+    // The issue's attack: the access decision is made for one port, the pod must not serve another. Whatever the
+    // gateway makes of the request line (refuse it, or decide access for its authority), the real in-pod router
+    // routes by the Host header, so the terminal page never comes back without a token.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(pods.gw.gateway.httpPort, '127.0.0.1', () =>
+        socket.write(`GET http://${host(TERMINAL_PORT)}/ HTTP/1.1\r\nHost: ${host(APP_PORT)}\r\nAccept: text/html\r\nConnection: close\r\n\r\n`),
+      );
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 (200|400|401) /);
+    expect(answer).not.toContain('<title>pod terminal</title>');
   });
 
   it('opens the web terminal with a link from the admin API: cookie, redirect, page and WebSocket shell', async () => {
@@ -97,6 +117,23 @@ describe('a real gVisor pod behind the guard', () => {
     expect((await api('GET', `/v1/pods/${slug}/access`)).json).toEqual({ access: { default: 'private', ports: {} } });
     expect((await api('PUT', `/v1/pods/${slug}/access`, { default: 'public', ports: {} })).status).toBe(200);
     await waitFor(async () => (await send(pods.gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the whole pod to turn public' });
+  });
+
+  it('a public terminal still refuses a WebSocket opened by another site\'s or pod\'s page (the router checks Origin)', async () => {
+    await api('PUT', `/v1/pods/${slug}/access`, { default: 'public', ports: {} });
+    await waitFor(async () => (await send(pods.gw.url, host(TERMINAL_PORT))).status === 200, { what: 'the terminal to turn public' });
+    const status = (origin: string) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${pods.gw.gateway.httpPort}/`, { headers: { host: host(TERMINAL_PORT), origin } });
+        ws.once('open', () => (ws.terminate(), resolve(101)));
+        ws.once('unexpected-response', (_req, res) => (res.resume(), ws.terminate(), resolve(res.statusCode ?? 0)));
+        ws.once('error', reject);
+      });
+    expect(await status(`http://pod-other-${slug}.localhost`)).toBe(403);
+    expect(await status('https://evil.example')).toBe(403);
+    expect(await status(`http://${host(APP_PORT)}`)).toBe(403);
+    expect(await status(`http://${host(TERMINAL_PORT)}`)).toBe(101);
+    expect(await shellOverWebSocket(pods.gw.gateway.httpPort, { host: host(TERMINAL_PORT), origin: `http://${host(TERMINAL_PORT)}` })).toContain('sum=42');
   });
 
   it('voids every link when the pod is deleted, so a later pod of the same name is not opened by them', async () => {
