@@ -103,10 +103,13 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
   const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
+  const ownAccess = !options.access;
+  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
+
   const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const pods = new PodService({
-    runtime, routes, ports, log, table, logger,
+    runtime, routes, ports, log, links: access, table, logger,
     config,
     isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });
@@ -125,18 +128,13 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     : undefined;
   await lossWatch?.start();
 
-  const ownAccess = !options.access;
-  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
   const accessApi = createAccessApi({
     store: access,
     tokens: await accessTokensFor(config.accessSecrets, access, generateSecret),
     pods: podAccessControl(pods, table),
     urls: config,
   });
-  const app = createApi({
-    pods, routes, reconciler, adminToken: config.adminToken, accessApi,
-    onPodDeleted: (slug) => access.revokePod(slug, Date.now() + 1),
-  });
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);

@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { pino } from 'pino';
+import type { AccessStore } from '../shared/access-store.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { createApi } from './api.ts';
@@ -63,7 +65,7 @@ function faultyRuntime(real: ContainerRuntime): { runtime: ContainerRuntime; fau
   return { runtime, faults };
 }
 
-function setup(docker: Docker, range: { first: number; last: number }) {
+function setup(docker: Docker, range: { first: number; last: number }, links: AccessStore = new RedisAccessStore(redis, { prefix: `${namespace}:` })) {
   const { runtime, faults } = faultyRuntime(new DockerRuntime(docker, { namespace }));
   const routes = new RedisRouteStore(redis, { prefix: `${namespace}:` });
   const ports = new RedisPortAllocator(redis, range, { prefix: `${namespace}:${range.first}:` });
@@ -72,7 +74,7 @@ function setup(docker: Docker, range: { first: number; last: number }) {
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
   const pods = new PodService({
-    runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), table: new PodTable(), logger, config,
+    runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), links, table: new PodTable(), logger, config,
     isBindable: (port) => isPortBindable('127.0.0.1', port),
   });
   const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN });
@@ -158,5 +160,29 @@ describe('PodService: a Docker call failing mid-operation', () => {
     expect(await networkExists(s)).toBe(false);
     expect(await routes.get(s)).toBeUndefined();
     expect([...(await ports.owners()).values()].map((o) => o.owner)).not.toContain(s);
+  });
+
+  it('an access store that cannot void earlier links of the slug fails the create with 503, and nothing is left', async () => {
+    // A real Redis that is gone: the route store and the port pool work, the access store refuses every write.
+    const gone = await startRedis();
+    const goneClient = createRedis(gone.url);
+    await waitReady(goneClient);
+    await gone.stop();
+    try {
+      const { api, routes, ports } = setup(docker, { first: 38530, last: 38539 }, new RedisAccessStore(goneClient, { prefix: `${namespace}:` }));
+      const s = uniqueSlug('nolinks');
+      slugs.add(s);
+      const r = await api('POST', '/v1/pods', { slug: s });
+      expect(r.status).toBe(503);
+      expect(r.json.error.code).toBe('service_unavailable');
+      expect(r.json.error.message).toMatch(/not created: links of an earlier pod of this name could not be voided/);
+      expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+      expect(await containerState(s)).toBeUndefined();
+      expect(await networkExists(s)).toBe(false);
+      expect(await routes.get(s)).toBeUndefined();
+      expect([...(await ports.owners()).values()].map((o) => o.owner)).not.toContain(s);
+    } finally {
+      goneClient.disconnect();
+    }
   });
 });
