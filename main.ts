@@ -34,7 +34,7 @@ const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
 // Links minted by the orchestrator must verify at the gateway: without Redis they share one access store (and so
 // one generated signing secret and one revocation list).
 const sharedAccess = gatewayConfig.REDIS_URL ? undefined : new MemoryAccessStore();
-const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) });
+const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) }).catch(exitOnConfigError);
 const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, access: sharedAccess, tls: tlsConfig });
 
 const api = `http://${orchestratorConfig.adminBind}:${orchestrator.port}`;

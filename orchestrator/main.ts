@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import Docker from 'dockerode';
 import type { Redis } from 'ioredis';
+import { ConfigError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
-import { createRedis, waitReady } from '../shared/redis.ts';
+import { createRedis, reportRedisProblems, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createApi } from './api.ts';
@@ -81,8 +82,14 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 
   let redis: Redis | undefined;
   if (config.redisUrl) {
-    redis = createRedis(config.redisUrl);
-    await waitReady(redis);
+    redis = createRedis({ url: config.redisUrl, ca: config.redisTlsCa });
+    reportRedisProblems(redis, logger, 'orchestrator');
+    try {
+      await waitReady(redis);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
   }
   const ownRoutes = !options.routes;
   const routes =
@@ -170,7 +177,12 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     console.error(`orchestrator: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(2);
   }
-  const running = await startOrchestrator(config);
+  const running = await startOrchestrator(config).catch((err: unknown) => {
+    // A Redis that refuses REDIS_URL's credentials or REDIS_TLS_CA's trust is a setting to fix, reported like one.
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`orchestrator: ${err.message}`);
+    process.exit(2);
+  });
   const stop = () => {
     void running.close().then(() => process.exit(0));
   };
