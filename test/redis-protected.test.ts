@@ -40,6 +40,8 @@ const ACL_PASSWORD = `acl:p@ss/w#rd-${suffix}`;
 const DEFAULT_PASSWORD = `default-pass-${suffix}`;
 const WRONG_PASSWORD = `wrong-pass-${suffix}`;
 const silent = pino({ level: 'silent' });
+/** The ACL rules the README recommends for podgate's user: its keys and channels only, no server administration. */
+const PODGATE_ACL = ['resetchannels', '~podgate:*', '&podgate:*', '+@all', '-@dangerous', '+info'];
 
 let dir: string;
 let caFile: string;
@@ -68,7 +70,7 @@ beforeAll(async () => {
   caFile = certs.caFile;
   server = await startRedis({
     password: DEFAULT_PASSWORD,
-    users: [['podgate', 'on', `>${ACL_PASSWORD}`, '~podgate:*', '&podgate:*', '+@all']],
+    users: [['podgate', 'on', `>${ACL_PASSWORD}`, ...PODGATE_ACL]],
     tls: certs,
   });
 });
@@ -119,6 +121,8 @@ describe('podgate on a Redis with an ACL user, a password and TLS', () => {
         expect(await raw.hlen(`podgate:access:links:${slug}`)).toBe(1);
         // The ACL holds: nothing outside podgate's keys.
         await expect(raw.get('elsewhere')).rejects.toThrow(/NOPERM/);
+        await expect(raw.call('CONFIG', 'GET', 'dir')).rejects.toThrow(/NOPERM/);
+        await expect(raw.flushall()).rejects.toThrow(/NOPERM/);
       } finally {
         raw.disconnect();
       }
