@@ -216,7 +216,7 @@ export class PodService {
     return this.view(record);
   }
 
-  private async provision(record: PodRecord, forgetOnFailure: boolean, lifetimeBegun: () => void = () => {}): Promise<void> {
+  private async provision(record: PodRecord, forgetOnFailure: boolean, lifetimeBegun: () => void): Promise<void> {
     const { runtime, ports, routes, config, logger } = this.d;
     const { slug, spec } = record;
     let created = false;
