@@ -127,6 +127,8 @@ describe('podgate on a Redis with an ACL user, a password and TLS', () => {
         raw.disconnect();
       }
       expect(gw.logs.filter((l) => l.level >= 50)).toEqual([]);
+      expect(gw.logs.find((l) => l.msg === 'Redis connected')?.redis).toBe(`rediss://podgate:***@127.0.0.1:${server.port}`);
+      expectNoPassword(everything(gw), ACL_PASSWORD);
       expect((await adminCall(orch.port, ADMIN_TOKEN, 'DELETE', `/v1/pods/${slug}`)).status).toBe(204);
     } finally {
       await orch.close();
