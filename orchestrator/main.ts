@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { ConfigError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
-import { createRedis, reportRedisProblems, waitReady } from '../shared/redis.ts';
+import { createRedis, reportRedisProblems, waitReady, warnCleartextPassword } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createApi } from './api.ts';
@@ -82,6 +82,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 
   let redis: Redis | undefined;
   if (config.redisUrl) {
+    warnCleartextPassword(config.redisUrl, logger);
     redis = createRedis({ url: config.redisUrl, ca: config.redisTlsCa });
     reportRedisProblems(redis, logger, 'orchestrator');
     try {

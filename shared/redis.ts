@@ -38,6 +38,29 @@ export function createRedis(target: RedisTarget, overrides: RedisOptions = {}): 
   return client;
 }
 
+/**
+ * Does `url` send a password in clear text off this machine (redis:// with credentials to a host that is not
+ * loopback)? Anyone on the path reads it, and with it every route, secret and certificate key in Redis.
+ */
+export function sendsPasswordInClear(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  if (u.protocol !== 'redis:' || (!u.password && !u.username)) return false;
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return !(host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\./.test(host));
+}
+
+/** Warn at start when REDIS_URL sends its password in clear text (sendsPasswordInClear). */
+export function warnCleartextPassword(url: string, log: Logger): void {
+  if (sendsPasswordInClear(url)) {
+    log.warn({ redis: withoutPassword(url) }, 'REDIS_URL sends its password to another machine in clear text: use rediss:// (TLS), with REDIS_TLS_CA for a private CA');
+  }
+}
+
 /** Node's codes for a server certificate that chains to no trusted CA. */
 const UNTRUSTED_CERTIFICATE = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',

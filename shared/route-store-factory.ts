@@ -2,13 +2,14 @@
 import { withoutPassword } from './config.ts';
 import type { Logger } from './log.ts';
 import { MemoryRouteStore } from './memory-route-store.ts';
-import { createRedis, reportRedisProblems, type RedisTarget } from './redis.ts';
+import { createRedis, reportRedisProblems, warnCleartextPassword, type RedisTarget } from './redis.ts';
 import { RedisRouteStore } from './redis-route-store.ts';
 import type { RouteStore } from './route-store.ts';
 
 export function createRouteStore(target: RedisTarget | undefined, prefix: string, log: Logger): RouteStore {
   if (!target) return new MemoryRouteStore();
   const url = typeof target === 'string' ? target : target.url;
+  warnCleartextPassword(url, log);
   const redis = createRedis(target);
   reportRedisProblems(redis, log, 'route store');
   let wasReady = false;

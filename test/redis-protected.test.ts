@@ -22,7 +22,7 @@ import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { runCertStoreContract } from '../shared/cert-store.contract.ts';
 import { createCertStore } from '../shared/cert-store-factory.ts';
 import { ConfigError } from '../shared/errors.ts';
-import { createRedis, waitReady } from '../shared/redis.ts';
+import { createRedis, sendsPasswordInClear, waitReady } from '../shared/redis.ts';
 import { runRouteStoreContract } from '../shared/route-store.contract.ts';
 import { createRouteStore } from '../shared/route-store-factory.ts';
 import { adminCall } from './support/admin-api.ts';
@@ -200,6 +200,15 @@ describe('REDIS_URL and REDIS_TLS_CA settings', () => {
     expect(failure(() => load[who]({ REDIS_URL: url, REDIS_TLS_CA: join(dir, 'server.key') })).message).toMatch(/^REDIS_TLS_CA: .* holds no PEM certificate/);
     expect(failure(() => load[who]({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_TLS_CA: caFile })).message).toMatch(/^REDIS_TLS_CA: only used with REDIS_URL=rediss:/);
     expect(failure(() => load[who]({ REDIS_TLS_CA: caFile })).variable).toBe('REDIS_TLS_CA');
+  });
+
+  it('a password sent in clear text to another machine is told apart (a warning at start)', () => {
+    expect(sendsPasswordInClear('redis://:pw@redis.internal:6379')).toBe(true);
+    expect(sendsPasswordInClear('redis://podgate:pw@10.0.0.5:6379')).toBe(true);
+    expect(sendsPasswordInClear('redis://:pw@[fd00::5]:6379')).toBe(true);
+    expect(sendsPasswordInClear('rediss://:pw@redis.internal:6380')).toBe(false);
+    expect(sendsPasswordInClear('redis://redis.internal:6379')).toBe(false);
+    for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', 'redis.localhost', '[::1]']) expect(sendsPasswordInClear(`redis://:pw@${host}:6379`)).toBe(false);
   });
 
   it.each(['gateway', 'orchestrator'] as const)('%s: an invalid REDIS_URL is reported without its password', (who) => {
