@@ -39,7 +39,8 @@ const shared = gatewayConfig.REDIS_URL ? undefined : new MemoryRouteStore();
 // Links minted by the orchestrator must verify at the gateway: without Redis they share one access store (and so
 // one generated signing secret and one revocation list).
 const sharedAccess = gatewayConfig.REDIS_URL ? undefined : new MemoryAccessStore();
-// An egress policy that is on and cannot be installed is reported like a bad setting.
+// An egress policy that is on and cannot be installed, or a Redis refusing REDIS_URL's credentials, is reported
+// like a bad setting.
 const orchestrator = await startOrchestrator(orchestratorConfig, { routes: shared, access: sharedAccess, logger: log.child({ role: 'orchestrator' }) }).catch(exitOnConfigError);
 const gateway = await runGateway(gatewayConfig, { log: log.child({ role: 'gateway' }), store: shared, access: sharedAccess, tls: tlsConfig });
 

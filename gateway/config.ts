@@ -2,11 +2,12 @@
 import { BlockList, isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { DOMAIN_NAME, envBool, envList, envListenHost, envLogLevel, envMs, envPort, envRedisPrefix, envRedisUrl, parseEnv } from '../shared/config.ts';
+import { DOMAIN_NAME, envBool, envList, envListenHost, envLogLevel, envMs, envPort, envRedisPrefix, envRedisTlsCa, envRedisUrl, parseEnv, redisConnection } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
+import type { RedisConnection } from '../shared/redis.ts';
 
 const GatewayEnv = z.object({
   HTTP_PORT: envPort(8080),
@@ -15,6 +16,7 @@ const GatewayEnv = z.object({
     z.array(z.string().regex(DOMAIN_NAME, 'each entry must be a domain name')).min(1, 'at least one base domain'),
   ),
   REDIS_URL: envRedisUrl,
+  REDIS_TLS_CA: envRedisTlsCa,
   REDIS_PREFIX: envRedisPrefix,
   ADMIN_PORT: envPort(9090),
   ADMIN_HOST: envListenHost('127.0.0.1'),
@@ -73,6 +75,8 @@ const GatewayEnv = z.object({
 export type GatewayEnv = z.infer<typeof GatewayEnv>;
 
 export interface GatewayConfig extends GatewayEnv {
+  /** REDIS_URL with REDIS_TLS_CA's certificates; undefined: the embedded stores. */
+  redis: RedisConnection | undefined;
   baseDomains: string[];
   trustedProxies: BlockList;
 }
@@ -104,5 +108,5 @@ export function loadGatewayConfig(env: Record<string, string | undefined>): Gate
     // Each worker is its own process: only a shared store gives them all the same routes.
     throw new ConfigError('GATEWAY_WORKERS', `${parsed.GATEWAY_WORKERS} workers need REDIS_URL (the embedded route store lives in one process)`);
   }
-  return { ...parsed, baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
+  return { ...parsed, redis: redisConnection(parsed.REDIS_URL, parsed.REDIS_TLS_CA), baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
 }

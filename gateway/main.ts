@@ -31,11 +31,11 @@ export async function runGateway(
   options: { log?: Logger; store?: RouteStore; tls?: TlsConfig } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
 ): Promise<GatewayProcess> {
   const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
-  const store = options.store ?? createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, log);
+  const store = options.store ?? createRouteStore(config.redis, config.REDIS_PREFIX, log);
   // Access links and revocations (gateway/access); an embedded orchestrator passes the same store in.
-  const access = options.access ?? createAccessStore(config.REDIS_URL, config.REDIS_PREFIX, log);
+  const access = options.access ?? createAccessStore(config.redis, config.REDIS_PREFIX, log);
   // TLS (gateway/tls): certificates in the shared store, HTTPS listener with the same handlers as HTTP.
-  const certStore = options.tls?.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
+  const certStore = options.tls?.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
   const tls = certStore && options.tls ? await prepareGatewayTls(config, options.tls, { certStore, log }) : undefined;
   const gateway = await startGateway(config, { ...options, ...tls?.hooks, store, log, access });
   const httpsPort = await tls?.attach(gateway);
@@ -95,7 +95,7 @@ if (import.meta.main) {
   const log = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
     // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
-    const certStore = tlsConfig.enabled ? createCertStore(config.REDIS_URL, config.REDIS_PREFIX, log) : undefined;
+    const certStore = tlsConfig.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
     const certificates = certStore ? createCertificatesAdmin(config, tlsConfig, { certStore, log }) : undefined;
     // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
     const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG)).catch(exitOnConfigError);

@@ -56,6 +56,11 @@ export const PutAccessSchema = z.strictObject({
 export interface PodAccessControl {
   /** The pod's current policy; throws PodNotFoundError for an unknown pod. */
   policy(slug: string): AccessPolicy;
+  /**
+   * Resolves once a link minted now belongs to the pod's current lifetime (a create in flight has voided the
+   * links of earlier pods of the slug); throws PodNotFoundError for an unknown pod.
+   */
+  linkable(slug: string): Promise<void>;
   /** Change the pod's visibility and republish its route (new generation); throws PodNotFoundError. */
   setPolicy(slug: string, policy: AccessPolicy): Promise<void>;
 }
@@ -71,6 +76,7 @@ export function podAccessControl(pods: PodService, table: PodTable): PodAccessCo
       pods.get(slug);
       return table.records.get(slug)?.spec.access ?? PRIVATE_BY_DEFAULT;
     },
+    linkable: (slug) => pods.linkable(slug),
     async setPolicy(slug, policy) {
       pods.get(slug);
       await table.locks.run(slug, async () => {
@@ -109,7 +115,7 @@ export function createAccessApi(deps: AccessApiDeps): Hono {
   app.post('/v1/pods/:slug/links', async (c) => {
     const slug = slugOf(c);
     const body = parseOrThrow(CreateLinkSchema, await jsonBody(c));
-    pods.policy(slug); // 404 for an unknown pod
+    await pods.linkable(slug); // 404 for an unknown pod
     const issuedAt = now();
     const exp = Math.floor(issuedAt / 1000) + body.expiresIn;
     const id = newLinkId();

@@ -23,8 +23,6 @@ export interface ApiDeps {
   adminToken: string;
   /** Access links and visibility (access-api.ts), under the same bearer token and error answers. */
   accessApi?: Hono;
-  /** After a pod is deleted: its links must never open a later pod of the same slug. */
-  onPodDeleted?: (slug: string) => Promise<void>;
 }
 
 const LogQuerySchema = z.object({
@@ -95,7 +93,6 @@ export function createApi(deps: ApiDeps): Hono {
   app.delete('/v1/pods/:slug', async (c) => {
     const slug = slugParam(c);
     await pods.delete(slug);
-    await deps.onPodDeleted?.(slug);
     return c.body(null, 204);
   });
   app.post('/v1/pods/:slug/exec', async (c) => {

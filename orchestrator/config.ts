@@ -2,7 +2,7 @@
 // with a ConfigError naming the variable; nothing here is read per request.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { envListenHost, envLogLevel, loadEnv, parseEnv, type LogLevel } from '../shared/config.ts';
+import { envListenHost, envLogLevel, envRedisTlsCa, envRedisUrl, loadEnv, parseEnv, redisConnection, type LogLevel } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
@@ -64,6 +64,8 @@ export interface OrchestratorConfig {
   logRetentionMs: number;
   logMaxEntries: number;
   redisUrl: string | undefined;
+  /** REDIS_TLS_CA's PEM certificates, the only CAs trusted for a rediss:// server when set. */
+  redisTlsCa: Buffer | undefined;
   redisPrefix: string;
   baseDomains: string[];
   /** How URLs of pods are shown: scheme and the gateway's public port (omitted when it is the scheme's default). */
@@ -122,7 +124,8 @@ const EnvSchema = z.object({
   LOG_RETENTION: z.string().default(DEFAULT_LOG_RETENTION),
   LOG_MAX_ENTRIES: z.coerce.number().int().min(10).max(100_000).default(DEFAULT_LOG_MAX_ENTRIES),
   RECONCILE_INTERVAL: z.string().default(`${DEFAULT_RECONCILE_INTERVAL_MS}ms`),
-  REDIS_URL: z.url().optional(),
+  REDIS_URL: envRedisUrl,
+  REDIS_TLS_CA: envRedisTlsCa,
   REDIS_PREFIX: z.string().max(100).default('podgate:'),
   BASE_DOMAINS: z.string().default('localhost'),
   PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
@@ -267,6 +270,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const e = parseEnv(EnvSchema, loadEnv(env));
   const portRange = parsePortRange(e.POD_PORT_RANGE);
   if (!portRange) throw new ConfigError('POD_PORT_RANGE', `expected <first>-<last> within 1024-65535, got ${JSON.stringify(e.POD_PORT_RANGE)}`);
+  const redis = redisConnection(e.REDIS_URL, e.REDIS_TLS_CA);
   const baseDomains = normaliseBaseDomains(e.BASE_DOMAINS.split(','));
   if (baseDomains.length === 0) throw new ConfigError('BASE_DOMAINS', 'at least one base domain');
   const docker = dockerTarget(e);
@@ -281,7 +285,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminPort: e.ORCHESTRATOR_PORT,
     logRetentionMs: duration('LOG_RETENTION', e.LOG_RETENTION),
     logMaxEntries: e.LOG_MAX_ENTRIES,
-    redisUrl: e.REDIS_URL,
+    redisUrl: redis?.url,
+    redisTlsCa: redis?.ca,
     redisPrefix: e.REDIS_PREFIX,
     baseDomains,
     publicScheme: e.PUBLIC_SCHEME,

@@ -8,7 +8,7 @@ import Docker from 'dockerode';
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
-import { createRedis, waitReady } from '../shared/redis.ts';
+import { createRedis, reportRedisProblems, waitReady, warnCleartextPassword } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { createApi } from './api.ts';
@@ -127,8 +127,15 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 
   let redis: Redis | undefined;
   if (config.redisUrl) {
-    redis = createRedis(config.redisUrl);
-    await waitReady(redis);
+    warnCleartextPassword(config.redisUrl, logger);
+    redis = createRedis({ url: config.redisUrl, ca: config.redisTlsCa });
+    reportRedisProblems(redis, logger, 'orchestrator');
+    try {
+      await waitReady(redis);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
   }
   const ownRoutes = !options.routes;
   const routes =
@@ -149,10 +156,13 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
   const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
+  const ownAccess = !options.access;
+  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
+
   const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const pods = new PodService({
-    runtime, routes, ports, log, table, logger,
+    runtime, routes, ports, log, links: access, table, logger,
     config,
     isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });
@@ -171,18 +181,13 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     : undefined;
   await lossWatch?.start();
 
-  const ownAccess = !options.access;
-  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
   const accessApi = createAccessApi({
     store: access,
     tokens: await accessTokensFor(config.accessSecrets, access, generateSecret),
     pods: podAccessControl(pods, table),
     urls: config,
   });
-  const app = createApi({
-    pods, routes, reconciler, adminToken: config.adminToken, accessApi,
-    onPodDeleted: (slug) => access.revokePod(slug, Date.now() + 1),
-  });
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);
@@ -219,6 +224,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(2);
   }
   const running = await startOrchestrator(config).catch((err: unknown) => {
+    // A bad setting found only at start (Redis refusing REDIS_URL's credentials or REDIS_TLS_CA's trust, an egress
+    // policy that cannot be installed) is reported like one.
     if (!(err instanceof ConfigError)) throw err;
     console.error(`orchestrator: ${err.message}`);
     process.exit(EXIT_CONFIG);

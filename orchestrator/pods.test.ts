@@ -6,9 +6,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { pino } from 'pino';
+import { isRevoked, type AccessStore } from '../shared/access-store.ts';
+import { AccessTokens, generateSecret } from '../shared/access-token.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { waitFor } from '../test/support/wait.ts';
+import { createAccessApi, podAccessControl } from './access-api.ts';
 import { createApi } from './api.ts';
 import type { ContainerRuntime } from './container-runtime.ts';
 import { DockerRuntime } from './docker-runtime.ts';
@@ -63,7 +68,7 @@ function faultyRuntime(real: ContainerRuntime): { runtime: ContainerRuntime; fau
   return { runtime, faults };
 }
 
-function setup(docker: Docker, range: { first: number; last: number }) {
+function setup(docker: Docker, range: { first: number; last: number }, links: AccessStore = new RedisAccessStore(redis, { prefix: `${namespace}:` })) {
   const { runtime, faults } = faultyRuntime(new DockerRuntime(docker, { namespace }));
   const routes = new RedisRouteStore(redis, { prefix: `${namespace}:` });
   const ports = new RedisPortAllocator(redis, range, { prefix: `${namespace}:${range.first}:` });
@@ -71,11 +76,13 @@ function setup(docker: Docker, range: { first: number; last: number }) {
     runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: image,
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
+  const table = new PodTable();
   const pods = new PodService({
-    runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), table: new PodTable(), logger, config,
+    runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), links, table, logger, config,
     isBindable: (port) => isPortBindable('127.0.0.1', port),
   });
-  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN });
+  const accessApi = createAccessApi({ store: links, tokens: new AccessTokens([generateSecret()]), pods: podAccessControl(pods, table), urls: config });
+  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi });
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, {
       method,
@@ -85,7 +92,7 @@ function setup(docker: Docker, range: { first: number; last: number }) {
     const text = await res.text();
     return { status: res.status, json: text ? JSON.parse(text) : undefined };
   };
-  return { faults, routes, ports, pods, api };
+  return { faults, routes, ports, pods, api, links };
 }
 
 async function containerState(s: string): Promise<string | undefined> {
@@ -158,5 +165,60 @@ describe('PodService: a Docker call failing mid-operation', () => {
     expect(await networkExists(s)).toBe(false);
     expect(await routes.get(s)).toBeUndefined();
     expect([...(await ports.owners()).values()].map((o) => o.owner)).not.toContain(s);
+  });
+
+  it('a link minted while a create is still checking Docker belongs to the new pod: valid and listed once it runs', async () => {
+    const { faults, api, links } = setup(docker, { first: 38540, last: 38549 });
+    const s = uniqueSlug('early');
+    slugs.add(s);
+    // A slow Docker daemon: the create's checks wait until the link is asked for.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const real = new DockerRuntime(docker, { namespace });
+    faults.set('hostCpus', (async () => {
+      await gate;
+      return real.hostCpus();
+    }) as Fault);
+    const created = await api('POST', '/v1/pods?wait=false', { slug: s });
+    expect(created.status).toBe(202);
+    const minting = api('POST', `/v1/pods/${s}/links`, {});
+    let answered = false;
+    void minting.then(() => (answered = true));
+    // Nothing in the mint waits on Docker: unless it waits for the create's not-before, it answers at once.
+    await waitFor(() => answered, { timeoutMs: 1000, what: 'the link' }).catch(() => {});
+    expect(answered).toBe(false);
+    release();
+    const link = await minting;
+    expect(link.status).toBe(201);
+    await waitFor(async () => (await api('GET', `/v1/pods/${s}`)).json.status === 'running', { what: 'the pod to run', timeoutMs: 60_000 });
+    const revocations = await links.revocations(Date.now());
+    expect(revocations.notBefore.get(s)).toBeGreaterThan(0);
+    expect(isRevoked(revocations, { id: link.json.id, pod: s, iat: Date.parse(link.json.createdAt) })).toBe(false);
+    expect((await api('GET', `/v1/pods/${s}/links`)).json.links.map((l: { id: string }) => l.id)).toEqual([link.json.id]);
+    expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
+  });
+
+  it('an access store that cannot void earlier links of the slug fails the create with 503, and nothing is left', async () => {
+    // A real Redis that is gone: the route store and the port pool work, the access store refuses every write.
+    const gone = await startRedis();
+    const goneClient = createRedis(gone.url);
+    await waitReady(goneClient);
+    await gone.stop();
+    try {
+      const { api, routes, ports } = setup(docker, { first: 38530, last: 38539 }, new RedisAccessStore(goneClient, { prefix: `${namespace}:` }));
+      const s = uniqueSlug('nolinks');
+      slugs.add(s);
+      const r = await api('POST', '/v1/pods', { slug: s });
+      expect(r.status).toBe(503);
+      expect(r.json.error.code).toBe('service_unavailable');
+      expect(r.json.error.message).toMatch(/not created: links of an earlier pod of this name could not be voided/);
+      expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
+      expect(await containerState(s)).toBeUndefined();
+      expect(await networkExists(s)).toBe(false);
+      expect(await routes.get(s)).toBeUndefined();
+      expect([...(await ports.owners()).values()].map((o) => o.owner)).not.toContain(s);
+    } finally {
+      goneClient.disconnect();
+    }
   });
 });

@@ -2,9 +2,12 @@
 // that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
 // the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when
 // stopped, gone on delete; each write carries a fresh generation from the route store.
+// Access links belong to one lifetime of a pod: create writes the slug's "not before" time (every token issued
+// earlier is void) before the pod's first route exists, and delete writes it again once the container is gone.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { AccessStore } from '../shared/access-store.ts';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
 import type { RouteStore } from '../shared/route-store.ts';
@@ -47,6 +50,12 @@ export interface PodRecord {
   updatedAt: string;
   /** Why the pod failed, when it did. */
   error: string | undefined;
+  /**
+   * Settles once this lifetime's "not before" time is written, or its creation failed before that. A link minted
+   * earlier could be issued before that time (void at once) and be dropped from the pod's list by the write.
+   * Unset for pods this process adopted: their lifetime began elsewhere.
+   */
+  lifetimeBegun?: Promise<void>;
 }
 
 export interface ServiceView {
@@ -120,6 +129,8 @@ export interface PodServiceDeps {
   routes: RouteStore;
   ports: PortAllocator;
   log: ExecLog;
+  /** Voids a slug's links issued before a time: every gateway refuses them from then on. */
+  links: Pick<AccessStore, 'revokePod'>;
   table: PodTable;
   logger: Logger;
   config: PodServiceConfig;
@@ -205,8 +216,10 @@ export class PodService {
       slug, spec, state: 'pending', hostPort: undefined, containerId: undefined,
       generation: 0, routerKey: undefined, routeGeneration: 0, createdAt: now, updatedAt: now, error: undefined,
     };
+    let begun = () => {};
+    record.lifetimeBegun = new Promise<void>((resolve) => (begun = resolve));
     this.records.set(slug, record);
-    const work = this.d.table.locks.run(slug, () => this.provision(record, wait));
+    const work = this.d.table.locks.run(slug, () => this.provision(record, wait, begun).finally(begun));
     if (!wait) {
       work.catch(() => {});
       return this.view(record);
@@ -215,7 +228,7 @@ export class PodService {
     return this.view(record);
   }
 
-  private async provision(record: PodRecord, forgetOnFailure: boolean): Promise<void> {
+  private async provision(record: PodRecord, forgetOnFailure: boolean, lifetimeBegun: () => void): Promise<void> {
     const { runtime, ports, routes, config, logger } = this.d;
     const { slug, spec } = record;
     let created = false;
@@ -231,6 +244,11 @@ export class PodService {
       if (!imageThere) throw new ValidationError('image', `${spec.image} is not on the Docker host (build or load it there first)`);
       if (existing) throw new ConflictError(`pod ${JSON.stringify(slug)} already exists on the Docker host`);
       phases.mark('checks');
+      // After the checks (a refused create must not void a live pod's links), before anything is made: no gateway
+      // may see a route of this pod while links of an earlier pod of the same slug still count.
+      await this.beginLifetime(slug);
+      lifetimeBegun();
+      phases.mark('lifetime');
       this.setState(record, 'provisioning');
       for (let attempt = 1; ; attempt++) {
         const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
@@ -269,6 +287,32 @@ export class PodService {
       if (err instanceof PodgateError) throw err;
       throw new PodStartFailedError(slug, message(err));
     }
+  }
+
+  /** Void every token of the slug issued before now. @throws ServiceUnavailableError when the access store cannot. */
+  private async beginLifetime(slug: string): Promise<void> {
+    try {
+      await this.d.links.revokePod(slug, Date.now());
+    } catch (err) {
+      throw new ServiceUnavailableError(`pod ${JSON.stringify(slug)} not created: links of an earlier pod of this name could not be voided in the access store (${message(err)})`);
+    }
+  }
+
+  /**
+   * The pod is gone (deleted, or its container vanished): void its links, including any minted in this very
+   * millisecond. Throws what the access store throws.
+   */
+  async endLifetime(slug: string): Promise<void> {
+    await this.d.links.revokePod(slug, Date.now() + 1);
+  }
+
+  /**
+   * Resolves once a link minted now belongs to the pod's current lifetime: after a create in flight has written
+   * its "not before" time. @throws PodNotFoundError for an unknown pod (also one whose creation failed meanwhile).
+   */
+  async linkable(slug: string): Promise<void> {
+    await this.require(slug).lifetimeBegun;
+    this.require(slug);
   }
 
   private containerSpec(record: PodRecord, limits: ReturnType<typeof tierLimits>): PodContainerSpec {
@@ -483,6 +527,9 @@ export class PodService {
         // Only the network (or a route write) failed: the pod is gone. Reconcile removes the orphan network.
         logger.warn({ slug, err: message(err) }, 'pod container removed, the rest left to reconcile');
       }
+      // The container is gone: its links must open nothing from now on. Should the store refuse, they still open
+      // nothing (no route), and the next create of this slug voids them before its first route.
+      await this.endLifetime(slug).catch((err: unknown) => logger.warn({ slug, err: message(err) }, 'pod deleted; its links are voided when a pod of this name is created again'));
       try {
         // A fresh generation: a route written by a newer incarnation of this slug (created after the container
         // was gone) has a higher one and survives this late delete.

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisAccessStore } from '../shared/redis-access-store.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { LABELS } from './container-runtime.ts';
@@ -42,7 +43,7 @@ function setup(now: () => number) {
     runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
-  const pods = new PodService({ runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), table, logger, config, isBindable: async () => true });
+  const pods = new PodService({ runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), links: new RedisAccessStore(redis, { prefix: `${namespace}:` }), table, logger, config, isBindable: async () => true });
   const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: '127.0.0.1', intervalMs: 3_600_000, logger, now });
   return { runtime, routes, ports, reconciler };
 }

@@ -1,7 +1,8 @@
 // Level-triggered reconcile: Docker is the source of truth. On start, on Docker events, when the route store
 // lost events (Redis restarted) and periodically, re-list every pod container and make the rest agree: adopt
 // pods this process does not know, follow state changes made behind its back, republish missing or stale
-// routes, remove routes and free ports of pods that are gone, and report (then remove) orphan networks.
+// routes, remove routes and free ports of pods that are gone (voiding their links), and report (then remove)
+// orphan networks.
 // Pods with an operation in flight in this process are left alone; the operation owns them.
 import type { Logger } from 'pino';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
@@ -227,13 +228,15 @@ export class Reconciler {
       });
     }
 
-    // 2. Pods this process knows whose container is gone (removed behind our back): forget them.
+    // 2. Pods this process knows whose container is gone (removed behind our back): void their links, then forget
+    //    them. Should the access store refuse, the pod stays known and the next pass tries again.
     for (const record of [...table.records.values()]) {
       if (observed.has(record.slug) || table.locks.busy(record.slug) || !settled(record)) continue;
       // A failed creation was rolled back on purpose and is kept to show its error.
       if (record.state === 'failed' && record.containerId === undefined) continue;
       await table.locks.run(record.slug, async () => {
-        logger.warn({ slug: record.slug }, 'pod container disappeared; removing its route and port');
+        logger.warn({ slug: record.slug }, 'pod container disappeared; voiding its links, removing its route and port');
+        await pods.endLifetime(record.slug);
         await routes.delete(record.slug, await routes.nextGeneration());
         if (record.hostPort !== undefined) await ports.release(record.hostPort, record.slug);
         table.records.delete(record.slug);

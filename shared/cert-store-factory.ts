@@ -3,12 +3,13 @@
 import type { CertStore } from './cert-store.ts';
 import type { Logger } from './log.ts';
 import { MemoryCertStore } from './memory-cert-store.ts';
-import { createRedis } from './redis.ts';
+import { createRedis, reportRedisProblems, type RedisTarget } from './redis.ts';
 import { RedisCertStore } from './redis-cert-store.ts';
 
-export function createCertStore(redisUrl: string | undefined, prefix: string, log: Logger): CertStore {
-  if (!redisUrl) return new MemoryCertStore();
-  const redis = createRedis(redisUrl);
+export function createCertStore(target: RedisTarget | undefined, prefix: string, log: Logger): CertStore {
+  if (!target) return new MemoryCertStore();
+  const redis = createRedis(target);
+  reportRedisProblems(redis, log, 'certificate store');
   const store = new RedisCertStore(redis, {
     prefix,
     onInvalid: (where, error) => log.warn({ where, error }, 'invalid certificate-store entry skipped'),

@@ -4,6 +4,12 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import type { RedisConnection } from './redis.ts';
+
+/** `text` with the password of every `scheme://user:password@` in it replaced by `***` (for messages and logs). */
+export function withoutPassword(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^/@:\s]*):\S*@/gi, '$1:***@');
+}
 
 /** Parse `env` with a zod object schema whose keys are the variable names. */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
@@ -12,7 +18,9 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: Record<string, s
   const issue = result.error.issues[0]!;
   const variable = String(issue.path[0] ?? 'environment');
   const value = env[variable];
-  const shown = value === undefined ? 'unset' : JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  // A URL's password (REDIS_URL) never reaches the message.
+  const clean = value === undefined ? undefined : withoutPassword(value);
+  const shown = clean === undefined ? 'unset' : JSON.stringify(clean.length > 80 ? `${clean.slice(0, 80)}...` : clean);
   throw new ConfigError(variable, `${issue.message} (got ${shown})`);
 }
 
@@ -51,8 +59,36 @@ export const envBool = (fallback: boolean) =>
 export const envRedisUrl = z
   .string()
   .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+  .refine((url) => URL.canParse(url), 'must be a URL: redis[s]://[[user]:password@]host[:port][/db], with special characters of the password %-encoded')
   .optional()
   .or(z.literal('').transform(() => undefined));
+/** REDIS_TLS_CA: a PEM file path (read by redisConnection). */
+export const envRedisTlsCa = z
+  .string()
+  .optional()
+  .transform((s) => s || undefined);
+
+/**
+ * REDIS_URL and REDIS_TLS_CA as one connection; the CA file is read now, so a wrong path stops the start naming it.
+ * @throws ConfigError naming REDIS_TLS_CA
+ */
+export function redisConnection(url: string | undefined, caFile: string | undefined): RedisConnection | undefined {
+  if (caFile !== undefined && !url?.startsWith('rediss://')) {
+    throw new ConfigError('REDIS_TLS_CA', `only used with REDIS_URL=rediss://... (TLS); REDIS_URL is ${url === undefined ? 'unset' : 'redis:// (no TLS)'}`);
+  }
+  if (url === undefined) return undefined;
+  if (caFile === undefined) return { url };
+  let ca: Buffer;
+  try {
+    ca = readFileSync(caFile);
+  } catch (err) {
+    throw new ConfigError('REDIS_TLS_CA', `cannot read ${caFile}: ${(err as Error).message}`);
+  }
+  if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) {
+    throw new ConfigError('REDIS_TLS_CA', `${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return { url, ca };
+}
 export const envRedisPrefix = z.string().regex(/^[\w:.-]{1,64}$/, 'letters, digits, _ : . - (at most 64)').default('podgate:');
 
 /** A DNS name: dot-separated labels of letters, digits and inner hyphens, 253 characters at most. */

@@ -31,6 +31,9 @@ function routeBackedPods(): PodAccessControl {
       if (!route) throw new PodNotFoundError(slug);
       return route.access ?? PRIVATE_BY_DEFAULT;
     },
+    async linkable(slug) {
+      this.policy(slug);
+    },
     async setPolicy(slug, policy) {
       const route = await world.routes.get(slug);
       if (!route) throw new PodNotFoundError(slug);

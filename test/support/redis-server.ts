@@ -1,10 +1,21 @@
 // Starts a real redis-server (Debian's) on a free loopback port for one test file, and stops it afterwards.
+// Optionally protected: a password for the default user (requirepass), ACL users, and TLS only (no plain port).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { waitFor } from './wait.ts';
 
+export interface RedisServerOptions {
+  /** requirepass: the default user's password. */
+  password?: string;
+  /** ACL users, each as the words of a `user` directive: ['podgate', 'on', '>secret', '~podgate:*', '+@all']. */
+  users?: string[][];
+  /** Serve TLS only (tls-port; no plain port), with this certificate; clients need no certificate of their own. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
 export interface RedisServer {
   port: number;
+  /** redis:// or rediss:// (with `tls`) to 127.0.0.1, with the default user's password if one is set. */
   url: string;
   /** Kill the server (SIGKILL: a crash, not a clean shutdown). */
   kill(): Promise<void>;
@@ -29,12 +40,21 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-async function launch(port: number): Promise<ChildProcess | undefined> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+function serverArgs(port: number, options: RedisServerOptions): string[] {
+  const listen = options.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile,
+        '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  return [
+    ...listen,
+    '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
+    ...(options.password !== undefined ? ['--requirepass', options.password] : []),
+    ...(options.users ?? []).flatMap((words) => ['--user', ...words]),
+  ];
+}
+
+async function launch(port: number, options: RedisServerOptions): Promise<ChildProcess | undefined> {
+  const child = spawn('redis-server', serverArgs(port, options), { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
   child.once('exit', () => {
     exited = true;
@@ -50,13 +70,13 @@ async function launch(port: number): Promise<ChildProcess | undefined> {
   return child;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   let child: ChildProcess | undefined;
   let port = 0;
   for (let attempt = 0; attempt < 20 && !child; attempt++) {
     port = randomPort();
     if (await canConnect(port)) continue;
-    child = await launch(port);
+    child = await launch(port, options);
   }
   if (!child) throw new Error('could not start redis-server (is it installed? scripts/setup.sh installs it)');
   const kill = async () => {
@@ -70,11 +90,11 @@ export async function startRedis(): Promise<RedisServer> {
   };
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://${options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : ''}127.0.0.1:${port}`,
     kill,
     async restart() {
       await kill();
-      child = await launch(port);
+      child = await launch(port, options);
       if (!child) throw new Error(`could not restart redis-server on port ${port}`);
     },
     stop: kill,
