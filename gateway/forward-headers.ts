@@ -1,5 +1,6 @@
 // Header rules at the edge (pure). Requests to pods get X-Forwarded-* set by the gateway (client-supplied
-// values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop headers.
+// values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop and
+// HTTP/2-forbidden headers, and are checked (status, header names and values) before anything reaches a client.
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** RFC 9110 section 7.6.1 hop-by-hop headers (Proxy-* ones are all removed by isProxyHeader). */
@@ -73,14 +74,56 @@ export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttp
 }
 
 /**
- * Remove hop-by-hop headers from a pod's response before it is copied to the client. `upgrade`: a 101 answer to a
- * WebSocket upgrade, which keeps `Connection: upgrade` and `Upgrade`.
+ * Response headers HTTP/2 forbids (RFC 9113 8.2.2) beyond the hop-by-hop ones: node:http2 throws on them, so they
+ * are dropped for every client version and all answer alike. Framing is the gateway's own business: it chunks or
+ * sets the length for each client's HTTP version.
  */
-export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
+const CONNECTION_SPECIFIC_RESPONSE = ['transfer-encoding', 'http2-settings'];
+
+/** RFC 9110 5.1 field-name: a token. */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 5.5 field-value characters: no CR, LF, NUL or other controls except HTAB (obs-text is allowed). */
+const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+
+function valueProblem(name: string, value: string): string | undefined {
+  return INVALID_VALUE_CHAR.test(value) ? `header ${JSON.stringify(name)} has a control character in its value` : undefined;
+}
+
+/**
+ * Remove hop-by-hop and HTTP/2-forbidden headers from a pod's response before it is copied to the client, and
+ * check what remains. `upgrade`: a 101 answer to a WebSocket upgrade, which keeps `Connection: upgrade` and
+ * `Upgrade`. Returns what is wrong (the response must not be relayed), or undefined.
+ */
+export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
   const upgradeValue = headers.upgrade;
   stripHopByHop(headers, upgrade);
+  for (const name of CONNECTION_SPECIFIC_RESPONSE) delete headers[name];
+  for (const name in headers) {
+    if (!FIELD_NAME.test(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
+    const value = headers[name];
+    if (typeof value === 'string') {
+      const problem = valueProblem(name, value);
+      if (problem) return problem;
+    } else if (Array.isArray(value)) {
+      for (const item of value) {
+        const problem = valueProblem(name, item);
+        if (problem) return problem;
+      }
+    } else if (value !== undefined) {
+      return `header ${JSON.stringify(name)} has no text value`;
+    }
+  }
   if (upgrade && upgradeValue) {
     headers.connection = 'upgrade';
     headers.upgrade = upgradeValue;
   }
+  return undefined;
+}
+
+/**
+ * A final status the gateway relays: RFC 9110 15 defines 100-599, and 1xx are never final (101 only ends an
+ * upgrade). Anything else (0, 99, 600-999, which node:http's parser accepts) is a broken pod.
+ */
+export function finalStatusProblem(status: number | undefined): string | undefined {
+  return status !== undefined && status >= 200 && status <= 599 ? undefined : `status ${status} is not a final status (200-599)`;
 }

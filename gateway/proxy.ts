@@ -1,12 +1,12 @@
 // Proxying to pods: HTTP through node:http with per-generation keep-alive pools, WebSocket upgrades through
 // http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables or Redis: callers
 // hand it a resolved Target.
-import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request, STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
-import { PodgateError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
-import { prepareResponseHeaders, withoutPseudoHeaders } from './forward-headers.ts';
+import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
+import { finalStatusProblem, prepareResponseHeaders, withoutPseudoHeaders } from './forward-headers.ts';
 import type { Target } from './resolve.ts';
 import type { UpstreamPool } from './upstream-pool.ts';
 
@@ -84,6 +84,21 @@ export function upstreamError(err: unknown): PodgateError {
 function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFailure): void {
   onFailure(new UpstreamUnreachableError(`the pod's response broke off: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   res.destroy();
+}
+
+/**
+ * Write the client's response head from a checked pod response: the status with its standard reason phrase (the
+ * pod's own is never relayed), the checked headers. Returns what went wrong if the head could not be written
+ * (node:http and node:http2 throw on what they refuse), leaving the response clean for the 502.
+ */
+function writeHead(res: ServerResponse, proxyRes: IncomingMessage): string | undefined {
+  try {
+    res.writeHead(proxyRes.statusCode!, proxyRes.headers);
+    return undefined;
+  } catch (err) {
+    if (!res.headersSent) for (const name of res.getHeaderNames()) res.removeHeader(name);
+    return `its response head was refused (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
 }
 
 function targetUrl(target: Target) {
@@ -177,14 +192,37 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     if (options.responseTimeoutMs > 0) armUpgradeDeadline(proxyReq, options.responseTimeoutMs);
     proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
       client.off('close', onClientClose);
-      prepareResponseHeaders(res.headers, true);
+      const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
+      if (problem !== undefined) {
+        // http-proxy-3 writes the 101 after this listener: with both sockets gone nothing is written and nothing opens.
+        upstream.destroy();
+        client.destroy();
+        outcome?.failed(new UpstreamInvalidResponseError(problem));
+        return;
+      }
       outcome?.answered(101);
       hooks.onWebSocketOpen(client, upstream);
     });
     proxyReq.once('response', (res: IncomingMessage) => {
       client.off('close', onClientClose);
-      prepareResponseHeaders(res.headers);
-      outcome?.answered(res.statusCode ?? 502);
+      const problem = finalStatusProblem(res.statusCode) ?? prepareResponseHeaders(res.headers);
+      if (problem === undefined) {
+        // http-proxy-3 writes this status line itself, with the pod's reason phrase: the standard one replaces it.
+        res.statusMessage = STATUS_CODES[res.statusCode!] ?? 'unknown';
+        outcome?.answered(res.statusCode!);
+        return;
+      }
+      // A refusal the gateway does not relay: http-proxy-3 writes a bodiless 502 head from what is left here; the
+      // pod's body stays paused (never written), and the client's connection ends once that head is out.
+      res.statusCode = 502;
+      res.statusMessage = STATUS_CODES[502]!;
+      res.headers = { 'content-length': '0', connection: 'close' };
+      res.pause();
+      setImmediate(() => {
+        client.end();
+        proxyReq.destroy();
+      });
+      outcome?.answered(502);
     });
   });
 
@@ -222,12 +260,19 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       setHost: false,
     });
     let reusedSocket = false;
+    /** Set once the pod's answer is refused: the 502 is the one outcome, later errors of its request are not. */
+    let refused = false;
+    const refuse = (problem: string) => {
+      refused = true;
+      proxyReq.destroy();
+      if (!res.destroyed) onFailure(new UpstreamInvalidResponseError(problem));
+    };
     proxyReq.on('socket', (socket: Socket) => {
       reusedSocket = proxyReq.reusedSocket;
       if (socket.connecting && options.connectTimeoutMs > 0) armConnectTimeout(socket, options.connectTimeoutMs);
     });
     proxyReq.on('error', (err: NodeJS.ErrnoException) => {
-      if (res.destroyed || req.socket.destroyed) return; // client abort
+      if (refused || res.destroyed || req.socket.destroyed) return; // refused, or a client abort
       if (res.headersSent) {
         cutMidResponse(res, err, onFailure);
         return;
@@ -240,15 +285,20 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       onFailure(upstreamError(err));
     });
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      prepareResponseHeaders(proxyRes.headers);
-      // Framing is the server's business: it chunks or sets the length for this client's HTTP version.
-      delete proxyRes.headers['transfer-encoding'];
-      if (req.httpVersionMajor >= 2) res.writeHead(proxyRes.statusCode ?? 502, proxyRes.headers);
-      else res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, proxyRes.headers);
+      const problem = finalStatusProblem(proxyRes.statusCode) ?? prepareResponseHeaders(proxyRes.headers) ?? writeHead(res, proxyRes);
+      if (problem !== undefined) {
+        refuse(problem);
+        return;
+      }
       proxyRes.on('error', (err) => {
         if (!res.destroyed) cutMidResponse(res, err, onFailure);
       });
       proxyRes.pipe(res);
+    });
+    // A 101 to a request that asked for no upgrade: the pod's socket is handed over here and closed; nothing opens.
+    proxyReq.on('upgrade', (_proxyRes: IncomingMessage, upstream: Socket) => {
+      upstream.destroy();
+      refuse('101 Switching Protocols to a request that asked for no upgrade');
     });
     // The client went away before the answer was complete: tear the pod's request down too.
     res.once('close', () => {
