@@ -121,9 +121,11 @@ export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = f
 }
 
 /**
- * A final status the gateway relays: RFC 9110 15 defines 100-599, and 1xx are never final (101 only ends an
- * upgrade). Anything else (0, 99, 600-999, which node:http's parser accepts) is a broken pod.
+ * A final response the gateway relays: HTTP/1.x (node:http's parser also takes `HTTP/2.0` and others from a raw
+ * socket), and a status RFC 9110 15 defines as final: 200-599 (1xx are never final, 101 only ends an upgrade).
+ * Anything else (0, 99, 600-999, which the parser accepts) is a broken pod.
  */
-export function finalStatusProblem(status: number | undefined): string | undefined {
+export function finalStatusProblem(status: number | undefined, httpVersionMajor = 1): string | undefined {
+  if (httpVersionMajor !== 1) return `HTTP/${httpVersionMajor} is not HTTP/1.x`;
   return status !== undefined && status >= 200 && status <= 599 ? undefined : `status ${status} is not a final status (200-599)`;
 }

@@ -2,6 +2,7 @@
 // http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables or Redis: callers
 // hand it a resolved Target.
 import { request, STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { constants as http2Constants, type Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
@@ -82,6 +83,8 @@ export function upstreamError(err: unknown): PodgateError {
  * say why (the access line keeps the pod's status with this reason; without it the cut reads as a client abort).
  */
 function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFailure): void {
+  // An HTTP/2 stream ended without an error code reads as a complete response: reset it with one.
+  (res as unknown as Partial<Http2ServerResponse>).stream?.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
   onFailure(new UpstreamUnreachableError(`the pod's response broke off: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   res.destroy();
 }
@@ -194,7 +197,8 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       client.off('close', onClientClose);
       const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
       if (problem !== undefined) {
-        // http-proxy-3 writes the 101 after this listener: with both sockets gone nothing is written and nothing opens.
+        // http-proxy-3 writes the 101 after this listener: with both sockets gone nothing is written and nothing
+        // opens. The client sees its connection close (the 502 is recorded, it cannot be written before the 101).
         upstream.destroy();
         client.destroy();
         outcome?.failed(new UpstreamInvalidResponseError(problem));
@@ -205,7 +209,7 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     });
     proxyReq.once('response', (res: IncomingMessage) => {
       client.off('close', onClientClose);
-      const problem = finalStatusProblem(res.statusCode) ?? prepareResponseHeaders(res.headers);
+      const problem = finalStatusProblem(res.statusCode, res.httpVersionMajor) ?? prepareResponseHeaders(res.headers);
       if (problem === undefined) {
         // http-proxy-3 writes this status line itself, with the pod's reason phrase: the standard one replaces it.
         res.statusMessage = STATUS_CODES[res.statusCode!] ?? 'unknown';
@@ -262,6 +266,8 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     let reusedSocket = false;
     /** Set once the pod's answer is refused: the 502 is the one outcome, later errors of its request are not. */
     let refused = false;
+    /** The pod's response once its head has arrived. */
+    let pending: IncomingMessage | undefined;
     const refuse = (problem: string) => {
       refused = true;
       proxyReq.destroy();
@@ -274,7 +280,9 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     proxyReq.on('error', (err: NodeJS.ErrnoException) => {
       if (refused || res.destroyed || req.socket.destroyed) return; // refused, or a client abort
       if (res.headersSent) {
-        cutMidResponse(res, err, onFailure);
+        // Bytes after a complete response (a 204 with a body, junk after the last chunk) break the pod's connection,
+        // not this response: it is relayed whole.
+        if (!pending?.complete) cutMidResponse(res, err, onFailure);
         return;
       }
       // A pooled socket the pod closed just as we reused it: send an idempotent request once more.
@@ -285,7 +293,10 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       onFailure(upstreamError(err));
     });
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      const problem = finalStatusProblem(proxyRes.statusCode) ?? prepareResponseHeaders(proxyRes.headers) ?? writeHead(res, proxyRes);
+      pending = proxyRes;
+      // RFC 9110 8.6: no Content-Length on a 204 (HTTP/2 clients reset such a stream as malformed).
+      if (proxyRes.statusCode === 204) delete proxyRes.headers['content-length'];
+      const problem = finalStatusProblem(proxyRes.statusCode, proxyRes.httpVersionMajor) ?? prepareResponseHeaders(proxyRes.headers) ?? writeHead(res, proxyRes);
       if (problem !== undefined) {
         refuse(problem);
         return;
