@@ -197,10 +197,10 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       client.off('close', onClientClose);
       const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
       if (problem !== undefined) {
-        // http-proxy-3 writes the 101 after this listener: with both sockets gone nothing is written and nothing
-        // opens. The client sees its connection close (the 502 is recorded, it cannot be written before the 101).
+        // The 502 goes out and the client's socket ends here, before http-proxy-3's own listener writes its 101:
+        // that write then fails on the ended socket (an error its listeners swallow), and with the pod's socket
+        // gone nothing is piped, so nothing opens.
         upstream.destroy();
-        client.destroy();
         outcome?.failed(new UpstreamInvalidResponseError(problem));
         return;
       }

@@ -283,12 +283,13 @@ describe('a refused pod response is logged once', () => {
 });
 
 // WebSocket upgrades go through http-proxy-3, which writes the pod's answer to the client's socket itself.
-const WS_CASES: Record<string, { answer: HostileAnswer; expectHead: RegExp | null }> = {
+const WS_CASES: Record<string, { answer: HostileAnswer; expectHead: RegExp }> = {
   'ws-ok': {
     answer: (s) => s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nhttp2-settings: x\r\nkeep-alive: 1\r\n\r\n'),
     expectHead: /^HTTP\/1\.1 101 Switching Protocols\r\n/,
   },
-  'ws-other-protocol': { answer: 'HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n', expectHead: null },
+  'ws-other-protocol': { answer: 'HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n', expectHead: /^HTTP\/1\.1 502 / },
+  'ws-no-upgrade-header': { answer: 'HTTP/1.1 101 Switching Protocols\r\n\r\nsmuggled', expectHead: /^HTTP\/1\.1 502 / },
   'ws-refusal-bad-reason': { answer: 'HTTP/1.1 403 F\x01rbidden\r\ncontent-length: 2\r\n\r\nno', expectHead: /^HTTP\/1\.1 403 Forbidden\r\n/ },
   'ws-refusal-bad-status': { answer: 'HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\nno', expectHead: /^HTTP\/1\.1 502 Bad Gateway\r\n/ },
   'ws-refusal-nul-header': { answer: 'HTTP/1.1 403 Forbidden\r\nx-a: \x00\r\ncontent-length: 2\r\n\r\nno', expectHead: /^HTTP\/1\.1 502 /},
@@ -333,8 +334,10 @@ describe('a hostile pod answering WebSocket upgrades', () => {
           'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
       );
     });
-    if (c.expectHead === null) expect(raw).toBe('');
-    else expect(raw).toMatch(c.expectHead);
+    expect(raw).toMatch(c.expectHead);
+    // Exactly one answer: no 101 after a 502, nothing from the pod after the refusal.
+    expect(raw.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+    expect(raw).not.toContain('smuggled');
     const head = raw.split('\r\n\r\n')[0]!.toLowerCase();
     for (const name of ['http2-settings', 'keep-alive']) expect(head).not.toContain(`${name}:`);
     for (const line of head.split('\r\n')) expect(line).not.toMatch(/[\x00-\x08\x0a-\x1f\x7f]/);
