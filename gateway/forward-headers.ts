@@ -74,11 +74,11 @@ export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttp
 }
 
 /**
- * Response headers HTTP/2 forbids (RFC 9113 8.2.2) beyond the hop-by-hop ones: node:http2 throws on them, so they
- * are dropped for every client version and all answer alike. Framing is the gateway's own business: it chunks or
- * sets the length for each client's HTTP version.
+ * Dropped from every response: the hop-by-hop headers, and those HTTP/2 forbids besides them (RFC 9113 8.2.2:
+ * node:http2 throws on each), for every client version so all answer alike. Framing (Transfer-Encoding) is the
+ * gateway's own business: it chunks or sets the length for each client's HTTP version.
  */
-const CONNECTION_SPECIFIC_RESPONSE = ['transfer-encoding', 'http2-settings'];
+const DROPPED_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'http2-settings']);
 
 /** RFC 9110 5.1 field-name: a token. */
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -91,14 +91,24 @@ function valueProblem(name: string, value: string): string | undefined {
 
 /**
  * Remove hop-by-hop and HTTP/2-forbidden headers from a pod's response before it is copied to the client, and
- * check what remains. `upgrade`: a 101 answer to a WebSocket upgrade, which keeps `Connection: upgrade` and
- * `Upgrade`. Returns what is wrong (the response must not be relayed), or undefined.
+ * check what remains, in one pass (it runs for every response). `upgrade`: a 101 answer to a WebSocket upgrade,
+ * which keeps `Connection: upgrade` and `Upgrade`. Returns what is wrong (the response must not be relayed), or
+ * undefined.
  */
 export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
   const upgradeValue = headers.upgrade;
-  stripHopByHop(headers, upgrade);
-  for (const name of CONNECTION_SPECIFIC_RESPONSE) delete headers[name];
+  const connection = headers.connection;
+  if (typeof connection === 'string') {
+    for (const token of connection.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name && !(upgrade && name === 'upgrade')) delete headers[name];
+    }
+  }
   for (const name in headers) {
+    if (DROPPED_RESPONSE.has(name) || isProxyHeader(name)) {
+      delete headers[name];
+      continue;
+    }
     if (!FIELD_NAME.test(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
     const value = headers[name];
     if (typeof value === 'string') {
