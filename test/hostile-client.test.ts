@@ -3,6 +3,7 @@
 // sees only origin-form and the one authority the gateway decided on, and the gateway keeps serving.
 import { connect as http2Connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../shared/log.ts';
 import { listenHttps, type HttpsListener } from '../gateway/tls/https-server.ts';
@@ -20,9 +21,11 @@ interface RawAnswer {
 }
 
 /** Send raw bytes on a fresh connection; the answer is read until the gateway closes (every request says close). */
-function raw(port: number, bytes: string): Promise<RawAnswer> {
+function raw(port: number, bytes: string, overTls = false): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: '127.0.0.1', port });
+    const socket = overTls
+      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+      : netConnect({ host: '127.0.0.1', port });
     let data = '';
     const timer = setTimeout(() => {
       socket.destroy();
@@ -304,6 +307,16 @@ describe('a hostile client, HTTP/2', () => {
     if (podHost) expect(up.requests.at(-1)).toMatchObject({ url: '/', headers: { host: podHost } });
     else expect(up.requests.length).toBe(before);
     expect(session.destroyed).toBe(false);
+    await stillServing();
+  });
+
+  it('CONNECT and absolute-form over HTTP/1.1 on the HTTPS listener (an HTTP/2 server taking HTTP/1.1) as over plain HTTP', async () => {
+    const connect = await raw(tls.port, req(`CONNECT ${PRIVATE_HOST}:443 HTTP/1.1`, host(PRIVATE_HOST)), true);
+    expect(connect.status).toBe(400);
+    expect(JSON.parse(connect.body).error.code).toBe(TARGET_400);
+    expect((await raw(tls.port, req(`GET https://${PRIVATE_HOST}/ HTTP/1.1`, host(PUBLIC_HOST)), true)).status).toBe(401);
+    expect((await raw(tls.port, req(`GET https://${PUBLIC_HOST}/tls HTTP/1.1`, host(PRIVATE_HOST)), true)).status).toBe(200);
+    expect(up.requests.at(-1)).toMatchObject({ url: '/tls', headers: { host: PUBLIC_HOST, 'x-forwarded-proto': 'https' } });
     await stillServing();
   });
 
