@@ -210,7 +210,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     prepareRequestHeaders(req.headers, forwardContext(req, true));
     // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
     proxy.ws(req, socket, head, target, {
-      answered: (status) => record(req, status, target.slug, started),
+      answered: (status, invalid) => record(req, status, target.slug, started, invalid),
       failed: (err) => {
         answerError(err, req, socket);
         record(req, err.status, target.slug, started, err);

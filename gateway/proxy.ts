@@ -29,8 +29,11 @@ export type UpstreamFailure = (err: PodgateError) => void;
 
 /** How one WebSocket upgrade ended: exactly one of these is called, once, so it can write the one access line. */
 export interface UpgradeOutcome {
-  /** The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed as it is. */
-  answered(status: number): void;
+  /**
+   * The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed with the standard
+   * reason phrase; or 502 with `invalid` when that refusal was not valid HTTP (the client got a bodiless 502).
+   */
+  answered(status: number, invalid?: PodgateError): void;
   /** The pod failed before answering: the caller answers the client with `err`. */
   failed(err: PodgateError): void;
   /** The client went away before the pod answered; the pod's request is torn down. */
@@ -48,8 +51,8 @@ class FirstOutcome implements UpgradeOutcome {
   constructor(outcome: UpgradeOutcome) {
     this.outcome = outcome;
   }
-  answered(status: number): void {
-    if (this.settle()) this.outcome.answered(status);
+  answered(status: number, invalid?: PodgateError): void {
+    if (this.settle()) this.outcome.answered(status, invalid);
   }
   failed(err: PodgateError): void {
     if (this.settle()) this.outcome.failed(err);
@@ -226,7 +229,7 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
         client.end();
         proxyReq.destroy();
       });
-      outcome?.answered(502);
+      outcome?.answered(502, new UpstreamInvalidResponseError(problem));
     });
   });
 

@@ -341,6 +341,14 @@ describe('a hostile pod answering WebSocket upgrades', () => {
     const head = raw.split('\r\n\r\n')[0]!.toLowerCase();
     for (const name of ['http2-settings', 'keep-alive']) expect(head).not.toContain(`${name}:`);
     for (const line of head.split('\r\n')) expect(line).not.toMatch(/[\x00-\x08\x0a-\x1f\x7f]/);
+    if (raw.startsWith('HTTP/1.1 502 ')) {
+      // One access line, saying why.
+      const path = `/case/${name}`;
+      await waitFor(() => h.logs.some((l) => l.path === path), { what: `the access line of ${name}` });
+      const lines = h.logs.filter((l) => l.path === path);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ status: 502, pod: 'hostilews', err: expect.stringMatching(/^upstream_/) });
+    }
     await stillServing();
   });
 });
