@@ -1,5 +1,6 @@
 // Header rules at the edge (pure). Requests to pods get X-Forwarded-* set by the gateway (client-supplied
-// values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop headers.
+// values are kept only from trusted proxies) and lose hop-by-hop headers; responses lose hop-by-hop and
+// HTTP/2-forbidden headers, and are checked (status, header names and values) before anything reaches a client.
 import type { IncomingHttpHeaders } from 'node:http';
 import { ROUTER_KEY_HEADER } from '../shared/route.ts';
 
@@ -79,14 +80,68 @@ export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttp
 }
 
 /**
- * Remove hop-by-hop headers from a pod's response before it is copied to the client. `upgrade`: a 101 answer to a
- * WebSocket upgrade, which keeps `Connection: upgrade` and `Upgrade`.
+ * Dropped from every response: the hop-by-hop headers, and those HTTP/2 forbids besides them (RFC 9113 8.2.2:
+ * node:http2 throws on each), for every client version so all answer alike. Framing (Transfer-Encoding) is the
+ * gateway's own business: it chunks or sets the length for each client's HTTP version.
  */
-export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
+const DROPPED_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'http2-settings']);
+
+/** RFC 9110 5.1 field-name: a token. */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 5.5 field-value characters: no CR, LF, NUL or other controls except HTAB (obs-text is allowed). */
+const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+
+function valueProblem(name: string, value: string): string | undefined {
+  return INVALID_VALUE_CHAR.test(value) ? `header ${JSON.stringify(name)} has a control character in its value` : undefined;
+}
+
+/**
+ * Remove hop-by-hop and HTTP/2-forbidden headers from a pod's response before it is copied to the client, and
+ * check what remains, in one pass (it runs for every response). `upgrade`: a 101 answer to a WebSocket upgrade,
+ * which keeps `Connection: upgrade` and `Upgrade`. Returns what is wrong (the response must not be relayed), or
+ * undefined.
+ */
+export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
   const upgradeValue = headers.upgrade;
-  stripHopByHop(headers, upgrade);
+  const connection = headers.connection;
+  if (typeof connection === 'string') {
+    for (const token of connection.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name && !(upgrade && name === 'upgrade')) delete headers[name];
+    }
+  }
+  for (const name in headers) {
+    if (DROPPED_RESPONSE.has(name) || isProxyHeader(name)) {
+      delete headers[name];
+      continue;
+    }
+    if (!FIELD_NAME.test(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
+    const value = headers[name];
+    if (typeof value === 'string') {
+      const problem = valueProblem(name, value);
+      if (problem) return problem;
+    } else if (Array.isArray(value)) {
+      for (const item of value) {
+        const problem = valueProblem(name, item);
+        if (problem) return problem;
+      }
+    } else if (value !== undefined) {
+      return `header ${JSON.stringify(name)} has no text value`;
+    }
+  }
   if (upgrade && upgradeValue) {
     headers.connection = 'upgrade';
     headers.upgrade = upgradeValue;
   }
+  return undefined;
+}
+
+/**
+ * A final response the gateway relays: HTTP/1.x (node:http's parser also takes `HTTP/2.0` and others from a raw
+ * socket), and a status RFC 9110 15 defines as final: 200-599 (1xx are never final, 101 only ends an upgrade).
+ * Anything else (0, 99, 600-999, which the parser accepts) is a broken pod.
+ */
+export function finalStatusProblem(status: number | undefined, httpVersionMajor = 1): string | undefined {
+  if (httpVersionMajor !== 1) return `HTTP/${httpVersionMajor} is not HTTP/1.x`;
+  return status !== undefined && status >= 200 && status <= 599 ? undefined : `status ${status} is not a final status (200-599)`;
 }

@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Registry } from 'prom-client';
-import { ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
+import { InvalidRequestTargetError, ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
 import { listenError } from '../shared/config.ts';
 import type { Logger } from '../shared/log.ts';
 import type { RouteStore } from '../shared/route-store.ts';
@@ -17,7 +17,8 @@ import { rawHttpError, renderError } from './error-page.ts';
 import { prepareRequestHeaders, unwrapMappedAddress } from './forward-headers.ts';
 import { createMetrics } from './metrics.ts';
 import { createPodProxy } from './proxy.ts';
-import { resolveTarget, soleHostHeader, type Target } from './resolve.ts';
+import { ASTERISK_OPTIONS_HEADERS, normaliseRequestTarget } from './request-target.ts';
+import { resolveTarget, type Target } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
 import { AccessGuard } from './access/guard.ts';
 import { redactTarget, redactTokens } from './access/credentials.ts';
@@ -45,6 +46,8 @@ export interface RunningGateway {
   registry: Registry;
   handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** CONNECT requests (HTTP/1.1 'connect'): always refused. */
+  handleConnect: (req: IncomingMessage, socket: Duplex) => void;
   /** Stop accepting, let in-flight requests finish, close WebSockets with 1001; resolves when all is closed. */
   shutdown(deadlineMs?: number): Promise<void>;
 }
@@ -125,7 +128,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   }
 
   function resolve(req: IncomingMessage): Target {
-    return resolveTarget(soleHostHeader(req.rawHeaders, req.headers.host), config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
+    return resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS);
   }
 
   /**
@@ -154,6 +157,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     // Unfinished: the client went away (499), unless the pod broke off its response (its status, with the reason).
     res.once('close', () => record(req, res.writableFinished || failure ? res.statusCode : CLIENT_CLOSED, pod, started, failure));
     if (closing) res.shouldKeepAlive = false;
+    // First of all: one authority and an origin-form target, which everything below reads.
+    try {
+      if (normaliseRequestTarget(req) === 'asterisk') {
+        res.writeHead(200, ASTERISK_OPTIONS_HEADERS);
+        res.end();
+        return;
+      }
+    } catch (err) {
+      answerError(err, req, res);
+      return;
+    }
     if (deps.intercept?.(req, res)) return;
     let target: Target;
     try {
@@ -177,6 +191,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     const started = performance.now();
     let target: Target;
     try {
+      if (normaliseRequestTarget(req) === 'asterisk') throw new InvalidRequestTargetError('OPTIONS * is not upgraded');
       if (closing) throw new ServiceUnavailableError('the gateway is shutting down');
       target = resolve(req);
     } catch (err) {
@@ -201,13 +216,25 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     prepareRequestHeaders(req.headers, forwardContext(req, true, target));
     // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
     proxy.ws(req, socket, head, target, {
-      answered: (status) => record(req, status, target.slug, started),
+      answered: (status, invalid) => record(req, status, target.slug, started, invalid),
       failed: (err) => {
         answerError(err, req, socket);
         record(req, err.status, target.slug, started, err);
       },
       abandoned: () => record(req, CLIENT_CLOSED, target.slug, started),
     });
+  }
+
+  /**
+   * CONNECT (authority-form) over HTTP/1.1: node:http hands it here, not to 'request'. The gateway is no forward
+   * proxy: a precise 400, where without a listener node:http would drop the connection without a word.
+   */
+  function handleConnect(req: IncomingMessage, socket: Duplex): void {
+    socket.on('error', () => {});
+    const started = performance.now();
+    const err = new InvalidRequestTargetError('CONNECT is not served: this is not a forward proxy');
+    answerError(err, req, socket);
+    record(req, err.status, '-', started);
   }
 
   const server = createServer({
@@ -224,6 +251,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   });
   server.on('request', handleRequest);
   server.on('upgrade', handleUpgrade);
+  server.on('connect', handleConnect);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Malformed requests from clients: a precise status when the socket can still take one, never a crash.
     if (!socket.writable || (err.code === 'ECONNRESET')) {
@@ -276,6 +304,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     if (admin) await new Promise<void>((r) => admin!.close(() => r()));
   }
 
-  return { httpPort, adminPort, table, registry: metrics.registry, handleRequest, handleUpgrade, shutdown };
+  return { httpPort, adminPort, table, registry: metrics.registry, handleRequest, handleUpgrade, handleConnect, shutdown };
 }
 

@@ -1,12 +1,13 @@
 // Proxying to pods: HTTP through node:http with per-generation keep-alive pools, WebSocket upgrades through
 // http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables or Redis: callers
 // hand it a resolved Target.
-import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request, STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { constants as http2Constants, type Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
-import { PodgateError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
-import { prepareResponseHeaders, withoutPseudoHeaders } from './forward-headers.ts';
+import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
+import { finalStatusProblem, prepareResponseHeaders, withoutPseudoHeaders } from './forward-headers.ts';
 import type { Target } from './resolve.ts';
 import type { UpstreamPool } from './upstream-pool.ts';
 
@@ -28,8 +29,11 @@ export type UpstreamFailure = (err: PodgateError) => void;
 
 /** How one WebSocket upgrade ended: exactly one of these is called, once, so it can write the one access line. */
 export interface UpgradeOutcome {
-  /** The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed as it is. */
-  answered(status: number): void;
+  /**
+   * The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed with the standard
+   * reason phrase; or 502 with `invalid` when that refusal was not valid HTTP (the client got a bodiless 502).
+   */
+  answered(status: number, invalid?: PodgateError): void;
   /** The pod failed before answering: the caller answers the client with `err`. */
   failed(err: PodgateError): void;
   /** The client went away before the pod answered; the pod's request is torn down. */
@@ -47,8 +51,8 @@ class FirstOutcome implements UpgradeOutcome {
   constructor(outcome: UpgradeOutcome) {
     this.outcome = outcome;
   }
-  answered(status: number): void {
-    if (this.settle()) this.outcome.answered(status);
+  answered(status: number, invalid?: PodgateError): void {
+    if (this.settle()) this.outcome.answered(status, invalid);
   }
   failed(err: PodgateError): void {
     if (this.settle()) this.outcome.failed(err);
@@ -82,8 +86,25 @@ export function upstreamError(err: unknown): PodgateError {
  * say why (the access line keeps the pod's status with this reason; without it the cut reads as a client abort).
  */
 function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFailure): void {
+  // An HTTP/2 stream ended without an error code reads as a complete response: reset it with one.
+  (res as unknown as Partial<Http2ServerResponse>).stream?.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
   onFailure(new UpstreamUnreachableError(`the pod's response broke off: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   res.destroy();
+}
+
+/**
+ * Write the client's response head from a checked pod response: the status with its standard reason phrase (the
+ * pod's own is never relayed), the checked headers. Returns what went wrong if the head could not be written
+ * (node:http and node:http2 throw on what they refuse), leaving the response clean for the 502.
+ */
+function writeHead(res: ServerResponse, proxyRes: IncomingMessage): string | undefined {
+  try {
+    res.writeHead(proxyRes.statusCode!, proxyRes.headers);
+    return undefined;
+  } catch (err) {
+    if (!res.headersSent) for (const name of res.getHeaderNames()) res.removeHeader(name);
+    return `its response head was refused (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
 }
 
 function targetUrl(target: Target) {
@@ -177,14 +198,38 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     if (options.responseTimeoutMs > 0) armUpgradeDeadline(proxyReq, options.responseTimeoutMs);
     proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
       client.off('close', onClientClose);
-      prepareResponseHeaders(res.headers, true);
+      const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
+      if (problem !== undefined) {
+        // The 502 goes out and the client's socket ends here, before http-proxy-3's own listener writes its 101:
+        // that write then fails on the ended socket (an error its listeners swallow), and with the pod's socket
+        // gone nothing is piped, so nothing opens.
+        upstream.destroy();
+        outcome?.failed(new UpstreamInvalidResponseError(problem));
+        return;
+      }
       outcome?.answered(101);
       hooks.onWebSocketOpen(client, upstream);
     });
     proxyReq.once('response', (res: IncomingMessage) => {
       client.off('close', onClientClose);
-      prepareResponseHeaders(res.headers);
-      outcome?.answered(res.statusCode ?? 502);
+      const problem = finalStatusProblem(res.statusCode, res.httpVersionMajor) ?? prepareResponseHeaders(res.headers);
+      if (problem === undefined) {
+        // http-proxy-3 writes this status line itself, with the pod's reason phrase: the standard one replaces it.
+        res.statusMessage = STATUS_CODES[res.statusCode!] ?? 'unknown';
+        outcome?.answered(res.statusCode!);
+        return;
+      }
+      // A refusal the gateway does not relay: http-proxy-3 writes a bodiless 502 head from what is left here; the
+      // pod's body stays paused (never written), and the client's connection ends once that head is out.
+      res.statusCode = 502;
+      res.statusMessage = STATUS_CODES[502]!;
+      res.headers = { 'content-length': '0', connection: 'close' };
+      res.pause();
+      setImmediate(() => {
+        client.end();
+        proxyReq.destroy();
+      });
+      outcome?.answered(502, new UpstreamInvalidResponseError(problem));
     });
   });
 
@@ -222,14 +267,25 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       setHost: false,
     });
     let reusedSocket = false;
+    /** Set once the pod's answer is refused: the 502 is the one outcome, later errors of its request are not. */
+    let refused = false;
+    /** The pod's response once its head has arrived. */
+    let pending: IncomingMessage | undefined;
+    const refuse = (problem: string) => {
+      refused = true;
+      proxyReq.destroy();
+      if (!res.destroyed) onFailure(new UpstreamInvalidResponseError(problem));
+    };
     proxyReq.on('socket', (socket: Socket) => {
       reusedSocket = proxyReq.reusedSocket;
       if (socket.connecting && options.connectTimeoutMs > 0) armConnectTimeout(socket, options.connectTimeoutMs);
     });
     proxyReq.on('error', (err: NodeJS.ErrnoException) => {
-      if (res.destroyed || req.socket.destroyed) return; // client abort
+      if (refused || res.destroyed || req.socket.destroyed) return; // refused, or a client abort
       if (res.headersSent) {
-        cutMidResponse(res, err, onFailure);
+        // Bytes after a complete response (a 204 with a body, junk after the last chunk) break the pod's connection,
+        // not this response: it is relayed whole.
+        if (!pending?.complete) cutMidResponse(res, err, onFailure);
         return;
       }
       // A pooled socket the pod closed just as we reused it: send an idempotent request once more.
@@ -240,15 +296,23 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
       onFailure(upstreamError(err));
     });
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      prepareResponseHeaders(proxyRes.headers);
-      // Framing is the server's business: it chunks or sets the length for this client's HTTP version.
-      delete proxyRes.headers['transfer-encoding'];
-      if (req.httpVersionMajor >= 2) res.writeHead(proxyRes.statusCode ?? 502, proxyRes.headers);
-      else res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, proxyRes.headers);
+      pending = proxyRes;
+      // RFC 9110 8.6: no Content-Length on a 204 (HTTP/2 clients reset such a stream as malformed).
+      if (proxyRes.statusCode === 204) delete proxyRes.headers['content-length'];
+      const problem = finalStatusProblem(proxyRes.statusCode, proxyRes.httpVersionMajor) ?? prepareResponseHeaders(proxyRes.headers) ?? writeHead(res, proxyRes);
+      if (problem !== undefined) {
+        refuse(problem);
+        return;
+      }
       proxyRes.on('error', (err) => {
         if (!res.destroyed) cutMidResponse(res, err, onFailure);
       });
       proxyRes.pipe(res);
+    });
+    // A 101 to a request that asked for no upgrade: the pod's socket is handed over here and closed; nothing opens.
+    proxyReq.on('upgrade', (_proxyRes: IncomingMessage, upstream: Socket) => {
+      upstream.destroy();
+      refuse('101 Switching Protocols to a request that asked for no upgrade');
     });
     // The client went away before the answer was complete: tear the pod's request down too.
     res.once('close', () => {

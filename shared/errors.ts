@@ -21,6 +21,18 @@ export class InvalidHostError extends PodgateError {
   }
 }
 
+/**
+ * The request target is neither origin-form (`/path?query`) nor an absolute-form http(s) URL the gateway accepts
+ * (RFC 9112 3.2). The message names what is wrong without echoing the target, which may carry a token.
+ */
+export class InvalidRequestTargetError extends PodgateError {
+  readonly code = 'invalid_request_target';
+  readonly status = 400;
+  constructor(reason: string) {
+    super(`invalid request target: ${reason}`);
+  }
+}
+
 /** The Host is not under any base domain this gateway serves (IP literal, foreign domain). */
 export class HostNotServedError extends PodgateError {
   readonly code = 'host_not_served';
@@ -88,6 +100,15 @@ export class UpstreamTimeoutError extends PodgateError {
   readonly status = 504;
   constructor(detail: string) {
     super(`the pod's service did not answer in time: ${detail}`);
+  }
+}
+
+/** The pod answered with a response head the gateway does not relay (status, header or framing). */
+export class UpstreamInvalidResponseError extends PodgateError {
+  readonly code = 'upstream_invalid_response';
+  readonly status = 502;
+  constructor(detail: string) {
+    super(`the pod's response is not valid HTTP: ${detail}`);
   }
 }
 

@@ -1,6 +1,7 @@
 // The HTTPS listener: the same request and upgrade handlers as plain HTTP, with the certificate picked per
 // SNI name. HTTP/2 is offered through ALPN (h2, then http/1.1): HTTP/2 requests reach the gateway's request
-// handler with Host copied from :authority here, and gateway/proxy.ts sends them to the pod over HTTP/1.1 with
+// handler with Host copied from :authority here (gateway/request-target.ts refuses a Host that names another
+// authority, and any :path that is not /path?query), and gateway/proxy.ts sends them to the pod over HTTP/1.1 with
 // node:http, leaving out the pseudo-headers. WebSockets keep using HTTP/1.1, where http-proxy-3 carries them
 // (browsers fall back to an HTTP/1.1 connection because the server does not offer RFC 8441 extended CONNECT).
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -20,6 +21,8 @@ import type { Logger } from '../../shared/log.ts';
 export interface RequestHandlers {
   handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** HTTP/1.1 CONNECT; without it such connections are closed. HTTP/2 CONNECT streams go to handleRequest. */
+  handleConnect?: (req: IncomingMessage, socket: Duplex) => void;
 }
 
 export interface HttpsListenerOptions {
@@ -100,6 +103,13 @@ export function listenHttps(
       handlers.handleRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse);
     });
     h2.on('upgrade', (req: IncomingMessage) => headDeadline.disarm(req.socket as TLSSocket));
+    // One event for both protocols: an HTTP/2 CONNECT stream comes with its response (answered like any request,
+    // where the gateway refuses it), an HTTP/1.1 CONNECT with its socket.
+    h2.on('connect', (req: IncomingMessage, second: ServerResponse | Duplex) => {
+      if ('writeHead' in second) handlers.handleRequest(withHostHeader(req), second);
+      else if (handlers.handleConnect) handlers.handleConnect(req, second);
+      else second.destroy();
+    });
     if (options.http2SessionTimeoutMs) h2.setTimeout(options.http2SessionTimeoutMs);
     server = h2;
   } else {
@@ -110,6 +120,7 @@ export function listenHttps(
       keepAliveTimeout: options.keepAliveTimeoutMs,
     });
     server.on('request', handlers.handleRequest);
+    if (handlers.handleConnect) server.on('connect', handlers.handleConnect);
   }
   // HTTP/1.1 connections (also those an HTTP/2 server downgrades) upgrade to WebSockets here.
   server.on('upgrade', handlers.handleUpgrade);
