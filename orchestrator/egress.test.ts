@@ -15,6 +15,7 @@ import { LABELS, podBridgeName, type PodContainerSpec } from './container-runtim
 import { DockerRuntime } from './docker-runtime.ts';
 import { installEgressPolicy, listChain, plannedRules, removeEgressPolicy } from './egress-iptables.ts';
 import { DEFAULT_EGRESS_DENY, parseCidr, parseCidrList, type Cidr, type EgressNames } from './egress-rules.ts';
+import { newRouterKey } from './pods.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
 import { removePods, testPodImage, uniqueSlug } from './testing.ts';
@@ -95,7 +96,8 @@ async function spec(stem: string): Promise<PodContainerSpec> {
   while (!(await isPortBindable('127.0.0.1', hostPort))) hostPort = await ports.allocate(slug);
   return {
     slug, generation: 1, image, runtime: 'runsc', bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
-    env: { POD_SLUG: slug },
+    // The in-pod router refuses to start without its key.
+    env: { POD_SLUG: slug, PODGATE_ROUTER_KEY: newRouterKey() },
     labels: { [LABELS.generation]: '1', [LABELS.hostPort]: String(hostPort) },
     ...tierLimits('dev.small', 2),
   };
