@@ -238,7 +238,8 @@ describe('pod image (docker/build-image.sh, gVisor)', () => {
 
   it('rewrites a dev server redirect to http://localhost:<port>/ to the host the browser used', async () => {
     const res = await get(port, 'localhost-3000.pod-demo.localhost:8080', '/cgi-bin/redirect', { 'X-Forwarded-Proto': 'https' });
-    expect(res.status).toBe(302);
+    // With the body, so a failure says which part of the pod answered (the router's 502 text names the cause).
+    expect({ status: res.status, body: res.body }).toEqual({ status: 302, body: '' });
     expect(res.headers.location).toBe('https://localhost-3000.pod-demo.localhost:8080/index.html');
   });
 
