@@ -52,6 +52,11 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // `podgate pods ls | head`: the reader went away, and there is nobody left to tell.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   // process.exitCode rather than exit(): stdout is flushed first when it is a pipe.
   run(process.argv.slice(2)).then((code) => (process.exitCode = code));
 }
