@@ -20,6 +20,9 @@ export class ApiError extends Error {
 /** The API could not be reached, or answered something that is not the API's JSON. */
 export class TransportError extends Error {}
 
+/** The API took longer than the call allows. */
+export class RequestTimeoutError extends TransportError {}
+
 interface ErrorBody {
   error?: { code?: unknown; message?: unknown; field?: unknown };
 }
@@ -56,6 +59,9 @@ export class ApiClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new RequestTimeoutError(`the ${this.name} API at ${this.target.url} did not answer within ${Math.round(timeoutMs / 1000)} s`);
+      }
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const detail = cause?.code ?? cause?.message ?? (err as Error).message;
       throw new TransportError(`cannot reach the ${this.name} API at ${this.target.url}: ${detail} (set ${this.hint})`);

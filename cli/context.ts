@@ -1,5 +1,6 @@
 // What every command gets: where to print, whether to print JSON, and the two admin APIs, resolved only when a
 // command calls them (so `--help` and usage errors never need settings).
+import { setTimeout as delay } from 'node:timers/promises';
 import { ApiClient } from './client.ts';
 import type { Out } from './output.ts';
 import { gatewayTarget, orchestratorTarget, readConfigFile, configPath, type LoadedConfig } from './settings.ts';
@@ -12,8 +13,8 @@ export interface Ctx {
   json: boolean;
   orchestrator(): ApiClient;
   gateway(): ApiClient;
-  /** Resolves after `ms` (polling: pods create, logs -f). */
-  sleep(ms: number): Promise<void>;
+  /** Resolves after `ms`, or at once when `signal` aborts (polling: pods create, logs -f). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
   now(): number;
 }
 
@@ -33,7 +34,7 @@ export function processCtx(env: NodeJS.ProcessEnv, out: Out, options: GlobalOpti
     json: options.json === true,
     orchestrator: () => new ApiClient(orchestratorTarget(env, config(), insecure), 'orchestrator admin', 'PODGATE_URL'),
     gateway: () => new ApiClient(gatewayTarget(env, config(), insecure), 'gateway admin', 'PODGATE_GATEWAY_URL'),
-    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => {}),
     now: Date.now,
   };
 }

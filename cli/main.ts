@@ -7,7 +7,7 @@ import { ApiError, TransportError } from './client.ts';
 import { processCtx, UsageError } from './context.ts';
 import { json, printable, processOut } from './output.ts';
 import { buildProgram } from './program.ts';
-import { PodFailedError } from './pods.ts';
+import { PodNotReadyError } from './pods.ts';
 import { SettingsError } from './settings.ts';
 
 export const EXIT_FAILURE = 1;
@@ -20,9 +20,9 @@ export function describeFailure(err: unknown, asJson: boolean): string {
     const field = err.field ? `, field ${err.field}` : '';
     return `podgate: ${printable(err.message)} (HTTP ${err.status} ${err.code}${field})\n`;
   }
-  const known = err instanceof SettingsError || err instanceof TransportError || err instanceof PodFailedError || err instanceof UsageError;
+  const known = err instanceof SettingsError || err instanceof TransportError || err instanceof PodNotReadyError || err instanceof UsageError;
   const message = known ? (err as Error).message : `unexpected error: ${err instanceof Error ? err.message : String(err)}`;
-  const code = err instanceof SettingsError ? 'settings' : err instanceof TransportError ? 'unreachable' : err instanceof PodFailedError ? 'pod_failed' : err instanceof UsageError ? 'usage' : 'internal';
+  const code = err instanceof SettingsError ? 'settings' : err instanceof TransportError ? 'unreachable' : err instanceof PodNotReadyError ? 'pod_not_ready' : err instanceof UsageError ? 'usage' : 'internal';
   return asJson ? json({ error: { code, message } }) : `podgate: ${printable(message)}\n`;
 }
 
@@ -37,6 +37,11 @@ export async function run(argv: string[]): Promise<number> {
     },
     (code) => (exitCode = code),
   );
+  // Ctrl-C while a create waits: end the progress line first, so the shell prompt starts on a clean line.
+  process.once('SIGINT', () => {
+    out.progressDone();
+    process.exit(130);
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

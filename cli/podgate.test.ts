@@ -136,6 +136,15 @@ describe('podgate against a real orchestrator', () => {
     expect(JSON.parse(restarted.stdout)).toMatchObject({ slug, status: 'running' });
 
     expect(await cli(['pods', 'rm', slug])).toMatchObject({ code: 0, stdout: `deleted ${slug}\n` });
+
+    // --no-wait answers with the accepted pod at once; it goes on provisioning.
+    const quick = uniqueSlug('nowait');
+    slugs.add(quick);
+    const accepted = await cli(['pods', 'create', quick, '--no-wait', '--json']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(JSON.parse(accepted.stdout)).toMatchObject({ slug: quick, status: 'pending' });
+    await waitFor(async () => JSON.parse((await cli(['pods', 'show', quick, '--json'])).stdout).status === 'running', { timeoutMs: 60_000, intervalMs: 250, what: 'the --no-wait pod to run' });
+    expect((await cli(['pods', 'rm', quick])).code).toBe(0);
     expect((await cli(['pods', 'ls'])).stdout).not.toContain(slug);
     const gone = await cli(['pods', 'show', slug]);
     expect(gone.code).toBe(1);
@@ -152,6 +161,14 @@ describe('podgate against a real orchestrator', () => {
     const badSlug = await cli(['--json', 'pods', 'create', 'Not_A_Slug']);
     expect(badSlug.code).toBe(1);
     expect(JSON.parse(badSlug.stderr)).toMatchObject({ error: { status: 400, code: 'invalid_request', field: 'slug' } });
+    // Refused by the orchestrator once provisioning checks the Docker host: the create waits for that answer, field
+    // included, and nothing is left behind.
+    const noImage = uniqueSlug('noimg');
+    slugs.add(noImage);
+    const missing = await cli(['pods', 'create', noImage, '--image', 'podgate/no-such-image:cli-test']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe('podgate: image: podgate/no-such-image:cli-test is not on the Docker host (build or load it there first) (HTTP 400 invalid_request, field image)\n');
+    expect((await cli(['pods', 'ls'])).stdout).not.toContain(noImage);
     const badPort = await cli(['links', 'create', 'nosuchpod', '--port', 'http']);
     expect(badPort.stderr).toMatch(/\(HTTP 400 invalid_request, field port\)\n$/);
 

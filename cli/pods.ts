@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { ExecLogEntry } from '../orchestrator/exec-log.ts';
 import type { ExecOutcome, PodView } from '../orchestrator/pods.ts';
+import { RequestTimeoutError } from './client.ts';
 import { UsageError, type Ctx } from './context.ts';
 import { json, keyValues, printable, printableText, table } from './output.ts';
 
@@ -14,8 +15,8 @@ const MAX_LOG_LIMIT = 1000;
 /** timeout(1)'s exit code for a command that ran out of time. */
 const EXEC_TIMED_OUT_EXIT = 124;
 
-/** A pod that provisioning gave up on; the message carries the pod's error. */
-export class PodFailedError extends Error {}
+/** A pod the CLI stopped waiting for (--timeout); it may still come up. */
+export class PodNotReadyError extends Error {}
 
 const path = (slug: string, rest = '') => `/v1/pods/${encodeURIComponent(slug)}${rest}`;
 
@@ -107,26 +108,36 @@ function printPod(ctx: Ctx, pod: PodView): void {
   ctx.out.stdout(ctx.json ? json(pod) : podDetails(pod));
 }
 
-/** Create without waiting in the API, then poll the pod, showing its state on the progress line. */
+/**
+ * Create the pod; with `wait`, the API answers once the pod is ready (or with its error and field, the create
+ * rolled back), and meanwhile the pod's state is polled for the progress line.
+ */
 export async function createPod(ctx: Ctx, spec: Record<string, unknown>, wait: boolean, timeoutS: number): Promise<PodView> {
   const api = ctx.orchestrator();
+  if (!wait) return api.call<PodView>('POST', '/v1/pods?wait=false', spec);
   const slug = String(spec.slug);
-  let pod = await api.call<PodView>('POST', '/v1/pods?wait=false', spec);
-  if (!wait) return pod;
   const started = ctx.now();
-  try {
-    for (;;) {
-      const seconds = Math.floor((ctx.now() - started) / 1000);
-      ctx.out.progress(`creating ${slug}: ${pod.status} (${seconds}s)`);
-      if (pod.status === 'running') return pod;
-      if (pod.status === 'failed') throw new PodFailedError(`pod ${JSON.stringify(slug)} failed to start: ${pod.error ?? 'no reason given'}`);
-      if (ctx.now() - started > timeoutS * 1000) {
-        throw new PodFailedError(`pod ${JSON.stringify(slug)} is still ${pod.status} after ${timeoutS} s (--timeout); it goes on provisioning: podgate pods show ${slug}`);
-      }
-      await ctx.sleep(POLL_INTERVAL_MS);
-      pod = await api.call<PodView>('GET', path(slug));
+  const stop = new AbortController();
+  let status = 'pending';
+  const progress = (async () => {
+    while (!stop.signal.aborted) {
+      ctx.out.progress(`creating ${slug}: ${status} (${Math.floor((ctx.now() - started) / 1000)}s)`);
+      await ctx.sleep(POLL_INTERVAL_MS, stop.signal);
+      if (stop.signal.aborted) break;
+      // Only for the progress line: the create's own answer decides.
+      status = (await api.call<PodView>('GET', path(slug)).catch(() => undefined))?.status ?? status;
     }
+  })();
+  try {
+    return await api.call<PodView>('POST', '/v1/pods', spec, timeoutS * 1000);
+  } catch (err) {
+    if (err instanceof RequestTimeoutError) {
+      throw new PodNotReadyError(`pod ${JSON.stringify(slug)} was not ready within ${timeoutS} s (--timeout); it may still come up: podgate pods show ${slug}`);
+    }
+    throw err;
   } finally {
+    stop.abort();
+    await progress;
     ctx.out.progressDone();
   }
 }
@@ -206,7 +217,7 @@ export function podsCommand(ctx: () => Ctx, setExit: (code: number) => void): Co
     .option('--default-port <port>', 'the port pod-<slug>.<base> opens (default 3000)')
     .option('--public', 'anyone who reaches the gateway may open the pod (default: private, links only)')
     .option('--spec <file>', 'a JSON pod spec (- for stdin); the flags above override it')
-    .option('--no-wait', 'answer as soon as the pod is accepted, without waiting for it to run')
+    .option('--no-wait', 'answer as soon as the pod is accepted (status pending), without waiting for it to run')
     .option('--timeout <seconds>', 'how long to wait for the pod to run', String(DEFAULT_CREATE_TIMEOUT_S))
     .action(async (slug: string, o: CreateOptions) => {
       const c = ctx();

@@ -1,4 +1,5 @@
 // The `podgate` command line: commander's parser over the commands of pods.ts, links.ts, routes.ts, certs.ts.
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { Ctx, GlobalOptions } from './context.ts';
 import { podsCommand } from './pods.ts';
@@ -25,6 +26,7 @@ Exit codes: 0 done; 1 the API refused or could not be reached (its message and f
 export function buildProgram(makeCtx: (options: GlobalOptions) => Ctx, setExit: (code: number) => void): Command {
   const program = new Command('podgate')
     .description('administer podgate: pods, access links, routes, certificates')
+    .version(version(), '-V, --version')
     .option('--json', 'print JSON (for scripts) instead of tables')
     .option('--insecure', 'allow http:// to a host that is not loopback (the token crosses the network in clear text)')
     .addHelpText('after', SETTINGS_HELP)
@@ -43,6 +45,10 @@ export function buildProgram(makeCtx: (options: GlobalOptions) => Ctx, setExit: 
   };
   configure(program);
   return program;
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 function fullName(cmd: Command): string {
