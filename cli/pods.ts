@@ -10,6 +10,7 @@ import { json, keyValues, printable, printableText, table } from './output.ts';
 export const DEFAULT_CREATE_TIMEOUT_S = 180;
 const POLL_INTERVAL_MS = 500;
 const FOLLOW_INTERVAL_MS = 1000;
+const FOLLOW_BATCH = 20;
 /** The API's most entries per read. */
 const MAX_LOG_LIMIT = 1000;
 /** timeout(1)'s exit code for a command that ran out of time. */
@@ -176,7 +177,11 @@ async function logs(ctx: Ctx, slug: string, limit: number, follow: boolean): Pro
   let last = entries.at(-1)?.id;
   for (;;) {
     await ctx.sleep(FOLLOW_INTERVAL_MS);
-    entries = (await read(MAX_LOG_LIMIT)).filter((e) => last === undefined || idAfter(e.id, last));
+    const isNew = (e: ExecLogEntry) => last === undefined || idAfter(e.id, last);
+    // A small read each second; the largest one only when everything in the small one is new.
+    entries = await read(FOLLOW_BATCH);
+    if (entries.length === FOLLOW_BATCH && entries.every(isNew)) entries = await read(MAX_LOG_LIMIT);
+    entries = entries.filter(isNew);
     print(entries);
     last = entries.at(-1)?.id ?? last;
   }
