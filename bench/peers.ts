@@ -79,12 +79,6 @@ export function peerMissing(kind: PeerKind): string | undefined {
   return probe.error || probe.status !== 0 ? `${kind} is not installed (scripts/setup.sh installs the Debian package)` : undefined;
 }
 
-/** First line of the peer's version output. */
-export function peerVersion(kind: PeerKind): string {
-  const r = kind === 'caddy' ? spawnSync('caddy', ['version'], { encoding: 'utf8' }) : spawnSync('haproxy', ['-v'], { encoding: 'utf8' });
-  return `${kind} ${`${r.stdout ?? ''}`.split('\n')[0]?.trim() || 'unknown'}`;
-}
-
 /** Start the peer in the foreground with its config in `dir` (created). */
 export function startPeer(children: Children, kind: PeerKind, name: string, dir: string, o: PeerConfigOptions, cores: CoreSet): ChildProcess {
   mkdirSync(dir, { recursive: true });
