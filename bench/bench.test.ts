@@ -1,8 +1,10 @@
-// The benchmark's pure parts: wrk report parsing, nginx configs, /proc parsing, statistics, profile grouping.
-// (The benchmark itself is `npm run bench`; it is not run by the test suite.)
+// The benchmark's pure parts: wrk and h2load report parsing, nginx/Caddy/HAProxy configs, /proc parsing, statistics,
+// profile grouping. (The benchmark itself is `npm run bench`; it is not run by the test suite.)
 import { describe, expect, it } from 'vitest';
+import { latencyFromLog, parseH2loadOutput } from './h2load.ts';
 import { BENCH_BODY, PORT_PATH, proxyConfig, upstreamConfig } from './nginx.ts';
-import { parseProcStat, pinned } from './processes.ts';
+import { caddyConfig, haproxyConfig } from './peers.ts';
+import { parseProcStat, parseVmRss, pinned } from './processes.ts';
 import { componentOf } from './profile-summary.ts';
 import { percentile, ratio } from './stats.ts';
 import { parseDuration, parseWrkOutput } from './wrk.ts';
@@ -58,6 +60,44 @@ describe('wrk output', () => {
   });
 });
 
+// Recorded from Debian's h2load (nghttp2 1.52.0) against the bench's nginx with `ssl http2` (progress lines cut).
+const H2LOAD_OK = `starting benchmark...
+spawning thread #0: 10 total client(s). Timing-based test with 0s of warm-up time and 2s of main duration for measurements.
+Main benchmark duration is started for thread #0.
+TLS Protocol: TLSv1.2
+Cipher: ECDHE-ECDSA-AES128-GCM-SHA256
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 2.01s, 2179.00 req/s, 168.62KB/s
+requests: 4358 total, 4408 started, 4358 done, 4358 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 4358 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 3.20MB (3353950) total, 1.42MB (1493814) headers (space savings 50.51%), 1.25MB (1310898) data
+                     min         max         mean         sd        +/- sd
+time for request:      148us    116.71ms      2.81ms      7.21ms    96.88%
+`;
+
+describe('h2load output', () => {
+  it('parses throughput, the negotiated protocol, and no bad requests', () => {
+    expect(parseH2loadOutput(H2LOAD_OK)).toEqual({ requests: 4358, requestsPerSecond: 2179, bad: 0, protocol: 'h2' });
+  });
+
+  it('counts non-2xx answers and failed requests as bad, and names what is missing', () => {
+    const bad = H2LOAD_OK.replace('4358 succeeded, 0 failed, 0 errored, 0 timeout', '4350 succeeded, 5 failed, 2 errored, 1 timeout').replace('4358 2xx, 0 3xx, 0 4xx, 0 5xx', '4340 2xx, 0 3xx, 3 4xx, 7 5xx');
+    expect(parseH2loadOutput(bad).bad).toBe(18);
+    expect(parseH2loadOutput(H2LOAD_OK.replace('Application protocol: h2\n', '')).protocol).toBe('none');
+    expect(() => parseH2loadOutput('connect to 127.0.0.1:1 failed')).toThrow(/finished in/);
+    expect(() => parseH2loadOutput(H2LOAD_OK.replace(/^status codes.*$/m, ''))).toThrow(/status codes/);
+  });
+
+  it('takes p50 and p99 from the per-request log, in milliseconds', () => {
+    const log = Array.from({ length: 100 }, (_, i) => `1796131705225380\t200\t${(100 - i) * 1000}`).join('\n');
+    expect(latencyFromLog(`${log}\n`)).toEqual({ p50Ms: 50, p99Ms: 99 });
+  });
+});
+
 describe('nginx configs', () => {
   it('upstream: fixed body and its own port on every listener, no keep-alive request cap', () => {
     const conf = upstreamConfig('/tmp/x', [1001, 1002]);
@@ -79,6 +119,40 @@ describe('nginx configs', () => {
     for (const h of ['X-Forwarded-For', 'X-Forwarded-Proto', 'X-Forwarded-Host', 'X-Forwarded-Port']) expect(conf).toContain(`proxy_set_header ${h} `);
     expect(conf).toContain('access_log off;');
     expect(proxyConfig('/tmp/p', { listenPort: 2000, upstreamPort: 1001, workers: 1, accessLog: true })).toContain('access_log /tmp/p/access.log;');
+    expect(conf).toContain('listen 127.0.0.1:2000;');
+  });
+
+  it('proxy over TLS: HTTP/2 on the listener (nginx 1.22 syntax), the same upstream side', () => {
+    const conf = proxyConfig('/tmp/p', { listenPort: 2000, upstreamPort: 1001, workers: 1, accessLog: false, tls: { certFile: '/tmp/c.pem', keyFile: '/tmp/k.pem' } });
+    expect(conf).toContain('listen 127.0.0.1:2000 ssl http2;');
+    expect(conf).toContain('ssl_certificate /tmp/c.pem;');
+    expect(conf).toContain('ssl_certificate_key /tmp/k.pem;');
+    expect(conf).toContain('proxy_http_version 1.1;');
+  });
+});
+
+describe('peer configs', () => {
+  it('Caddy: any Host on the loopback port, keep-alive pool as large as the others, X-Forwarded-Port added, no admin or automatic HTTPS', () => {
+    const conf = caddyConfig({ listenPort: 2000, upstreamPort: 1001 });
+    expect(conf).toContain('http://:2000 {');
+    expect(conf).toContain('bind 127.0.0.1');
+    expect(conf).toContain('reverse_proxy 127.0.0.1:1001 {');
+    expect(conf).toContain('keepalive_idle_conns_per_host 256');
+    expect(conf).toContain('header_up X-Forwarded-Port {http.request.port}');
+    expect(conf).toMatch(/admin off/);
+    expect(conf).toMatch(/auto_https off/);
+    expect(conf).not.toMatch(/\blog\b/);
+  });
+
+  it('HAProxy: one thread, shared keep-alive upstream connections, the four forwarding headers, no logging', () => {
+    const conf = haproxyConfig({ listenPort: 2000, upstreamPort: 1001 });
+    expect(conf).toContain('nbthread 1');
+    expect(conf).toContain('bind 127.0.0.1:2000');
+    expect(conf).toContain('server pod 127.0.0.1:1001 pool-max-conn 256');
+    expect(conf).toContain('http-reuse always');
+    expect(conf).toContain('option forwardfor');
+    for (const h of ['X-Forwarded-Proto', 'X-Forwarded-Host', 'X-Forwarded-Port']) expect(conf).toContain(`http-request set-header ${h} `);
+    expect(conf).not.toMatch(/^\s*log\b/m);
   });
 });
 
@@ -92,6 +166,11 @@ describe('processes', () => {
     const stat = '2983 (node (MainThread) x) R 2968 2968 24025 0 -1 4194304 99 0 0 0 150 25 0 0 20 0 1 0 189795';
     expect(parseProcStat(stat)).toEqual({ ppid: 2968, ticks: 175 });
     expect(parseProcStat('garbage')).toBeUndefined();
+  });
+
+  it('reads VmRSS from /proc/<pid>/status in bytes', () => {
+    expect(parseVmRss('Name:\tnode\nVmHWM:\t  200000 kB\nVmRSS:\t  153600 kB\nRssAnon:\t 100 kB\n')).toBe(153600 * 1024);
+    expect(parseVmRss('Name:\tkthreadd\n')).toBeUndefined();
   });
 });
 

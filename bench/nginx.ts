@@ -62,6 +62,8 @@ export interface ProxyConfigOptions {
   workers: number;
   /** Log every request to a file, as the gateway does with ACCESS_LOG=true. */
   accessLog: boolean;
+  /** Listen with TLS and HTTP/2 (ALPN h2, then http/1.1), as the gateway's HTTPS_PORT does. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /**
@@ -80,7 +82,7 @@ ${temps(dir)}
     keepalive_requests ${KEEPALIVE_REQUESTS};
   }
   server {
-    listen 127.0.0.1:${o.listenPort};
+${listen(o)}
     location / {
       proxy_pass http://pod;
       proxy_http_version 1.1;
@@ -94,6 +96,14 @@ ${temps(dir)}
   }
 }
 `;
+}
+
+/** nginx 1.22 syntax (`http2` on the listen line; `http2 on;` is 1.25.1+). */
+function listen(o: ProxyConfigOptions): string {
+  if (!o.tls) return `    listen 127.0.0.1:${o.listenPort};`;
+  return `    listen 127.0.0.1:${o.listenPort} ssl http2;
+    ssl_certificate ${o.tls.certFile};
+    ssl_certificate_key ${o.tls.keyFile};`;
 }
 
 /** Start nginx in the foreground with `config` in its own prefix directory `dir` (created). */

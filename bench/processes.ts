@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { waitFor } from '../test/support/wait.ts';
 
 /** CPU cores a process is pinned to (`taskset -c`), or `any` for the scheduler's choice. */
@@ -43,17 +43,33 @@ export function httpGet(port: number, host: string, path = '/'): Promise<{ statu
   });
 }
 
+/** True once something accepts TCP connections on 127.0.0.1:`port` (a TLS listener, which plain HTTP cannot probe). */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.setTimeout(2000, () => s.destroy());
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+    s.once('close', () => resolve(false));
+  });
+}
+
 const STOP_GRACE_MS = 5000;
 
 /** Every process the bench starts goes through here, so `stopAll` can end them all (also on failure). */
 export class Children {
   private readonly live = new Set<ChildProcess>();
 
-  start(name: string, argv: string[], options: SpawnOptions = {}): ChildProcess {
+  /** `quietExitCodes`: exit codes the caller handles itself (no "exited with" report for them). */
+  start(name: string, argv: string[], options: SpawnOptions & { quietExitCodes?: number[] } = {}): ChildProcess {
+    const { quietExitCodes = [], ...spawnOptions } = options;
     const [cmd, ...args] = argv;
     // Its own process group, so stopping it also stops what it started (nginx's and the gateway's workers would
     // otherwise outlive a killed master).
-    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options, detached: true });
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], ...spawnOptions, detached: true });
     this.live.add(child);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
@@ -64,7 +80,7 @@ export class Children {
     });
     child.once('exit', (code, signal) => {
       this.live.delete(child);
-      if (code && code !== 0 && !(child as ChildProcess & { stopping?: boolean }).stopping) {
+      if (code && !quietExitCodes.includes(code) && !(child as ChildProcess & { stopping?: boolean }).stopping) {
         process.stderr.write(`bench: ${name} exited with ${code ?? signal}\n${stderr}\n`);
       }
     });
@@ -135,11 +151,8 @@ export function parseProcStat(text: string): ProcStat | undefined {
   return Number.isFinite(ppid) && Number.isFinite(ticks) ? { ppid, ticks } : undefined;
 }
 
-/**
- * CPU seconds used so far by `pid` and its live descendants (nginx's workers, the gateway's cluster workers).
- * Used to report requests per CPU-second, which holds up when other work on a shared machine steals the core.
- */
-export function treeCpuSeconds(pid: number): number {
+/** `pid` and its live descendants (nginx's workers, the gateway's cluster workers), each with its stat. */
+function processTree(pid: number): Map<number, ProcStat> {
   const stats = new Map<number, ProcStat>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -160,7 +173,61 @@ export function treeCpuSeconds(pid: number): number {
       }
     }
   }
+  return new Map([...tree].filter((p) => stats.has(p)).map((p) => [p, stats.get(p)!]));
+}
+
+/**
+ * CPU seconds used so far by `pid` and its live descendants.
+ * Used to report requests per CPU-second, which holds up when other work on a shared machine steals the core.
+ */
+export function treeCpuSeconds(pid: number): number {
   let ticks = 0;
-  for (const p of tree) ticks += stats.get(p)?.ticks ?? 0;
+  for (const s of processTree(pid).values()) ticks += s.ticks;
   return ticks / CLOCK_TICKS_PER_SECOND;
 }
+
+/** Resident set size in bytes from /proc/<pid>/status (pure); undefined without a VmRSS line. */
+export function parseVmRss(status: string): number | undefined {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return m ? Number(m[1]) * 1024 : undefined;
+}
+
+/** Resident memory of `pid` and its live descendants, bytes (shared pages counted once per process). */
+export function treeRssBytes(pid: number): number {
+  let bytes = 0;
+  for (const p of processTree(pid).keys()) {
+    try {
+      bytes += parseVmRss(readFileSync(`/proc/${p}/status`, 'utf8')) ?? 0;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return bytes;
+}
+
+/** Open file descriptors of `pid` (sockets included). */
+export function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** The hard RLIMIT_NOFILE of this process (what children inherit and Node raises its soft limit to). */
+export function hardFdLimit(): number {
+  const r = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return r.stdout?.trim() === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number.isFinite(n) && n > 0 ? n : 1024;
+}
+
+/**
+ * Run `argv` with RLIMIT_NOFILE `n` (soft and hard) through util-linux `prlimit`. Returns undefined when that is not
+ * possible here: above the current hard limit it needs CAP_SYS_RESOURCE, which root in a container may lack.
+ */
+export function withFdLimit(n: number, argv: string[]): string[] | undefined {
+  const prefix = ['prlimit', `--nofile=${n}:${n}`, '--'];
+  if (!fdLimitWorks.has(n)) fdLimitWorks.set(n, spawnSync(prefix[0]!, [...prefix.slice(1), 'true']).status === 0);
+  return fdLimitWorks.get(n) ? [...prefix, ...argv] : undefined;
+}
+const fdLimitWorks = new Map<number, boolean>();

@@ -13,15 +13,22 @@ export interface HttpCaseResult {
   cpuSeconds: number;
   p50Ms: number;
   p99Ms: number;
-  /** The nginx case this one is compared with (gateway cases only). */
-  versus?: string;
-  ratio?: number;
-  /** Ratio of requestsPerCpuSecond to the compared case's. */
-  cpuRatio?: number;
+  /** Ratios to other cases: first to nginx (the same placement), then e.g. the gateway to Caddy. */
+  comparisons: Comparison[];
   non2xx: number;
   socketErrors: number;
   /** Each round's figures (the table shows their medians). */
   rounds: { requestsPerSecond: number; p50Ms: number; p99Ms: number; cpuSeconds: number }[];
+}
+
+export interface Comparison {
+  versus: string;
+  /** req/s over the compared case's. */
+  ratio: number | undefined;
+  /** req/CPU-s over the compared case's. */
+  cpuRatio: number | undefined;
+  /** p99 over the compared case's (below 1: better). */
+  p99Ratio: number | undefined;
 }
 
 export interface WsCaseResult {
@@ -39,6 +46,8 @@ export interface Machine {
   node: string;
   nginx: string;
   wrk: string;
+  /** Versions of the other peers and load tools, e.g. "caddy v2.6.2", "h2load nghttp2/1.52.0". */
+  tools: string[];
 }
 
 /** First line a tool prints about its version (nginx and wrk print it on stderr; wrk -v exits 1). */
@@ -61,6 +70,7 @@ export function describeMachine(): Machine {
     node: process.version,
     nginx: versionLine('nginx', ['-v']),
     wrk: versionLine('wrk', ['-v']),
+    tools: [`caddy ${versionLine('caddy', ['version'])}`, versionLine('haproxy', ['-v']), versionLine('h2load', ['--version'])],
   };
 }
 
@@ -70,15 +80,43 @@ function pad(s: string, n: number, right = false): string {
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
+function comparisonText(cs: Comparison[]): string {
+  const x = (n: number | undefined) => (n === undefined ? '?' : `${n.toFixed(2)}x`);
+  return cs.map((c) => `${x(c.ratio)}; ${x(c.cpuRatio)}; p99 ${x(c.p99Ratio)} vs ${c.versus}`).join(' | ');
+}
+
 export function httpTable(rows: HttpCaseResult[]): string {
-  const header = `${pad('case', 24)} ${pad('placement', 20)} ${pad('req/s', 8, true)} ${pad('req/CPU-s', 10, true)} ${pad('p50 ms', 7, true)} ${pad('p99 ms', 7, true)}  ratio (req/s; per CPU-s)`;
+  const header = `${pad('case', 26)} ${pad('placement', 20)} ${pad('req/s', 8, true)} ${pad('req/CPU-s', 10, true)} ${pad('p50 ms', 7, true)} ${pad('p99 ms', 7, true)}  ratio (req/s; per CPU-s; p99)`;
   const lines = rows.map((r) => {
-    const ratio = r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x; ${r.cpuRatio?.toFixed(2) ?? '?'}x  vs ${r.versus}`;
     const bad = r.non2xx || r.socketErrors ? `  (!) ${r.non2xx} non-2xx, ${r.socketErrors} socket errors` : '';
     const perCpu = r.requestsPerCpuSecond === undefined ? '?' : fmt(r.requestsPerCpuSecond);
-    return `${pad(r.name, 24)} ${pad(r.placement, 20)} ${pad(fmt(r.requestsPerSecond), 8, true)} ${pad(perCpu, 10, true)} ${pad(fmt(r.p50Ms, 2), 7, true)} ${pad(fmt(r.p99Ms, 2), 7, true)}  ${ratio}${bad}`;
+    return `${pad(r.name, 26)} ${pad(r.placement, 20)} ${pad(fmt(r.requestsPerSecond), 8, true)} ${pad(perCpu, 10, true)} ${pad(fmt(r.p50Ms, 2), 7, true)} ${pad(fmt(r.p99Ms, 2), 7, true)}  ${comparisonText(r.comparisons)}${bad}`;
   });
   return [header, '-'.repeat(header.length + 8), ...lines].join('\n');
+}
+
+export interface MemoryRow {
+  name: string;
+  open: number;
+  requested: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  perConnectionBytes: number | undefined;
+  fdsAfter: number;
+  closedWhileHeld: number;
+  failed: number;
+}
+
+const mb = (bytes: number) => fmt(bytes / 1_048_576, 1);
+
+export function memoryTable(rows: MemoryRow[]): string {
+  const header = `${pad('case', 42)} ${pad('open', 7, true)} ${pad('RSS before MB', 14, true)} ${pad('RSS after MB', 13, true)} ${pad('per conn KB', 12, true)} ${pad('fds', 7, true)}`;
+  const lines = rows.map((r) => {
+    const per = r.perConnectionBytes === undefined ? '?' : fmt(r.perConnectionBytes / 1024, 1);
+    const bad = r.failed || r.closedWhileHeld ? `  (!) ${r.failed} failed to open, ${r.closedWhileHeld} closed while held` : '';
+    return `${pad(r.name, 42)} ${pad(`${fmt(r.open)}`, 7, true)} ${pad(mb(r.rssBeforeBytes), 14, true)} ${pad(mb(r.rssAfterBytes), 13, true)} ${pad(per, 12, true)} ${pad(fmt(r.fdsAfter), 7, true)}${bad}`;
+  });
+  return [header, '-'.repeat(header.length), ...lines].join('\n');
 }
 
 export function wsTable(rows: WsCaseResult[]): string {

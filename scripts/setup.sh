@@ -20,6 +20,7 @@ APT_PACKAGES=(
   pebble                     # Let's Encrypt's test CA, for the ACME tests
   bind9 bind9-dnsutils       # nsupdate/dig for the RFC 2136 DNS-01 hook, named for its test (which starts its own)
   nginx-light wrk            # benchmark peer and load generator
+  caddy haproxy nghttp2-client  # more benchmark peers, and h2load (HTTP/2 load)
   debootstrap                # the pod image's rootfs (no registry here)
   chromium                   # a real browser for the web terminal test (playwright-core drives it)
   jq                         # merging /etc/docker/daemon.json
