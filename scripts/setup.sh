@@ -57,8 +57,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the packaged BIND on port 53 as it installs it; podgate only needs the binary (its test runs its
   # own named on a loopback port), so a machine that had no BIND before keeps none running.
-  if [[ " ${missing[*]} " == *" bind9 "* ]] && [ -d /run/systemd/system ]; then
-    systemctl disable --now named >/dev/null 2>&1 || true
+  # The same for the benchmark peers: Caddy's and HAProxy's packaged services would hold port 80 (the bench runs its own).
+  if [ -d /run/systemd/system ]; then
+    for service in bind9:named caddy:caddy haproxy:haproxy; do
+      if [[ " ${missing[*]} " == *" ${service%%:*} "* ]]; then systemctl disable --now "${service#*:}" >/dev/null 2>&1 || true; fi
+    done
   fi
 fi
 
