@@ -10,6 +10,7 @@ import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { PodService } from './pods.ts';
 import type { Reconciler } from './reconcile.ts';
 import { parseOrThrow } from './spec.ts';
+import { createDashboard, DASHBOARD_PATH } from './ui/dashboard.ts';
 
 /** A pod spec is small; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -114,5 +115,6 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json(await deps.reconciler.reconcile());
   });
   if (deps.accessApi) app.route('/', deps.accessApi);
+  app.route(DASHBOARD_PATH, createDashboard({ api: app, adminToken: deps.adminToken }));
   return app;
 }
