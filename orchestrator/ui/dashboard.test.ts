@@ -67,7 +67,7 @@ describe('dashboard sign-in and sessions', () => {
     expect(csp).toMatch(/script-src 'nonce-[A-Za-z0-9+/=]+'/);
     expect(csp).not.toContain('unsafe-inline');
     expect(res.headers.get('x-frame-options')).toBe('DENY');
-    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(res.headers.get('referrer-policy')).toBe('same-origin');
     expect(res.headers.get('cache-control')).toBe('no-store');
     const page = await res.text();
     expect(page).toContain('<label for="token">');

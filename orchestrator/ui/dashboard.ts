@@ -6,13 +6,14 @@
 // server-side session whose random id is the only thing in the cookie (HttpOnly, SameSite=Strict, Path=/ui, Secure
 // over TLS). The token itself is never sent back to the browser. Every POST must come from the dashboard's own pages
 // (Sec-Fetch-Site and Origin) and carry the session's CSRF token. Pages escape everything they show and carry a
-// nonce-based CSP, frame-ancestors 'none', Referrer-Policy no-referrer and Cache-Control no-store.
+// nonce-based CSP, frame-ancestors 'none', Referrer-Policy same-origin and Cache-Control no-store.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { adminTokenDigest } from '../../shared/admin-token.ts';
+import type { PodState } from '../route-builder.ts';
 import { crossSiteRefusal, isTls, ownOrigin, securityHeaders, SignInLimiter } from './guard.ts';
 import { csrfMatches, SessionStore, type Flash, type Session } from './sessions.ts';
 import * as views from './views.ts';
@@ -24,6 +25,8 @@ export const SESSION_COOKIE = 'podgate_ui';
 const FORM_LIMIT_BYTES = 16 * 1024;
 const LOG_ENTRIES_SHOWN = 50;
 const PROVISIONING_REFRESH_S = 2;
+/** States a pod passes through on its own: its pages reload until it settles. */
+const TRANSITIONAL = new Set<string>(['pending', 'provisioning', 'starting', 'stopping', 'terminating'] satisfies PodState[]);
 
 export interface DashboardDeps {
   /** The admin API (api.ts's app): the dashboard calls its handlers with the admin token. */
@@ -198,7 +201,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
 
   app.get('/', async (c) => {
     const { pods } = await call<{ pods: PodSummary[] }>('GET', '/v1/pods');
-    const refreshSeconds = pods.some((p) => p.status === 'starting') ? PROVISIONING_REFRESH_S : undefined;
+    const refreshSeconds = pods.some((p) => TRANSITIONAL.has(p.status)) ? PROVISIONING_REFRESH_S : undefined;
     return page(c, views.podsPage(ctx(c, { refreshSeconds }), pods));
   });
 
@@ -241,7 +244,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
       ),
       call<{ entries: LogEntry[] }>('GET', `${api}/logs?limit=${LOG_ENTRIES_SHOWN}`).then((r) => r.entries),
     ]);
-    const refreshSeconds = pod.status === 'starting' ? PROVISIONING_REFRESH_S : undefined;
+    const refreshSeconds = TRANSITIONAL.has(pod.status) ? PROVISIONING_REFRESH_S : undefined;
     return page(c, views.podPage(ctx(c, { refreshSeconds }), pod, links, logs));
   });
 

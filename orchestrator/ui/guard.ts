@@ -29,8 +29,10 @@ export function isTls(url: string, forwardedProto: string | undefined): boolean 
 
 /**
  * Headers of every dashboard answer. Scripts and styles run only with this answer's nonce; nothing may frame the
- * dashboard, no page address (pod names, link ids) leaks as a Referer, and no page is cached (they show state and
- * freshly minted links).
+ * dashboard, no page address (pod names, link ids) leaks as a Referer to another origin (pod services opened from
+ * it included), and no page is cached (they show state and freshly minted links). The referrer policy is
+ * same-origin rather than no-referrer: under no-referrer browsers send `Origin: null` with the dashboard's own form
+ * posts, and the Origin check needs the real one.
  */
 export function securityHeaders(nonce: string): Record<string, string> {
   return {
@@ -45,7 +47,7 @@ export function securityHeaders(nonce: string): Record<string, string> {
     ].join('; '),
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    'referrer-policy': 'same-origin',
     'cache-control': 'no-store',
     'cross-origin-opener-policy': 'same-origin',
     'cross-origin-resource-policy': 'same-origin',

@@ -90,7 +90,7 @@ form.inline { display: inline; }
 .flash.link input { width: 100%; box-sizing: border-box; font-family: ui-monospace, monospace; margin: .3rem 0; }
 pre { background: #f3f3f3; border: 1px solid #ccc; padding: .5rem; overflow: auto; max-height: 20rem; white-space: pre-wrap; word-break: break-all; }
 .status { font-weight: 600; }
-.status-running { color: #1d6b2a; } .status-failed { color: #8a1010; } .status-starting { color: #7a4a00; }
+.status-running { color: #1d6b2a; } .status-failed { color: #8a1010; }
 `;
 
 // Copy buttons: the one script of the dashboard (nonce'd); without it the link is still in a selectable field.
@@ -195,7 +195,7 @@ ${
 <h2 id="create">Create a pod</h2>
 <form method="post" action="${BASE}/pods" aria-labelledby="create">${csrfField(ctx.csrf)}
 <div class="fields">
-<label for="slug">Slug <span class="hint">lowercase letters, digits, hyphens</span><input id="slug" name="slug" required maxlength="40" pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?"></label>
+<label for="slug">Slug <span class="hint">lowercase letters, digits, hyphens</span><input id="slug" name="slug" required maxlength="40" pattern="[a-z0-9]+(?:-+[a-z0-9]+)*"></label>
 <label for="services">Services <span class="hint">name:port, comma separated (empty: the image's default set)</span><input id="services" name="services" placeholder="app:3000, terminal:7681"></label>
 <label for="tier">Tier<select id="tier" name="tier">${TIER_NAMES.map((t) => html`<option>${t}</option>`)}</select></label>
 <label for="access">Access<select id="access" name="access"><option value="private">private (access links only)</option><option value="public">public (anyone)</option></select></label>
@@ -223,7 +223,7 @@ export function podPage(
     ctx,
     html`<h1>Pod ${pod.slug}</h1>
 <table><tbody>
-<tr><th scope="row">Status</th><td>${statusText(pod.status)}${ctx.refreshSeconds ? html` <span class="hint">(this page reloads while the pod provisions)</span>` : ''}</td></tr>
+<tr><th scope="row">Status</th><td>${statusText(pod.status)}${ctx.refreshSeconds ? html` <span class="hint">(this page reloads until the pod settles)</span>` : ''}</td></tr>
 ${pod.error ? html`<tr><th scope="row">Error</th><td><pre>${pod.error}</pre></td></tr>` : ''}
 <tr><th scope="row">Name</th><td>${pod.name}</td></tr>
 <tr><th scope="row">Tier</th><td>${pod.tier}</td></tr>
