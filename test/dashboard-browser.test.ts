@@ -1,8 +1,8 @@
 // The admin dashboard in a real browser (headless Chromium), on a whole podgate (Redis, a gateway, the orchestrator
 // with Docker and runsc): sign in with the keyboard, create a pod from the form and watch it provision, mint an access
 // link (shown once) and open the pod's service through the gateway with it, revoke it (the gateway then refuses it),
-// and delete the pod. The page must run under its own CSP with no violation, and a pod's hostile exec output must
-// stay text.
+// stop and start the pod, and delete it. The pages must run under their own CSP with no violation, and a pod's hostile
+// exec output must stay text.
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removePods, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
@@ -109,6 +109,12 @@ describe('the admin dashboard in Chromium', () => {
     await page.getByText(/Link .* is revoked\./).waitFor();
     expect(await page.getByRole('cell', { name: 'browser test' }).count()).toBe(0);
     await waitFor(async () => (await openFresh(url.href)).status === 401, { what: 'the gateway refusing the revoked link', timeoutMs: 10_000, intervalMs: 200 });
+
+    // Stop and start from the pod's page.
+    await page.getByRole('button', { name: 'Stop', exact: true }).click();
+    await page.getByText(`Pod ${slug} is stopped.`).waitFor();
+    await page.getByRole('button', { name: 'Start', exact: true }).click();
+    await page.locator('.status-running').waitFor({ timeout: 90_000 });
 
     // Delete, confirmed on its own page.
     await page.getByRole('link', { name: 'Delete…' }).click();
