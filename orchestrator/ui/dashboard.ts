@@ -12,6 +12,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { adminTokenDigest } from '../../shared/admin-token.ts';
 import type { PodState } from '../route-builder.ts';
 import { crossSiteRefusal, isTls, ownOrigin, securityHeaders, SignInLimiter } from './guard.ts';
@@ -101,7 +102,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
     if (session) session.flash = undefined;
     return { nonce: c.get('nonce'), csrf: session?.csrf, flash, ...extra };
   };
-  const page = (c: Context<Env>, body: Html, status = 200) => c.html(body, status as 200);
+  const page = (c: Context<Env>, body: Html, status = 200) => c.html(body, status as ContentfulStatusCode);
   const refuse = (c: Context<Env>, status: number, message: string) => page(c, views.errorPage(ctx(c), status, message), status);
 
   /**
