@@ -112,6 +112,14 @@ describe('dashboard sign-in and sessions', () => {
   });
 });
 
+describe('dashboard certificates without a gateway', () => {
+  it('says which settings give the page a gateway', async () => {
+    const res = await get('/ui/certificates', await signIn());
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('set GATEWAY_ADMIN_URL and GATEWAY_ADMIN_TOKEN');
+  });
+});
+
 describe('dashboard CSRF defences', () => {
   it('refuses a POST without the session\'s CSRF token (403) and changes nothing', async () => {
     const cookie = await signIn();

@@ -1,6 +1,8 @@
 // The admins' web dashboard, a hono sub-app mounted by api.ts at /ui on the admin listener. Every read and change
 // goes through the admin API's own handlers in-process (api.request with the admin token), so the dashboard holds
 // no second copy of any pod, link or route logic; it turns forms into API calls and answers into pages.
+// Certificates live in the gateways: they are managed through a gateway's certificates API (GATEWAY_ADMIN_URL, with
+// GATEWAY_ADMIN_TOKEN), over HTTP.
 //
 // Security model: signing in with ADMIN_TOKEN (checked in constant time, failures rate-limited) makes a
 // server-side session whose random id is the only thing in the cookie (HttpOnly, SameSite=Strict, Path=/ui, Secure
@@ -14,11 +16,12 @@ import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { adminTokenDigest } from '../../shared/admin-token.ts';
+import type { GatewayAdmin } from '../config.ts';
 import type { PodState } from '../route-builder.ts';
 import { crossSiteRefusal, isTls, ownOrigin, securityHeaders, SignInLimiter } from './guard.ts';
 import { csrfMatches, SessionStore, type Flash, type Session } from './sessions.ts';
 import * as views from './views.ts';
-import { BASE, type Html, type LinkSummary, type LogEntry, type PodSummary, type RouteSummary } from './views.ts';
+import { BASE, type CertificateSummary, type Html, type LinkSummary, type LogEntry, type PodSummary, type RouteSummary } from './views.ts';
 
 export { BASE as DASHBOARD_PATH } from './views.ts';
 export const SESSION_COOKIE = 'podgate_ui';
@@ -26,6 +29,9 @@ export const SESSION_COOKIE = 'podgate_ui';
 const FORM_LIMIT_BYTES = 16 * 1024;
 const LOG_ENTRIES_SHOWN = 50;
 const PROVISIONING_REFRESH_S = 2;
+/** Issuing and renewing wait for the CA. */
+const GATEWAY_TIMEOUT_MS = 120_000;
+const NO_GATEWAY = 'No gateway admin API is configured: set GATEWAY_ADMIN_URL and GATEWAY_ADMIN_TOKEN (the gateway\'s own) to manage certificates here.';
 /** States a pod passes through on its own: its pages reload until it settles. */
 const TRANSITIONAL = new Set<string>(['pending', 'provisioning', 'starting', 'stopping', 'terminating'] satisfies PodState[]);
 
@@ -33,6 +39,8 @@ export interface DashboardDeps {
   /** The admin API (api.ts's app): the dashboard calls its handlers with the admin token. */
   api: { request(path: string, init: RequestInit): Response | Promise<Response> };
   adminToken: string;
+  /** A gateway's certificates API; without it the certificates page says how to configure one. */
+  gateway?: GatewayAdmin | undefined;
   sessions?: SessionStore;
   limiter?: SignInLimiter;
 }
@@ -85,6 +93,30 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
       headers: { authorization: `Bearer ${deps.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    return answerOf<T>(res, 'the admin API');
+  }
+
+  /** The gateway's certificates API (GATEWAY_ADMIN_URL), with its token; JSON on every change, as it requires. */
+  async function gatewayCall<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    const gateway = deps.gateway;
+    if (!gateway) throw new ApiFailure(404, 'not_found', NO_GATEWAY);
+    let res: Response;
+    try {
+      res = await fetch(`${gateway.url}${path}`, {
+        method,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(GATEWAY_TIMEOUT_MS),
+        headers: { authorization: `Bearer ${gateway.token}`, ...(method === 'GET' ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      throw new ApiFailure(502, 'gateway_unreachable', `the gateway admin API (GATEWAY_ADMIN_URL) did not answer: ${why}`);
+    }
+    return answerOf<T>(res, 'the gateway admin API');
+  }
+
+  async function answerOf<T>(res: Response, who: string): Promise<T> {
     const text = await res.text();
     let json: any;
     try {
@@ -92,7 +124,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
     } catch {
       json = undefined;
     }
-    if (!res.ok) throw new ApiFailure(res.status, json?.error?.code ?? 'error', json?.error?.message ?? `the admin API answered ${res.status}`);
+    if (!res.ok) throw new ApiFailure(res.status, json?.error?.code ?? 'error', json?.error?.message ?? `${who} answered ${res.status}`);
     return json as T;
   }
 
@@ -302,6 +334,42 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
     const { routes } = await call<{ routes: RouteSummary[] }>('GET', '/v1/routes');
     return page(c, views.routesPage(ctx(c), routes));
   });
+
+  app.get('/certificates', async (c) => {
+    if (!deps.gateway) return page(c, views.certificatesPage(ctx(c), undefined, NO_GATEWAY));
+    try {
+      const { certificates } = await gatewayCall<{ certificates: CertificateSummary[] }>('GET', '/v1/certificates');
+      return page(c, views.certificatesPage(ctx(c), certificates));
+    } catch (err) {
+      if (!(err instanceof ApiFailure)) throw err;
+      return page(c, views.certificatesPage(ctx(c), undefined, err.message), 502);
+    }
+  });
+
+  const certificates = `${BASE}/certificates`;
+  const certificateApi = (c: Context<Env>) => `/v1/certificates/${encodeURIComponent(c.req.param('id') ?? '').replace(/\*/g, '%2A')}`;
+
+  app.post('/certificates', (c) =>
+    act(c, certificates, async () => {
+      const names = (c.get('form').names ?? '').split(/[\s,]+/).filter((n) => n !== '');
+      const cert = await gatewayCall<CertificateSummary>('POST', '/v1/certificates', { names });
+      return { kind: 'ok', text: `Certificate ${cert.id} is issued (valid until ${cert.notAfter}).` };
+    }),
+  );
+
+  app.post('/certificates/:id/renew', (c) =>
+    act(c, certificates, async () => {
+      const cert = await gatewayCall<CertificateSummary>('POST', `${certificateApi(c)}/renew`);
+      return { kind: 'ok', text: `Certificate ${cert.id} is renewed (valid until ${cert.notAfter}).` };
+    }),
+  );
+
+  app.post('/certificates/:id/delete', (c) =>
+    act(c, certificates, async () => {
+      await gatewayCall('DELETE', certificateApi(c));
+      return { kind: 'ok', text: `Certificate ${c.req.param('id')} is deleted.` };
+    }),
+  );
 
   app.all('*', (c) => (c.req.path === `${BASE}/` ? c.redirect(BASE, 301) : refuse(c, 404, 'no such page')));
   return app;

@@ -58,6 +58,18 @@ export interface RouteSummary {
   ports?: number[];
 }
 
+/** A certificate as the gateway's certificates API shows it (never its key or PEM). */
+export interface CertificateSummary {
+  id: string;
+  names: string[];
+  notBefore: string;
+  notAfter: string;
+  origin: string;
+  status: string;
+  renewAt: string;
+  renewal: { failures: number; lastError?: string; nextAttemptAt?: string };
+}
+
 const TIER_NAMES = Object.keys(TIERS);
 
 const podPath = (slug: string) => `${BASE}/pods/${encodeURIComponent(slug)}`;
@@ -138,7 +150,7 @@ ${ctx.refreshSeconds ? html`<meta http-equiv="refresh" content="${ctx.refreshSec
 <body>
 ${
   ctx.csrf
-    ? html`<header><nav aria-label="Main"><a href="${BASE}">Pods</a> &nbsp; <a href="${BASE}/routes">Routes</a></nav>
+    ? html`<header><nav aria-label="Main"><a href="${BASE}">Pods</a> &nbsp; <a href="${BASE}/routes">Routes</a> &nbsp; <a href="${BASE}/certificates">Certificates</a></nav>
 <form method="post" action="${BASE}/sign-out">${csrfField(ctx.csrf)}<button type="submit">Sign out</button></form></header>`
     : html`<header><strong>podgate</strong></header>`
 }
@@ -282,6 +294,40 @@ ${
         (r) => html`<tr><td>${r.slug}</td><td>${statusText(r.status)}</td><td>${r.host}:${r.port}</td><td>${r.defaultPort}</td><td>${(r.ports ?? []).join(', ')}</td>
 <td>${r.access?.default ?? 'private'}${Object.entries(r.access?.ports ?? {}).map(([port, v]) => html`, ${port}: ${v}`)}</td><td>${r.generation}</td><td>${r.updatedAt}</td></tr>`,
       )}</tbody></table>`
+}`,
+  );
+}
+
+/** The certificate API's id in a path: its first name, URL-encoded, `*` as %2A. */
+export const certificatePath = (id: string) => `${BASE}/certificates/${encodeURIComponent(id).replace(/\*/g, '%2A')}`;
+
+/**
+ * Certificates of the gateway whose admin API is configured; `certificates` undefined: none to show, and
+ * `problem` says why (no gateway configured, or it refused or did not answer).
+ */
+export function certificatesPage(ctx: PageContext, certificates: CertificateSummary[] | undefined, problem?: string): Html {
+  const rows = (certificates ?? []).map(
+    (cert) => html`<tr><td>${cert.id}</td><td>${cert.names.join(', ')}</td><td>${statusText(cert.status)}</td><td>${cert.notAfter}</td><td>${cert.renewAt}</td><td>${cert.origin}</td>
+<td>${cert.renewal.failures > 0 ? html`${cert.renewal.failures}: ${cert.renewal.lastError ?? ''}` : '0'}</td>
+<td>${action(`${certificatePath(cert.id)}/renew`, 'Renew', ctx.csrf)} ${action(`${certificatePath(cert.id)}/delete`, 'Delete', ctx.csrf, { danger: true })}</td></tr>`,
+  );
+  return layout(
+    'Certificates',
+    ctx,
+    html`<h1>Certificates</h1>
+${problem ? html`<p role="alert">${problem}</p>` : ''}
+${
+  certificates === undefined
+    ? ''
+    : html`${
+        certificates.length === 0
+          ? html`<p>No certificates.</p>`
+          : html`<table><thead><tr><th scope="col">Id</th><th scope="col">Names</th><th scope="col">Status</th><th scope="col">Not after</th><th scope="col">Renews at</th><th scope="col">Origin</th><th scope="col">Renewal failures</th><th scope="col">Actions</th></tr></thead><tbody>${rows}</tbody></table>`
+      }
+<h2 id="issue">Issue a certificate</h2>
+<form method="post" action="${BASE}/certificates" aria-labelledby="issue">${csrfField(ctx.csrf)}<div class="fields">
+<label for="names">Names <span class="hint">comma separated; the first is its id</span><input id="names" name="names" required></label>
+<button type="submit">Issue</button></div></form>`
 }`,
   );
 }
