@@ -9,7 +9,9 @@ import { SlugSchema } from '../shared/route.ts';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { PodService } from './pods.ts';
 import type { Reconciler } from './reconcile.ts';
+import type { GatewayAdmin } from './config.ts';
 import { parseOrThrow } from './spec.ts';
+import { createDashboard, DASHBOARD_PATH } from './ui/dashboard.ts';
 
 /** A pod spec is small; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -23,6 +25,8 @@ export interface ApiDeps {
   adminToken: string;
   /** Access links and visibility (access-api.ts), under the same bearer token and error answers. */
   accessApi?: Hono;
+  /** A gateway's certificates API, shown by the dashboard. */
+  gatewayAdmin?: GatewayAdmin;
 }
 
 const LogQuerySchema = z.object({
@@ -114,5 +118,6 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json(await deps.reconciler.reconcile());
   });
   if (deps.accessApi) app.route('/', deps.accessApi);
+  app.route(DASHBOARD_PATH, createDashboard({ api: app, adminToken: deps.adminToken, gateway: deps.gatewayAdmin }));
   return app;
 }

@@ -86,6 +86,13 @@ export interface OrchestratorConfig {
   /** Set for DOCKER_HOST=ssh://. */
   dockerSsh: DockerSshTarget | undefined;
   egress: EgressConfig;
+  /** GATEWAY_ADMIN_URL and GATEWAY_ADMIN_TOKEN: a gateway's certificates API, for the dashboard; undefined: none. */
+  gatewayAdmin: GatewayAdmin | undefined;
+}
+
+export interface GatewayAdmin {
+  url: string;
+  token: string;
 }
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -130,6 +137,8 @@ const EnvSchema = z.object({
   BASE_DOMAINS: z.string().default('localhost'),
   PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
   PUBLIC_PORT: port('PUBLIC_PORT').optional(),
+  GATEWAY_ADMIN_URL: z.url({ protocol: /^https?$/, error: 'an http(s) URL of a gateway admin listener' }).optional(),
+  GATEWAY_ADMIN_TOKEN: z.string().min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`).optional(),
   ACCESS_SECRET: z
     .string()
     .optional()
@@ -265,6 +274,14 @@ function dockerTarget(e: {
   return { dockerHost, dockerSsh: undefined };
 }
 
+/** Both or neither: a URL without its token (or the reverse) is a mistake, not a choice. */
+function gatewayAdmin(url: string | undefined, token: string | undefined): GatewayAdmin | undefined {
+  if (url === undefined && token === undefined) return undefined;
+  if (url === undefined) throw new ConfigError('GATEWAY_ADMIN_URL', 'required with GATEWAY_ADMIN_TOKEN (the gateway admin listener, e.g. http://127.0.0.1:9090)');
+  if (token === undefined) throw new ConfigError('GATEWAY_ADMIN_TOKEN', 'required with GATEWAY_ADMIN_URL (the gateway\'s own GATEWAY_ADMIN_TOKEN)');
+  return { url: url.replace(/\/+$/, ''), token };
+}
+
 /** Read the configuration from an environment (process.env by default, plus CONFIG_FILE). @throws ConfigError */
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrchestratorConfig {
   const e = parseEnv(EnvSchema, loadEnv(env));
@@ -298,5 +315,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accessSecrets: e.ACCESS_SECRET,
     ...docker,
     egress: egressConfig(e, docker.dockerHost ?? process.env.DOCKER_HOST),
+    gatewayAdmin: gatewayAdmin(e.GATEWAY_ADMIN_URL, e.GATEWAY_ADMIN_TOKEN),
   };
 }

@@ -187,7 +187,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     pods: podAccessControl(pods, table),
     urls: config,
   });
-  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi });
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);
