@@ -10,6 +10,24 @@ import { loadTlsConfig, type TlsConfig } from './gateway/tls/config.ts';
 import { loadConfig, type OrchestratorConfig } from './orchestrator/config.ts';
 import { startOrchestrator } from './orchestrator/main.ts';
 
+/** An address this process can reach its own listener on: a wildcard listener is reached on loopback. */
+function adminAddress(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * The gateway the dashboard's certificates page uses: this process's own (its certificates API exists with TLS on),
+ * with the gateway's token. GATEWAY_ADMIN_TOKEN in the environment is the gateway's setting here, not a request
+ * for a dashboard without a URL.
+ */
+function dashboardGateway(): { GATEWAY_ADMIN_URL: string | undefined; GATEWAY_ADMIN_TOKEN: string | undefined } {
+  const own = tlsConfig.enabled ? `http://${adminAddress(gatewayConfig.ADMIN_HOST)}:${gatewayConfig.ADMIN_PORT}` : undefined;
+  const url = env.GATEWAY_ADMIN_URL || own;
+  return { GATEWAY_ADMIN_URL: url, GATEWAY_ADMIN_TOKEN: url ? gatewayConfig.GATEWAY_ADMIN_TOKEN : undefined };
+}
+
 const env = loadEnv();
 // A fresh admin token when none is configured, so the embedded defaults are usable and never open.
 const generatedToken = env.ADMIN_TOKEN ? undefined : randomBytes(24).toString('base64url');
@@ -29,6 +47,7 @@ try {
     POD_EGRESS_HOST_PORTS: [gatewayConfig.HTTP_PORT, ...(tlsConfig.enabled ? [tlsConfig.httpsPort] : [])].filter((p) => p > 0).join(','),
     ...env,
     ADMIN_TOKEN: adminToken,
+    ...dashboardGateway(),
   });
 } catch (err) {
   exitOnConfigError(err);
