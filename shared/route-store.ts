@@ -24,6 +24,16 @@ export interface RouteStore {
   /** A generation above every one handed out before, even after the store lost its data. */
   nextGeneration(): Promise<number>;
   subscribe(subscription: RouteSubscription): Promise<() => Promise<void>>;
+  /** Epochs of the writers that keep one: writer's host -> epoch (see epochVerdict in route.ts). */
+  epochs(): Promise<Map<string, number>>;
+  /** Begin a publishing pass of `host`'s writer: returns a token that losing the store's data erases. */
+  beginEpochPass(host: string): Promise<string>;
+  /**
+   * End the pass begun with `token`, after the writer republished every route it owns. If the token survived (no
+   * data lost meanwhile), `host`'s epoch is kept when it still equals `held`, else replaced by a new one above
+   * every generation handed out; returns the epoch held now. undefined: data was lost during the pass (pass again).
+   */
+  endEpochPass(host: string, token: string, held: number | undefined): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
