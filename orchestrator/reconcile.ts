@@ -40,6 +40,8 @@ export interface ReconcileReport {
   claimedPorts: number[];
   releasedPorts: number[];
   orphans: { kind: 'container' | 'network'; name: string; reason: string; removed: boolean }[];
+  /** This host's route-table epoch after the pass; absent when the store lost data during it (another pass follows). */
+  epoch?: number | undefined;
 }
 
 export interface ReconcilerDeps {
@@ -67,6 +69,8 @@ export class Reconciler {
   private unsubscribeRoutes: (() => Promise<void>) | undefined;
   private closed = false;
   private readonly orphanSeen = new Map<string, number>();
+  /** The route-table epoch this process last asserted for its host (see epochVerdict in shared/route.ts). */
+  private epoch: number | undefined;
   last: ReconcileReport | undefined;
 
   constructor(deps: ReconcilerDeps) {
@@ -179,6 +183,8 @@ export class Reconciler {
       removedRoutes: [], forgotten: [], claimedPorts: [], releasedPorts: [], orphans: [],
     };
     logger.debug('reconcile pass');
+    // Begun before the table is read: a loss from here on erases the token, and the epoch is not asserted below.
+    const epochPass = await routes.beginEpochPass(hostAddress);
     const containers = await runtime.list();
     report.containers = containers.length;
     const observed = new Map<string, ObservedPod>();
@@ -282,6 +288,16 @@ export class Reconciler {
       report.orphans.push({ kind: 'network', name: n.name, reason: 'no pod container', removed });
     }
     for (const id of this.orphanSeen.keys()) if (!seen.has(id)) this.orphanSeen.delete(id);
+
+    // Every route of this host is in the table now: gateways may follow its deletions again (a new epoch after a loss).
+    report.epoch = await routes.endEpochPass(hostAddress, epochPass, this.epoch);
+    if (report.epoch === undefined) {
+      logger.warn('the route table lost data during the reconcile pass; passing again');
+      this.again = true;
+    } else if (report.epoch !== this.epoch) {
+      if (this.epoch !== undefined) logger.info({ epoch: report.epoch }, 'route table epoch renewed after Redis lost or rolled back its data');
+      this.epoch = report.epoch;
+    }
 
     if (report.orphans.length > 0) logger.warn({ orphans: report.orphans }, 'orphans found');
     const changes = report.adopted.length + report.changed.length + report.republished.length + report.removedRoutes.length + report.forgotten.length + report.releasedPorts.length;
