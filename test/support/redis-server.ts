@@ -11,6 +11,8 @@ export interface RedisServerOptions {
   users?: string[][];
   /** Serve TLS only (tls-port; no plain port), with this certificate; clients need no certificate of their own. */
   tls?: { certFile: string; keyFile: string; caFile: string };
+  /** Start as a replica of the server on this loopback port. */
+  replicaOf?: number;
 }
 
 export interface RedisServer {
@@ -24,12 +26,12 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function randomPort(): number {
+export function randomPort(): number {
   // Spread test servers over a range the orchestrator's pod ports (30000-39999) and ephemeral ports avoid.
   return 20000 + Math.floor(Math.random() * 9000);
 }
 
-function canConnect(port: number): Promise<boolean> {
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection({ host: '127.0.0.1', port });
     s.once('connect', () => {
@@ -50,6 +52,7 @@ function serverArgs(port: number, options: RedisServerOptions): string[] {
     '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
     ...(options.password !== undefined ? ['--requirepass', options.password] : []),
     ...(options.users ?? []).flatMap((words) => ['--user', ...words]),
+    ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []),
   ];
 }
 
