@@ -52,7 +52,8 @@ function serverArgs(port: number, options: RedisServerOptions): string[] {
     '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
     ...(options.password !== undefined ? ['--requirepass', options.password] : []),
     ...(options.users ?? []).flatMap((words) => ['--user', ...words]),
-    ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []),
+    // Loaded from the socket (never written to disk: no dump.rdb in the working directory).
+    ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-load', 'on-empty-db'] : []),
   ];
 }
 
