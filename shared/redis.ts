@@ -286,6 +286,23 @@ export function waitReady(client: Redis, timeoutMs = 5000): Promise<void> {
   });
 }
 
+/**
+ * ioredis's words for a command that never reached a working master: no connection (down, reconnecting, failing
+ * over), no answer in time, or an answer from a node that cannot take writes now.
+ */
+const UNAVAILABLE = /^(Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries per request|All sentinels are unreachable|READONLY|LOADING|MASTERDOWN|NOREPLICAS)/;
+
+/** Whether `err` says Redis could not be reached (rather than refusing the command itself). */
+export function isRedisUnavailable(err: unknown): boolean {
+  return err instanceof Error && UNAVAILABLE.test(err.message);
+}
+
+/** An error's message, saying that it was Redis that could not be reached when it was. */
+export function storeErrorText(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  return isRedisUnavailable(err) ? `Redis is unavailable: ${m}` : m;
+}
+
 export interface ChannelHandlers {
   onMessage(message: string): void;
   /** The connection came back after a loss: messages published meanwhile are gone, re-read the state. */

@@ -98,8 +98,19 @@ describe('Redis failover through Sentinel', () => {
     const load = startLoad({ port: gw.gateway.httpPort, host: `localhost-${TERMINAL}.pod-${slug}.localhost`, headers: { [TOKEN_HEADER]: kept.json.token } }, { connections: 4 });
     try {
       await waitFor(() => load.done >= REQUESTS_PER_PHASE, { what: 'load before the failover', timeoutMs: 60_000 });
+      // A create under way while the master dies completes, or fails saying Redis is unavailable: never silently.
+      const during = uniqueSlug('fod');
+      slugs.push(during);
+      const creating = orch.pods.create({ slug: during, services: [{ name: 'terminal', port: TERMINAL }] }).then(
+        (pod) => ({ ok: true as const, status: pod.status }),
+        (err: Error) => ({ ok: false as const, message: err.message }),
+      );
       await redis.failover();
       expect(await redis.masterPort()).toBe(redis.replica.port);
+      const outcome = await creating;
+      if (outcome.ok) expect(outcome.status).toBe('running');
+      else expect(outcome.message).toMatch(/Redis is unavailable/);
+      console.log(`a create during the failover: ${JSON.stringify(outcome)}`);
 
       // The orchestrator creates a pod after the failover (its connection follows Sentinel to the new master).
       const second = uniqueSlug('fo2');
