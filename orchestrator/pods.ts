@@ -460,7 +460,7 @@ export class PodService {
       await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
     } catch (err) {
       const { said } = await this.settle(record, err);
-      throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${message(err)}; ${said}`);
+      throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${storeErrorText(err)}; ${said}`);
     }
     this.setState(record, 'stopped');
     record.error = undefined;
@@ -526,7 +526,7 @@ export class PodService {
         await runtime.remove(slug);
       } catch (err) {
         const { gone, said } = await this.settle(record, err);
-        if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${message(err)}; ${said}`);
+        if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${storeErrorText(err)}; ${said}`);
         // Only the network (or a route write) failed: the pod is gone. Reconcile removes the orphan network.
         logger.warn({ slug, err: message(err) }, 'pod container removed, the rest left to reconcile');
       }
