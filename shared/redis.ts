@@ -209,8 +209,10 @@ export function explainRedisError(err: Error & { code?: string }): ConfigError |
   if (/^failed to connect to sentinel \S+ because (WRONGPASS|NOAUTH)/.test(m)) {
     return new ConfigError('REDIS_SENTINEL_PASSWORD', `a sentinel refused the credentials (${m}): set REDIS_SENTINEL_PASSWORD (and REDIS_SENTINEL_USERNAME for an ACL user) to the sentinels' own`);
   }
-  const unknownMaster = /^connected to sentinel (\S+) successfully, but got an invalid reply: null/.exec(m);
-  if (unknownMaster) return new ConfigError('REDIS_SENTINEL_NAME', `the sentinel at ${unknownMaster[1]} monitors no master of that name`);
+  // Redis 7's sentinels answer an unknown name with an error, older ones with a null reply.
+  if (/No such master with that name|^connected to sentinel \S+ successfully, but got an invalid reply: null/.test(m)) {
+    return new ConfigError('REDIS_SENTINEL_NAME', `the sentinels monitor no master of that name (${m})`);
+  }
   if (m.startsWith('WRONGPASS')) return new ConfigError('REDIS_URL', `Redis refused the user name or password (${m})`);
   if (m.startsWith('NOAUTH')) {
     return new ConfigError('REDIS_URL', `Redis requires a password: redis[s]://:<password>@host:port, or redis[s]://<user>:<password>@host:port for an ACL user (${m})`);

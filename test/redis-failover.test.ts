@@ -11,7 +11,7 @@ import { loadGatewayConfig, runGateway, type GatewayProcess } from '../gateway/m
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
-import { createRedis, waitReady } from '../shared/redis.ts';
+import { createRedis, sentinelDefaultUrl, waitReady } from '../shared/redis.ts';
 import { startLoad } from './support/load.ts';
 import { SENTINEL_MASTER_NAME, startSentinels, type SentinelDeployment } from './support/redis-sentinel.ts';
 import { waitFor } from './support/wait.ts';
@@ -80,6 +80,16 @@ function statusOf(slug: string, token?: string): Promise<number> {
 }
 
 describe('Redis failover through Sentinel', () => {
+  it('a master name no sentinel monitors is a configuration error naming REDIS_SENTINEL_NAME', async () => {
+    const sentinels = redis.sentinelPorts.map((port) => ({ host: '127.0.0.1', port }));
+    const c = createRedis({ url: sentinelDefaultUrl('elsewhere'), sentinel: { sentinels, name: 'elsewhere' } });
+    try {
+      await expect(waitReady(c)).rejects.toMatchObject({ variable: 'REDIS_SENTINEL_NAME', message: expect.stringMatching(/the sentinels monitor no master of that name/) });
+    } finally {
+      c.disconnect();
+    }
+  });
+
   it('the master is killed under load: 0 failed requests, changes after it are served, the orchestrator creates a pod', async () => {
     const slug = uniqueSlug('fo');
     slugs.push(slug);
@@ -115,7 +125,7 @@ describe('Redis failover through Sentinel', () => {
       // The orchestrator creates a pod after the failover (its connection follows Sentinel to the new master).
       const second = uniqueSlug('fo2');
       slugs.push(second);
-      await waitFor(async () => (await orch.routes.get(second).catch(() => undefined)) === undefined && (await orch.routes.nextGeneration().then(() => true, () => false)), { what: 'the orchestrator reaching the new master', timeoutMs: 30_000 });
+      await waitFor(() => orch.routes.nextGeneration().then(() => true, () => false), { what: 'the orchestrator reaching the new master', timeoutMs: 30_000 });
       await expect(orch.pods.create({ slug: second, access: { default: 'public', ports: {} }, services: [{ name: 'terminal', port: TERMINAL }] })).resolves.toMatchObject({ status: 'running' });
       await waitFor(async () => (await statusOf(second)) === 200, { what: 'the new pod served', timeoutMs: 10_000 });
 
