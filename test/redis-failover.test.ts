@@ -11,7 +11,7 @@ import { loadGatewayConfig, runGateway, type GatewayProcess } from '../gateway/m
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
-import { createRedis, sentinelDefaultUrl, waitReady } from '../shared/redis.ts';
+import { createRedis, waitReady, type RedisConnection } from '../shared/redis.ts';
 import { startLoad } from './support/load.ts';
 import { SENTINEL_MASTER_NAME, startSentinels, type SentinelDeployment } from './support/redis-sentinel.ts';
 import { waitFor } from './support/wait.ts';
@@ -22,6 +22,10 @@ const ADMIN_TOKEN = 'redis-failover-token-0123456789';
 const CHANGE_DEADLINE_MS = 2000;
 const REQUESTS_PER_PHASE = 300;
 const TERMINAL = 7681;
+// Protected like a real deployment: the data nodes and the sentinels each have a password.
+const DATA_PASSWORD = 'failover-data-pass-0123';
+const SENTINEL_PASSWORD = 'failover-sentinel-pass-0123';
+const REDIS_URL = `redis://:${DATA_PASSWORD}@${SENTINEL_MASTER_NAME}`;
 
 let redis: SentinelDeployment;
 let orch: RunningOrchestrator;
@@ -30,8 +34,8 @@ const slugs: string[] = [];
 
 beforeAll(async () => {
   let image: string;
-  [redis, image] = await Promise.all([startSentinels(), testPodImage()]);
-  const sentinelEnv = { REDIS_SENTINELS: redis.sentinelsSetting, REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME };
+  [redis, image] = await Promise.all([startSentinels({ password: DATA_PASSWORD, sentinelPassword: SENTINEL_PASSWORD }), testPodImage()]);
+  const sentinelEnv = { REDIS_URL, REDIS_SENTINELS: redis.sentinelsSetting, REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME, REDIS_SENTINEL_PASSWORD: SENTINEL_PASSWORD };
   orch = await startOrchestrator(
     testOrchestratorConfig({ ADMIN_TOKEN, ...sentinelEnv, POD_PORT_RANGE: '38570-38579', POD_IMAGE: image }),
     { logger },
@@ -80,13 +84,28 @@ function statusOf(slug: string, token?: string): Promise<number> {
 }
 
 describe('Redis failover through Sentinel', () => {
-  it('a master name no sentinel monitors is a configuration error naming REDIS_SENTINEL_NAME', async () => {
+  it('a wrong master name, sentinel password or data password is a configuration error naming its setting', async () => {
     const sentinels = redis.sentinelPorts.map((port) => ({ host: '127.0.0.1', port }));
-    const c = createRedis({ url: sentinelDefaultUrl('elsewhere'), sentinel: { sentinels, name: 'elsewhere' } });
+    const cases: [RedisConnection, string, RegExp][] = [
+      [{ url: REDIS_URL, sentinel: { sentinels, name: 'elsewhere', password: SENTINEL_PASSWORD } }, 'REDIS_SENTINEL_NAME', /the sentinels monitor no master of that name/],
+      [{ url: REDIS_URL, sentinel: { sentinels, name: SENTINEL_MASTER_NAME, password: 'wrong-sentinel-password' } }, 'REDIS_SENTINEL_PASSWORD', /a sentinel refused the credentials/],
+      [{ url: REDIS_URL, sentinel: { sentinels, name: SENTINEL_MASTER_NAME } }, 'REDIS_SENTINEL_PASSWORD', /a sentinel refused the credentials/],
+      [{ url: `redis://:wrong@${SENTINEL_MASTER_NAME}`, sentinel: { sentinels, name: SENTINEL_MASTER_NAME, password: SENTINEL_PASSWORD } }, 'REDIS_URL', /refused the user name or password/],
+    ];
+    for (const [target, variable, message] of cases) {
+      const c = createRedis(target);
+      try {
+        await expect(waitReady(c)).rejects.toMatchObject({ variable, message: expect.stringMatching(message) });
+      } finally {
+        c.disconnect();
+      }
+    }
+    const ok = createRedis({ url: REDIS_URL, sentinel: { sentinels, name: SENTINEL_MASTER_NAME, password: SENTINEL_PASSWORD } });
     try {
-      await expect(waitReady(c)).rejects.toMatchObject({ variable: 'REDIS_SENTINEL_NAME', message: expect.stringMatching(/the sentinels monitor no master of that name/) });
+      await waitReady(ok);
+      expect(await ok.ping()).toBe('PONG');
     } finally {
-      c.disconnect();
+      ok.disconnect();
     }
   });
 

@@ -14,6 +14,13 @@ export const SENTINEL_MASTER_NAME = 'podgate';
 const DOWN_AFTER_MS = 1000;
 const FAILOVER_TIMEOUT_MS = 5000;
 
+export interface SentinelOptions {
+  /** requirepass of the master and the replica (and masterauth, so either can follow the other). */
+  password?: string;
+  /** requirepass of the sentinels (they use it among themselves too). */
+  sentinelPassword?: string;
+}
+
 export interface SentinelDeployment {
   master: RedisServer;
   replica: RedisServer;
@@ -32,7 +39,7 @@ interface Sentinel {
   child: ChildProcess;
 }
 
-async function launchSentinel(dir: string, masterPort: number, index: number): Promise<Sentinel> {
+async function launchSentinel(dir: string, masterPort: number, index: number, options: SentinelOptions): Promise<Sentinel> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = randomPort();
     if (await canConnect(port)) continue;
@@ -48,6 +55,8 @@ async function launchSentinel(dir: string, masterPort: number, index: number): P
       `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} ${DOWN_AFTER_MS}`,
       `sentinel failover-timeout ${SENTINEL_MASTER_NAME} ${FAILOVER_TIMEOUT_MS}`,
       `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
+      ...(options.password !== undefined ? [`sentinel auth-pass ${SENTINEL_MASTER_NAME} ${options.password}`] : []),
+      ...(options.sentinelPassword !== undefined ? [`requirepass ${options.sentinelPassword}`] : []),
       '',
     ].join('\n'));
     const child = spawn('redis-sentinel', [file], { stdio: ['ignore', 'ignore', 'ignore'] });
@@ -60,8 +69,8 @@ async function launchSentinel(dir: string, masterPort: number, index: number): P
   throw new Error('could not start redis-sentinel (is it installed? scripts/setup.sh installs it)');
 }
 
-async function sentinelCommand<T>(port: number, ...args: string[]): Promise<T> {
-  const c = createRedis(`redis://127.0.0.1:${port}`);
+async function sentinelCommand<T>(port: number, password: string | undefined, ...args: string[]): Promise<T> {
+  const c = createRedis(`redis://${password === undefined ? '' : `:${encodeURIComponent(password)}@`}127.0.0.1:${port}`);
   try {
     await waitReady(c);
     return (await c.call('SENTINEL', ...args)) as T;
@@ -77,10 +86,12 @@ function record(flat: string[]): Record<string, string> {
   return out;
 }
 
-export async function startSentinels(): Promise<SentinelDeployment> {
+export async function startSentinels(options: SentinelOptions = {}): Promise<SentinelDeployment> {
   const dir = mkdtempSync(join(tmpdir(), 'podgate-sentinel-'));
-  const master = await startRedis();
-  const replica = await startRedis({ replicaOf: master.port });
+  const auth = options.password !== undefined ? { password: options.password, masterAuth: options.password } : {};
+  const master = await startRedis(auth);
+  const replica = await startRedis({ ...auth, replicaOf: master.port });
+  const ask = <T>(port: number, ...args: string[]) => sentinelCommand<T>(port, options.sentinelPassword, ...args);
   const sentinels: Sentinel[] = [];
   const stop = async () => {
     await Promise.all(sentinels.map((s) => new Promise<void>((resolve) => {
@@ -92,10 +103,10 @@ export async function startSentinels(): Promise<SentinelDeployment> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < 3; i++) sentinels.push(await launchSentinel(dir, master.port, i));
+    for (let i = 0; i < 3; i++) sentinels.push(await launchSentinel(dir, master.port, i, options));
     // Ready for a failover once every sentinel knows the replica and the two other sentinels (hello messages).
     await waitFor(async () => {
-      const states = await Promise.all(sentinels.map(async (s) => record(await sentinelCommand<string[]>(s.port, 'MASTER', SENTINEL_MASTER_NAME))));
+      const states = await Promise.all(sentinels.map(async (s) => record(await ask<string[]>(s.port, 'MASTER', SENTINEL_MASTER_NAME))));
       return states.every((m) => m['num-slaves'] === '1' && m['num-other-sentinels'] === '2' && m.flags === 'master');
     }, { timeoutMs: 30_000, intervalMs: 200, what: 'sentinels to know the replica and each other' });
     const c = createRedis(replica.url);
@@ -110,7 +121,7 @@ export async function startSentinels(): Promise<SentinelDeployment> {
     throw err;
   }
   const masterPort = async () => {
-    const [, port] = await sentinelCommand<[string, string]>(sentinels[0]!.port, 'get-master-addr-by-name', SENTINEL_MASTER_NAME);
+    const [, port] = await ask<[string, string]>(sentinels[0]!.port, 'get-master-addr-by-name', SENTINEL_MASTER_NAME);
     return Number(port);
   };
   return {
@@ -122,7 +133,7 @@ export async function startSentinels(): Promise<SentinelDeployment> {
     async failover() {
       await master.kill();
       await waitFor(async () => {
-        const named = await Promise.all(sentinels.map((s) => sentinelCommand<[string, string]>(s.port, 'get-master-addr-by-name', SENTINEL_MASTER_NAME)));
+        const named = await Promise.all(sentinels.map((s) => ask<[string, string]>(s.port, 'get-master-addr-by-name', SENTINEL_MASTER_NAME)));
         return named.every(([, port]) => Number(port) === replica.port);
       }, { timeoutMs: 30_000, intervalMs: 100, what: 'Sentinel to promote the replica' });
     },

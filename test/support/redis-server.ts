@@ -13,6 +13,8 @@ export interface RedisServerOptions {
   tls?: { certFile: string; keyFile: string; caFile: string };
   /** Start as a replica of the server on this loopback port. */
   replicaOf?: number;
+  /** masterauth: the password this server gives the master it replicates. */
+  masterAuth?: string;
 }
 
 export interface RedisServer {
@@ -51,6 +53,7 @@ function serverArgs(port: number, options: RedisServerOptions): string[] {
     ...listen,
     '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
     ...(options.password !== undefined ? ['--requirepass', options.password] : []),
+    ...(options.masterAuth !== undefined ? ['--masterauth', options.masterAuth] : []),
     ...(options.users ?? []).flatMap((words) => ['--user', ...words]),
     // Loaded from the socket (never written to disk: no dump.rdb in the working directory).
     ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-load', 'on-empty-db'] : []),
