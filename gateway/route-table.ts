@@ -34,6 +34,7 @@ export class RouteTable {
   private resyncWanted = false;
   private readonly retry: RetryBackoff;
   private closed = false;
+  private learning: Promise<void> | undefined;
   /** Highest epoch seen per writer host: a lower one, or none, means Redis lost or rolled back its data. */
   private readonly epochs = new Map<string, number>();
   /** Writer hosts whose missing routes are being served on (logged once per loss). */
@@ -76,8 +77,28 @@ export class RouteTable {
 
   /** Apply one change event; an older generation than the one held never wins. */
   apply(event: RouteEvent): void {
-    if (event.type === 'put') this.set(event.route.slug, event.route, event.route.generation);
-    else this.set(event.slug, undefined, event.generation);
+    if (event.type === 'put') {
+      this.set(event.route.slug, event.route, event.route.generation);
+      // A writer this gateway has no epoch of yet: learn it now rather than at the next re-read, or a loss before
+      // that re-read would look like the deletion of every route of that writer.
+      if (!this.epochs.has(event.route.host)) this.learnEpochs();
+    } else this.set(event.slug, undefined, event.generation);
+  }
+
+  /** The highest epoch seen of `host`'s writer (undefined: none yet). */
+  knownEpoch(host: string): number | undefined {
+    return this.epochs.get(host);
+  }
+
+  /** Read the writers' epochs (one read at a time); a value read is one seen: the known epochs only ever rise. */
+  private learnEpochs(): void {
+    if (this.learning || this.closed) return;
+    this.learning = this.store.epochs().then(
+      (epochs) => {
+        for (const [host, epoch] of epochs) if (epoch > (this.epochs.get(host) ?? -1)) this.epochs.set(host, epoch);
+      },
+      () => {}, // Redis down: the next re-read learns them
+    ).finally(() => (this.learning = undefined));
   }
 
   /**

@@ -69,8 +69,6 @@ export class Reconciler {
   private unsubscribeRoutes: (() => Promise<void>) | undefined;
   private closed = false;
   private readonly orphanSeen = new Map<string, number>();
-  /** The route-table epoch this process last asserted for its host (see epochVerdict in shared/route.ts). */
-  private epoch: number | undefined;
   last: ReconcileReport | undefined;
 
   constructor(deps: ReconcilerDeps) {
@@ -289,14 +287,12 @@ export class Reconciler {
     }
     for (const id of this.orphanSeen.keys()) if (!seen.has(id)) this.orphanSeen.delete(id);
 
-    // Every route of this host is in the table now: gateways may follow its deletions again (a new epoch after a loss).
-    report.epoch = await routes.endEpochPass(hostAddress, epochPass, this.epoch);
+    // Every route of this host is in the table now: a new epoch lets gateways follow its deletions (again, after a
+    // loss), and marks every earlier state of the table as older.
+    report.epoch = await routes.endEpochPass(hostAddress, epochPass);
     if (report.epoch === undefined) {
       logger.warn('the route table lost data during the reconcile pass; passing again');
       this.again = true;
-    } else if (report.epoch !== this.epoch) {
-      if (this.epoch !== undefined) logger.info({ epoch: report.epoch }, 'route table epoch renewed after Redis lost or rolled back its data');
-      this.epoch = report.epoch;
     }
 
     if (report.orphans.length > 0) logger.warn({ orphans: report.orphans }, 'orphans found');

@@ -54,11 +54,9 @@ export class MemoryRouteStore implements RouteStore {
     return token;
   }
 
-  async endEpochPass(host: string, token: string, held: number | undefined): Promise<number | undefined> {
+  async endEpochPass(host: string, token: string): Promise<number | undefined> {
     if (this.passes.get(host) !== token) return undefined;
     this.passes.delete(host);
-    const current = this.epochsHeld.get(host);
-    if (current !== undefined && current === held) return current;
     const epoch = await this.nextGeneration();
     this.epochsHeld.set(host, epoch);
     return epoch;

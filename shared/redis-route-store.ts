@@ -43,13 +43,11 @@ redis.call('SET', KEYS[1], string.format('%.0f', g))
 `;
 const NEXT_GENERATION = `${GENERATION}
 return string.format('%.0f', g)`;
-// KEYS: generation counter, epochs, pass token. ARGV: host, token, held epoch ('' for none).
-// Nil when the token is gone (data lost during the pass); else the epoch held now, renewed unless it is `held`.
+// KEYS: generation counter, epochs, pass token. ARGV: host, token.
+// Nil when the token is gone (data lost during the pass); else the host's new epoch.
 const END_EPOCH_PASS = `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return false end
 redis.call('DEL', KEYS[3])
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if cur and cur == ARGV[3] then return cur end
 ${GENERATION}
 redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', g))
 return string.format('%.0f', g)`;
@@ -137,9 +135,9 @@ export class RedisRouteStore implements RouteStore {
     return token;
   }
 
-  async endEpochPass(host: string, token: string, held: number | undefined): Promise<number | undefined> {
+  async endEpochPass(host: string, token: string): Promise<number | undefined> {
     const { generation, epochs, epochPass } = this.keys;
-    const epoch = await this.redis.eval(END_EPOCH_PASS, 3, generation, epochs, epochPass(host), host, token, held === undefined ? '' : String(held));
+    const epoch = await this.redis.eval(END_EPOCH_PASS, 3, generation, epochs, epochPass(host), host, token);
     return epoch === null ? undefined : Number(epoch);
   }
 

@@ -30,10 +30,11 @@ export interface RouteStore {
   beginEpochPass(host: string): Promise<string>;
   /**
    * End the pass begun with `token`, after the writer republished every route it owns. If the token survived (no
-   * data lost meanwhile), `host`'s epoch is kept when it still equals `held`, else replaced by a new one above
-   * every generation handed out; returns the epoch held now. undefined: data was lost during the pass (pass again).
+   * data lost meanwhile), `host`'s epoch becomes a new one above every generation handed out, and is returned: a
+   * table restored from any earlier moment then holds an older epoch than readers have seen. undefined: data was
+   * lost during the pass (pass again).
    */
-  endEpochPass(host: string, token: string, held: number | undefined): Promise<number | undefined>;
+  endEpochPass(host: string, token: string): Promise<number | undefined>;
   close(): Promise<void>;
 }
 

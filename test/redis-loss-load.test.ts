@@ -54,9 +54,10 @@ describe('Redis restarted empty under load, no orchestrator', () => {
       slug: 'known', host: '127.0.0.1', port: upstream.port, status: 'running', generation: await writer.nextGeneration(),
       defaultPort: 3000, updatedAt: new Date().toISOString(), access: { default: 'public', ports: {} },
     };
+    // A writer keeps its epoch from its first pass on: the gateway learns it with the writer's first route.
+    const epoch = await writer.endEpochPass('127.0.0.1', await writer.beginEpochPass('127.0.0.1'));
     expect(await writer.put(route)).toBe(true);
-    expect(await writer.endEpochPass('127.0.0.1', await writer.beginEpochPass('127.0.0.1'), undefined)).toBeDefined();
-    await waitFor(() => gw.gateway.table.lookup('known') !== undefined, { what: 'the route served' });
+    await waitFor(() => gw.gateway.table.lookup('known') !== undefined && gw.gateway.table.knownEpoch('127.0.0.1') === epoch, { what: 'the route and its epoch' });
 
     const load = startLoad({ port: gw.gateway.httpPort, host: 'pod-known.localhost' });
     try {
