@@ -34,6 +34,7 @@ export class RouteTable {
   private resyncWanted = false;
   private readonly retry: RetryBackoff;
   private closed = false;
+  /** The epochs read under way for a put of a writer host without a known epoch. */
   private learning: Promise<void> | undefined;
   /** Highest epoch seen per writer host: a lower one, or none, means Redis lost or rolled back its data. */
   private readonly epochs = new Map<string, number>();
@@ -184,13 +185,13 @@ export class RouteTable {
       this.keptHosts.add(host);
       this.options.log.warn(
         { host, routes, epoch: after.get(host) ?? before.get(host) ?? null, highestSeen: this.epochs.get(host) },
-        'the route table lost routes of this writer and its epoch is gone or older: Redis lost or rolled back its data; serving the last snapshot until the writer republishes',
+        'routes of this writer are missing and its epoch is gone, older or changed during the re-read (Redis lost or rolled back its data, or the writer was republishing): serving them from the last snapshot until a re-read sees its epoch settled',
       );
     }
     for (const host of this.keptHosts) {
       if (kept.has(host)) continue;
       this.keptHosts.delete(host);
-      this.options.log.info({ host, epoch: this.epochs.get(host) }, 'the writer republished and asserted its epoch again; following the route table');
+      this.options.log.info({ host, epoch: this.epochs.get(host) }, 'the writer\'s epoch is settled again; following the route table for its routes');
     }
   }
 
