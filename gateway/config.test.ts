@@ -14,6 +14,19 @@ describe('gateway configuration', () => {
     expect(c.REDIS_URL).toBeUndefined();
   });
 
+  it('connects through Sentinel with REDIS_SENTINELS; REDIS_URL then gives only credentials, TLS and database', () => {
+    const c = loadGatewayConfig({ REDIS_SENTINELS: ' 10.0.0.1:26380, [fd00::2]:26381,sentinel-c ', REDIS_SENTINEL_NAME: 'podgate', GATEWAY_WORKERS: '2' });
+    expect(c.redis?.sentinel).toEqual({
+      name: 'podgate',
+      sentinels: [{ host: '10.0.0.1', port: 26380 }, { host: 'fd00::2', port: 26381 }, { host: 'sentinel-c', port: 26379 }],
+      username: undefined,
+      password: undefined,
+    });
+    expect(c.redis?.url).toBe('redis://podgate');
+    const withUrl = loadGatewayConfig({ REDIS_SENTINELS: '10.0.0.1:26380', REDIS_SENTINEL_NAME: 'm', REDIS_SENTINEL_PASSWORD: 's3cret', REDIS_URL: 'redis://:pw@ignored/2' });
+    expect(withUrl.redis).toMatchObject({ url: 'redis://:pw@ignored/2', sentinel: { password: 's3cret' } });
+  });
+
   it.each([
     [{ HTTP_PORT: 'abc' }, 'HTTP_PORT'],
     [{ HTTP_PORT: '70000' }, 'HTTP_PORT'],
@@ -26,6 +39,14 @@ describe('gateway configuration', () => {
     [{ UPSTREAM_CONNECT_TIMEOUT_MS: '-1' }, 'UPSTREAM_CONNECT_TIMEOUT_MS'],
     [{ GATEWAY_WORKERS: 'many' }, 'GATEWAY_WORKERS'],
     [{ GATEWAY_WORKERS: '2' }, 'GATEWAY_WORKERS'], // needs REDIS_URL
+    [{ REDIS_SENTINELS: '10.0.0.1:26379,nope:x' }, 'REDIS_SENTINELS'],
+    [{ REDIS_SENTINELS: '10.0.0.1:70000' }, 'REDIS_SENTINELS'],
+    [{ REDIS_SENTINELS: '10.0.0.1:26379' }, 'REDIS_SENTINEL_NAME'], // required with sentinels
+    [{ REDIS_SENTINELS: '10.0.0.1:26379', REDIS_SENTINEL_NAME: 'bad name' }, 'REDIS_SENTINEL_NAME'],
+    [{ REDIS_SENTINEL_NAME: 'mymaster' }, 'REDIS_SENTINEL_NAME'], // only with sentinels
+    [{ REDIS_SENTINEL_PASSWORD: 'pw' }, 'REDIS_SENTINEL_PASSWORD'],
+    [{ REDIS_SENTINELS: '10.0.0.1', REDIS_SENTINEL_NAME: 'm', REDIS_SENTINEL_USERNAME: 'u' }, 'REDIS_SENTINEL_PASSWORD'],
+    [{ REDIS_SENTINELS: '10.0.0.1', REDIS_SENTINEL_NAME: 'm', REDIS_TLS_CA: '/nonexistent' }, 'REDIS_TLS_CA'], // needs rediss://
     [{ ACCESS_LOG: 'maybe' }, 'ACCESS_LOG'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL'],
     [{ LOG_LEVEL: 'INFO' }, 'LOG_LEVEL'], // pino's names are lower-case

@@ -7,7 +7,7 @@ import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
-import type { RedisConnection } from '../shared/redis.ts';
+import { envRedisSentinel, sentinelSettings, type RedisConnection } from '../shared/redis.ts';
 
 const GatewayEnv = z.object({
   HTTP_PORT: envPort(8080),
@@ -18,6 +18,8 @@ const GatewayEnv = z.object({
   REDIS_URL: envRedisUrl,
   REDIS_TLS_CA: envRedisTlsCa,
   REDIS_PREFIX: envRedisPrefix,
+  /** REDIS_SENTINELS, REDIS_SENTINEL_NAME, REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD: Redis through Sentinel. */
+  ...envRedisSentinel,
   ADMIN_PORT: envPort(9090),
   ADMIN_HOST: envListenHost('127.0.0.1'),
   /**
@@ -75,7 +77,7 @@ const GatewayEnv = z.object({
 export type GatewayEnv = z.infer<typeof GatewayEnv>;
 
 export interface GatewayConfig extends GatewayEnv {
-  /** REDIS_URL with REDIS_TLS_CA's certificates; undefined: the embedded stores. */
+  /** REDIS_URL with REDIS_TLS_CA's certificates (and Sentinel); undefined: the embedded stores. */
   redis: RedisConnection | undefined;
   baseDomains: string[];
   trustedProxies: BlockList;
@@ -104,9 +106,10 @@ function blockList(entries: string[]): BlockList {
 
 export function loadGatewayConfig(env: Record<string, string | undefined>): GatewayConfig {
   const parsed = parseEnv(GatewayEnv, env);
-  if (parsed.GATEWAY_WORKERS > 1 && !parsed.REDIS_URL) {
+  const redis = redisConnection(parsed.REDIS_URL, parsed.REDIS_TLS_CA, sentinelSettings(parsed));
+  if (parsed.GATEWAY_WORKERS > 1 && !redis) {
     // Each worker is its own process: only a shared store gives them all the same routes.
-    throw new ConfigError('GATEWAY_WORKERS', `${parsed.GATEWAY_WORKERS} workers need REDIS_URL (the embedded route store lives in one process)`);
+    throw new ConfigError('GATEWAY_WORKERS', `${parsed.GATEWAY_WORKERS} workers need REDIS_URL or REDIS_SENTINELS (the embedded route store lives in one process)`);
   }
-  return { ...parsed, redis: redisConnection(parsed.REDIS_URL, parsed.REDIS_TLS_CA), baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
+  return { ...parsed, redis, baseDomains: normaliseBaseDomains(parsed.BASE_DOMAINS), trustedProxies: blockList(parsed.TRUSTED_PROXIES) };
 }

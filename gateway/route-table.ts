@@ -3,7 +3,7 @@
 // reconnect and periodically (pub/sub drops messages while disconnected), and it keeps serving while the
 // store is down.
 import type { Logger } from '../shared/log.ts';
-import type { Route, RouteEvent } from '../shared/route.ts';
+import { epochVerdict, type Route, type RouteEvent } from '../shared/route.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { RetryBackoff } from './retry-backoff.ts';
 
@@ -34,6 +34,12 @@ export class RouteTable {
   private resyncWanted = false;
   private readonly retry: RetryBackoff;
   private closed = false;
+  /** The epochs read under way for a put of a writer host without a known epoch. */
+  private learning: Promise<void> | undefined;
+  /** Highest epoch seen per writer host: a lower one, or none, means Redis lost or rolled back its data. */
+  private readonly epochs = new Map<string, number>();
+  /** Writer hosts whose missing routes are being served on (logged once per loss). */
+  private readonly keptHosts = new Set<string>();
   /** Time of the last complete re-read (ms since epoch), 0 before the first. */
   lastSyncAt = 0;
 
@@ -72,8 +78,28 @@ export class RouteTable {
 
   /** Apply one change event; an older generation than the one held never wins. */
   apply(event: RouteEvent): void {
-    if (event.type === 'put') this.set(event.route.slug, event.route, event.route.generation);
-    else this.set(event.slug, undefined, event.generation);
+    if (event.type === 'put') {
+      this.set(event.route.slug, event.route, event.route.generation);
+      // A writer this gateway has no epoch of yet: learn it now rather than at the next re-read, or a loss before
+      // that re-read would look like the deletion of every route of that writer.
+      if (!this.epochs.has(event.route.host)) this.learnEpochs();
+    } else this.set(event.slug, undefined, event.generation);
+  }
+
+  /** The highest epoch seen of `host`'s writer (undefined: none yet). */
+  knownEpoch(host: string): number | undefined {
+    return this.epochs.get(host);
+  }
+
+  /** Read the writers' epochs (one read at a time); a value read is one seen: the known epochs only ever rise. */
+  private learnEpochs(): void {
+    if (this.learning || this.closed) return;
+    this.learning = this.store.epochs().then(
+      (epochs) => {
+        for (const [host, epoch] of epochs) if (epoch > (this.epochs.get(host) ?? -1)) this.epochs.set(host, epoch);
+      },
+      () => {}, // Redis down: the next re-read learns them
+    ).finally(() => (this.learning = undefined));
   }
 
   /**
@@ -105,7 +131,11 @@ export class RouteTable {
   private async scan(): Promise<boolean> {
     const startStamp = this.changes;
     const seen = new Set<string>();
+    let before: Map<string, number>;
+    let after: Map<string, number>;
     try {
+      // Epochs read on both sides of the scan: a loss (or a republish) during the scan shows as a difference.
+      before = await this.store.epochs();
       for await (const batch of this.store.scan()) {
         for (const route of batch) {
           seen.add(route.slug);
@@ -118,16 +148,51 @@ export class RouteTable {
           this.replace(route.slug, route, route.generation);
         }
       }
+      after = await this.store.epochs();
     } catch (err) {
       this.options.log.warn({ err: String(err) }, 'route table resync failed; serving the last snapshot');
       return false;
     }
+    const verdicts = new Map<string, 'follow' | 'keep'>();
+    const verdict = (host: string) => {
+      let v = verdicts.get(host);
+      if (!v) {
+        v = epochVerdict(this.epochs.get(host), before.get(host), after.get(host));
+        verdicts.set(host, v);
+      }
+      return v;
+    };
+    const kept = new Map<string, number>();
     for (const [slug, entry] of this.entries) {
-      if (!seen.has(slug) && entry.stamp <= startStamp && entry.route) this.replace(slug, undefined, entry.generation);
-      else if (!entry.route && entry.stamp <= startStamp) this.entries.delete(slug); // forget old tombstones
+      if (!seen.has(slug) && entry.stamp <= startStamp && entry.route) {
+        // Gone from the table: deleted, unless its writer's epoch says the table lost it (then served on until the
+        // writer has republished and asserted its epoch again; deletions are followed from that re-read on).
+        if (verdict(entry.route.host) === 'follow') this.replace(slug, undefined, entry.generation);
+        else kept.set(entry.route.host, (kept.get(entry.route.host) ?? 0) + 1);
+      } else if (!entry.route && entry.stamp <= startStamp) this.entries.delete(slug); // forget old tombstones
     }
+    for (const [host, epoch] of before) {
+      if (verdict(host) === 'follow' && after.get(host) === epoch) this.epochs.set(host, epoch);
+    }
+    this.reportKept(kept, before, after);
     this.lastSyncAt = Date.now();
     return true;
+  }
+
+  private reportKept(kept: Map<string, number>, before: Map<string, number>, after: Map<string, number>): void {
+    for (const [host, routes] of kept) {
+      if (this.keptHosts.has(host)) continue;
+      this.keptHosts.add(host);
+      this.options.log.warn(
+        { host, routes, epoch: after.get(host) ?? before.get(host) ?? null, highestSeen: this.epochs.get(host) },
+        'routes of this writer are missing and its epoch is gone, older or changed during the re-read (Redis lost or rolled back its data, or the writer was republishing): serving them from the last snapshot until a re-read sees its epoch settled',
+      );
+    }
+    for (const host of this.keptHosts) {
+      if (kept.has(host)) continue;
+      this.keptHosts.delete(host);
+      this.options.log.info({ host, epoch: this.epochs.get(host) }, 'the writer\'s epoch is settled again; following the route table for its routes');
+    }
   }
 
   private set(slug: string, route: Route | undefined, generation: number): void {

@@ -2,6 +2,7 @@
 // with a ConfigError naming the variable; nothing here is read per request.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { envRedisSentinel, sentinelSettings, type SentinelSettings } from '../shared/redis.ts';
 import { envListenHost, envLogLevel, envRedisTlsCa, envRedisUrl, loadEnv, parseEnv, redisConnection, type LogLevel } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { normaliseBaseDomains } from '../shared/hostname.ts';
@@ -63,7 +64,10 @@ export interface OrchestratorConfig {
   adminPort: number;
   logRetentionMs: number;
   logMaxEntries: number;
+  /** REDIS_URL; with REDIS_SENTINELS alone a URL without credentials (Sentinel names the host). Unset: no Redis. */
   redisUrl: string | undefined;
+  /** REDIS_SENTINELS and companions: connect through Sentinel. */
+  redisSentinel?: SentinelSettings | undefined;
   /** REDIS_TLS_CA's PEM certificates, the only CAs trusted for a rediss:// server when set. */
   redisTlsCa: Buffer | undefined;
   redisPrefix: string;
@@ -134,6 +138,7 @@ const EnvSchema = z.object({
   REDIS_URL: envRedisUrl,
   REDIS_TLS_CA: envRedisTlsCa,
   REDIS_PREFIX: z.string().max(100).default('podgate:'),
+  ...envRedisSentinel,
   BASE_DOMAINS: z.string().default('localhost'),
   PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
   PUBLIC_PORT: port('PUBLIC_PORT').optional(),
@@ -287,7 +292,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const e = parseEnv(EnvSchema, loadEnv(env));
   const portRange = parsePortRange(e.POD_PORT_RANGE);
   if (!portRange) throw new ConfigError('POD_PORT_RANGE', `expected <first>-<last> within 1024-65535, got ${JSON.stringify(e.POD_PORT_RANGE)}`);
-  const redis = redisConnection(e.REDIS_URL, e.REDIS_TLS_CA);
+  const redis = redisConnection(e.REDIS_URL, e.REDIS_TLS_CA, sentinelSettings(e));
   const baseDomains = normaliseBaseDomains(e.BASE_DOMAINS.split(','));
   if (baseDomains.length === 0) throw new ConfigError('BASE_DOMAINS', 'at least one base domain');
   const docker = dockerTarget(e);
@@ -304,6 +309,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logMaxEntries: e.LOG_MAX_ENTRIES,
     redisUrl: redis?.url,
     redisTlsCa: redis?.ca,
+    redisSentinel: redis?.sentinel,
     redisPrefix: e.REDIS_PREFIX,
     baseDomains,
     publicScheme: e.PUBLIC_SCHEME,

@@ -127,8 +127,9 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 
   let redis: Redis | undefined;
   if (config.redisUrl) {
-    warnCleartextPassword(config.redisUrl, logger);
-    redis = createRedis({ url: config.redisUrl, ca: config.redisTlsCa });
+    const target = { url: config.redisUrl, ca: config.redisTlsCa, sentinel: config.redisSentinel };
+    warnCleartextPassword(target, logger);
+    redis = createRedis(target);
     reportRedisProblems(redis, logger, 'orchestrator');
     try {
       await waitReady(redis);

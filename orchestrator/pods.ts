@@ -11,6 +11,7 @@ import type { AccessStore } from '../shared/access-store.ts';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
 import type { RouteStore } from '../shared/route-store.ts';
+import { isRedisUnavailable, storeErrorText } from '../shared/redis.ts';
 import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainer, type PodContainerSpec } from './container-runtime.ts';
 import type { ExecLog, ExecLogEntry } from './exec-log.ts';
 import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
@@ -284,6 +285,8 @@ export class PodService {
       record.error = message(err);
       await this.rollback(record, created);
       if (forgetOnFailure && this.records.get(slug) === record) this.records.delete(slug);
+      // Redis down or failing over: nothing of the pod is kept, and the caller may simply try again.
+      if (isRedisUnavailable(err)) throw new ServiceUnavailableError(`pod ${JSON.stringify(slug)} not created: ${storeErrorText(err)}; try again once it is back`);
       if (err instanceof PodgateError) throw err;
       throw new PodStartFailedError(slug, message(err));
     }
@@ -294,7 +297,7 @@ export class PodService {
     try {
       await this.d.links.revokePod(slug, Date.now());
     } catch (err) {
-      throw new ServiceUnavailableError(`pod ${JSON.stringify(slug)} not created: links of an earlier pod of this name could not be voided in the access store (${message(err)})`);
+      throw new ServiceUnavailableError(`pod ${JSON.stringify(slug)} not created: links of an earlier pod of this name could not be voided in the access store (${storeErrorText(err)})`);
     }
   }
 
@@ -457,7 +460,7 @@ export class PodService {
       await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
     } catch (err) {
       const { said } = await this.settle(record, err);
-      throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${message(err)}; ${said}`);
+      throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${storeErrorText(err)}; ${said}`);
     }
     this.setState(record, 'stopped');
     record.error = undefined;
@@ -523,7 +526,7 @@ export class PodService {
         await runtime.remove(slug);
       } catch (err) {
         const { gone, said } = await this.settle(record, err);
-        if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${message(err)}; ${said}`);
+        if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${storeErrorText(err)}; ${said}`);
         // Only the network (or a route write) failed: the pod is gone. Reconcile removes the orphan network.
         logger.warn({ slug, err: message(err) }, 'pod container removed, the rest left to reconcile');
       }

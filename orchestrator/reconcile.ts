@@ -40,6 +40,8 @@ export interface ReconcileReport {
   claimedPorts: number[];
   releasedPorts: number[];
   orphans: { kind: 'container' | 'network'; name: string; reason: string; removed: boolean }[];
+  /** This host's route-table epoch after the pass; absent when the store lost data during it (another pass follows). */
+  epoch?: number | undefined;
 }
 
 export interface ReconcilerDeps {
@@ -179,6 +181,8 @@ export class Reconciler {
       removedRoutes: [], forgotten: [], claimedPorts: [], releasedPorts: [], orphans: [],
     };
     logger.debug('reconcile pass');
+    // Begun before the table is read: a loss from here on erases the token, and the epoch is not asserted below.
+    const epochPass = await routes.beginEpochPass(hostAddress);
     const containers = await runtime.list();
     report.containers = containers.length;
     const observed = new Map<string, ObservedPod>();
@@ -282,6 +286,14 @@ export class Reconciler {
       report.orphans.push({ kind: 'network', name: n.name, reason: 'no pod container', removed });
     }
     for (const id of this.orphanSeen.keys()) if (!seen.has(id)) this.orphanSeen.delete(id);
+
+    // Every route of this host is in the table now: a new epoch lets gateways follow its deletions (again, after a
+    // loss), and marks every earlier state of the table as older.
+    report.epoch = await routes.endEpochPass(hostAddress, epochPass);
+    if (report.epoch === undefined) {
+      logger.warn('the route table lost data during the reconcile pass; passing again');
+      this.again = true;
+    }
 
     if (report.orphans.length > 0) logger.warn({ orphans: report.orphans }, 'orphans found');
     const changes = report.adopted.length + report.changed.length + report.republished.length + report.removedRoutes.length + report.forgotten.length + report.releasedPorts.length;

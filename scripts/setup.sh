@@ -17,6 +17,7 @@ cd "$root"
 APT_PACKAGES=(
   docker.io runsc            # containers, sandboxed by gVisor
   redis-server               # the shared route table (tests start their own servers)
+  redis-sentinel             # Sentinel for the Redis failover test (which starts its own master, replica and sentinels)
   pebble                     # Let's Encrypt's test CA, for the ACME tests
   bind9 bind9-dnsutils       # nsupdate/dig for the RFC 2136 DNS-01 hook, named for its test (which starts its own)
   nginx-light wrk            # benchmark peer and load generator

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
-import type { RedisConnection } from './redis.ts';
+import { sentinelDefaultUrl, type RedisConnection, type SentinelSettings } from './redis.ts';
 
 /** `text` with the password of every `scheme://user:password@` in it replaced by `***` (for messages and logs). */
 export function withoutPassword(text: string): string {
@@ -69,15 +69,17 @@ export const envRedisTlsCa = z
   .transform((s) => s || undefined);
 
 /**
- * REDIS_URL and REDIS_TLS_CA as one connection; the CA file is read now, so a wrong path stops the start naming it.
+ * REDIS_URL, REDIS_TLS_CA and the sentinel settings as one connection; the CA file is read now, so a wrong path
+ * stops the start naming it. With sentinels, REDIS_URL (credentials, TLS, database) is optional.
  * @throws ConfigError naming REDIS_TLS_CA
  */
-export function redisConnection(url: string | undefined, caFile: string | undefined): RedisConnection | undefined {
+export function redisConnection(givenUrl: string | undefined, caFile: string | undefined, sentinel?: SentinelSettings): RedisConnection | undefined {
+  const url = givenUrl ?? (sentinel ? sentinelDefaultUrl(sentinel.name) : undefined);
   if (caFile !== undefined && !url?.startsWith('rediss://')) {
     throw new ConfigError('REDIS_TLS_CA', `only used with REDIS_URL=rediss://... (TLS); REDIS_URL is ${url === undefined ? 'unset' : 'redis:// (no TLS)'}`);
   }
   if (url === undefined) return undefined;
-  if (caFile === undefined) return { url };
+  if (caFile === undefined) return { url, sentinel };
   let ca: Buffer;
   try {
     ca = readFileSync(caFile);
@@ -87,7 +89,7 @@ export function redisConnection(url: string | undefined, caFile: string | undefi
   if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) {
     throw new ConfigError('REDIS_TLS_CA', `${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   }
-  return { url, ca };
+  return { url, ca, sentinel };
 }
 export const envRedisPrefix = z.string().regex(/^[\w:.-]{1,64}$/, 'letters, digits, _ : . - (at most 64)').default('podgate:');
 

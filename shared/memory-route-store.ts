@@ -1,4 +1,5 @@
 // Embedded route store for a single process (no REDIS_URL). Same semantics as the Redis store.
+import { randomUUID } from 'node:crypto';
 import { nextGenerationAfter, type Route, type RouteEvent } from './route.ts';
 import type { RouteStore, RouteSubscription } from './route-store.ts';
 
@@ -7,6 +8,8 @@ export class MemoryRouteStore implements RouteStore {
   private readonly tombstones = new Map<string, number>();
   private readonly subscribers = new Set<RouteSubscription>();
   private lastGeneration = 0;
+  private readonly epochsHeld = new Map<string, number>();
+  private readonly passes = new Map<string, string>();
 
   async get(slug: string): Promise<Route | undefined> {
     return this.routes.get(slug);
@@ -39,6 +42,24 @@ export class MemoryRouteStore implements RouteStore {
   async nextGeneration(): Promise<number> {
     this.lastGeneration = nextGenerationAfter(this.lastGeneration, Date.now() * 1000);
     return this.lastGeneration;
+  }
+
+  async epochs(): Promise<Map<string, number>> {
+    return new Map(this.epochsHeld);
+  }
+
+  async beginEpochPass(host: string): Promise<string> {
+    const token = randomUUID();
+    this.passes.set(host, token);
+    return token;
+  }
+
+  async endEpochPass(host: string, token: string): Promise<number | undefined> {
+    if (this.passes.get(host) !== token) return undefined;
+    this.passes.delete(host);
+    const epoch = await this.nextGeneration();
+    this.epochsHeld.set(host, epoch);
+    return epoch;
   }
 
   async subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {

@@ -51,6 +51,22 @@ describe('RedisRouteStore specifics', () => {
     await store.close();
   });
 
+  it('a pass during which Redis lost its data asserts no epoch, and the next pass renews it', async () => {
+    const store = await newStore();
+    const held = await store.endEpochPass('10.0.0.1', await store.beginEpochPass('10.0.0.1'));
+    const token = await store.beginEpochPass('10.0.0.1');
+    const raw = createRedis(server.url);
+    clients.push(raw);
+    await waitReady(raw);
+    await raw.flushall();
+    expect(await store.endEpochPass('10.0.0.1', token)).toBeUndefined();
+    expect(await store.epochs()).toEqual(new Map());
+    const renewed = await store.endEpochPass('10.0.0.1', await store.beginEpochPass('10.0.0.1'));
+    expect(renewed).toBeGreaterThan(held!);
+    await raw.hset(`t${n}:routes:epochs`, 'bad', 'x');
+    expect([...(await store.epochs()).keys()]).toEqual(['10.0.0.1']);
+  });
+
   it('keeps generations increasing after Redis lost its data', async () => {
     const store = await newStore();
     const before = await store.nextGeneration();

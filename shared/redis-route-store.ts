@@ -1,5 +1,6 @@
 // The shared route table in Redis (see README "Route-table contract"). Writes are Lua scripts, so the
 // generation check, the write and the change event are one atomic step.
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ChannelSubscriber } from './redis.ts';
 import { parseRoute, parseRouteEvent, routeKeys, type Route, type RouteEvent } from './route.ts';
@@ -33,13 +34,25 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1`;
 // KEYS: generation counter. Microseconds of Redis' clock, or last + 1: increases even if the data was lost.
-const NEXT_GENERATION = `
+const GENERATION = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local g = math.max(now, last + 1)
 redis.call('SET', KEYS[1], string.format('%.0f', g))
+`;
+const NEXT_GENERATION = `${GENERATION}
 return string.format('%.0f', g)`;
+// KEYS: generation counter, epochs, pass token. ARGV: host, token.
+// Nil when the token is gone (data lost during the pass); else the host's new epoch.
+const END_EPOCH_PASS = `
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return false end
+redis.call('DEL', KEYS[3])
+${GENERATION}
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', g))
+return string.format('%.0f', g)`;
+/** A pass of a writer that died never ends: its token goes away by itself. */
+const EPOCH_PASS_TTL_SECONDS = 600;
 
 const SCAN_BATCH = 1000;
 
@@ -104,6 +117,28 @@ export class RedisRouteStore implements RouteStore {
 
   async nextGeneration(): Promise<number> {
     return Number(await this.redis.eval(NEXT_GENERATION, 1, this.keys.generation));
+  }
+
+  async epochs(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const [host, value] of Object.entries(await this.redis.hgetall(this.keys.epochs))) {
+      const epoch = Number(value);
+      if (Number.isSafeInteger(epoch) && epoch >= 0) out.set(host, epoch);
+      else this.onInvalid(`${this.keys.epochs}[${host}]`, 'not an epoch (a non-negative integer)');
+    }
+    return out;
+  }
+
+  async beginEpochPass(host: string): Promise<string> {
+    const token = randomUUID();
+    await this.redis.set(this.keys.epochPass(host), token, 'EX', EPOCH_PASS_TTL_SECONDS);
+    return token;
+  }
+
+  async endEpochPass(host: string, token: string): Promise<number | undefined> {
+    const { generation, epochs, epochPass } = this.keys;
+    const epoch = await this.redis.eval(END_EPOCH_PASS, 3, generation, epochs, epochPass(host), host, token);
+    return epoch === null ? undefined : Number(epoch);
   }
 
   subscribe(subscription: RouteSubscription): Promise<() => Promise<void>> {

@@ -1,20 +1,18 @@
 // Builds the route store named by the configuration: Redis when REDIS_URL is set, the embedded one otherwise.
-import { withoutPassword } from './config.ts';
 import type { Logger } from './log.ts';
 import { MemoryRouteStore } from './memory-route-store.ts';
-import { createRedis, reportRedisProblems, warnCleartextPassword, type RedisTarget } from './redis.ts';
+import { createRedis, describeRedis, reportRedisProblems, warnCleartextPassword, type RedisTarget } from './redis.ts';
 import { RedisRouteStore } from './redis-route-store.ts';
 import type { RouteStore } from './route-store.ts';
 
 export function createRouteStore(target: RedisTarget | undefined, prefix: string, log: Logger): RouteStore {
   if (!target) return new MemoryRouteStore();
-  const url = typeof target === 'string' ? target : target.url;
-  warnCleartextPassword(url, log);
+  warnCleartextPassword(target, log);
   const redis = createRedis(target);
   reportRedisProblems(redis, log, 'route store');
   let wasReady = false;
   redis.on('ready', () => {
-    log.info({ redis: withoutPassword(url) }, wasReady ? 'Redis reconnected' : 'Redis connected');
+    log.info({ redis: describeRedis(target) }, wasReady ? 'Redis reconnected' : 'Redis connected');
     wasReady = true;
   });
   redis.on('end', () => log.warn('Redis connection ended'));

@@ -86,5 +86,29 @@ export function runRouteStoreContract(name: string, newStore: () => Promise<Rout
       await new Promise((r) => setTimeout(r, 50));
       expect(events).toHaveLength(2);
     });
+
+    it('keeps a writer epoch: a new one at the end of every pass, above every generation handed out', async () => {
+      expect(await store.epochs()).toEqual(new Map());
+      const before = await store.nextGeneration();
+      const first = await store.endEpochPass('10.0.0.1', await store.beginEpochPass('10.0.0.1'));
+      expect(first).toBeGreaterThan(before);
+      expect(await store.epochs()).toEqual(new Map([['10.0.0.1', first]]));
+      const renewed = await store.endEpochPass('10.0.0.1', await store.beginEpochPass('10.0.0.1'));
+      expect(renewed).toBeGreaterThan(first!);
+      expect(await store.nextGeneration()).toBeGreaterThan(renewed!);
+      // One epoch per writer host.
+      const other = await store.endEpochPass('10.0.0.2', await store.beginEpochPass('10.0.0.2'));
+      expect(await store.epochs()).toEqual(new Map([['10.0.0.1', renewed], ['10.0.0.2', other]]));
+    });
+
+    it('a pass whose token is not the latest asserts nothing', async () => {
+      const stale = await store.beginEpochPass('10.0.0.1');
+      const latest = await store.beginEpochPass('10.0.0.1');
+      expect(await store.endEpochPass('10.0.0.1', stale)).toBeUndefined();
+      expect(await store.epochs()).toEqual(new Map());
+      expect(await store.endEpochPass('10.0.0.1', latest)).toBeDefined();
+      // A token ends one pass only.
+      expect(await store.endEpochPass('10.0.0.1', latest)).toBeUndefined();
+    });
   });
 }

@@ -24,6 +24,17 @@ export interface RouteStore {
   /** A generation above every one handed out before, even after the store lost its data. */
   nextGeneration(): Promise<number>;
   subscribe(subscription: RouteSubscription): Promise<() => Promise<void>>;
+  /** Epochs of the writers that keep one: writer's host -> epoch (see epochVerdict in route.ts). */
+  epochs(): Promise<Map<string, number>>;
+  /** Begin a publishing pass of `host`'s writer: returns a token that losing the store's data erases. */
+  beginEpochPass(host: string): Promise<string>;
+  /**
+   * End the pass begun with `token`, after the writer republished every route it owns. If the token survived (no
+   * data lost meanwhile), `host`'s epoch becomes a new one above every generation handed out, and is returned: a
+   * table restored from any earlier moment then holds an older epoch than readers have seen. undefined: data was
+   * lost during the pass (pass again).
+   */
+  endEpochPass(host: string, token: string): Promise<number | undefined>;
   close(): Promise<void>;
 }
 

@@ -84,7 +84,27 @@ export function routeKeys(prefix: string) {
     events: `${prefix}routes:events`,
     /** string: last generation handed out */
     generation: `${prefix}generation`,
+    /** hash: writer's host (the `host` of its routes) -> epoch, kept by writers that republish after a loss */
+    epochs: `${prefix}routes:epochs`,
+    /** string: token of the publishing pass under way of `host`'s writer (a loss erases it) */
+    epochPass: (host: string) => `${prefix}routes:epochs:pass:${host}`,
   };
+}
+
+/**
+ * What a full re-read may conclude about the routes of one writer's host that the table no longer holds
+ * (README "The route table", data loss): `follow` drops them (they were deleted), `keep` serves them on (Redis lost
+ * its data or was rolled back, and the writer has not republished since).
+ *
+ * - A host whose writer never kept an epoch (none seen, none now) is followed: nothing tells loss from deletion.
+ * - Otherwise the table is believed only when the host's epoch was there both before and after the scan, the same,
+ *   and not lower than the highest one this reader has seen: a writer asserts its epoch only after republishing
+ *   every route it owns, and a loss erases it (or a restore brings back an older one).
+ */
+export function epochVerdict(known: number | undefined, before: number | undefined, after: number | undefined): 'follow' | 'keep' {
+  if (known === undefined && before === undefined && after === undefined) return 'follow';
+  if (before === undefined || before !== after) return 'keep';
+  return known === undefined || before >= known ? 'follow' : 'keep';
 }
 
 /** Parse a stored or received route; returns undefined (and the reason) instead of throwing. */

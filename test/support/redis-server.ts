@@ -11,6 +11,10 @@ export interface RedisServerOptions {
   users?: string[][];
   /** Serve TLS only (tls-port; no plain port), with this certificate; clients need no certificate of their own. */
   tls?: { certFile: string; keyFile: string; caFile: string };
+  /** Start as a replica of the server on this loopback port. */
+  replicaOf?: number;
+  /** masterauth: the password this server gives the master it replicates. */
+  masterAuth?: string;
 }
 
 export interface RedisServer {
@@ -24,12 +28,12 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function randomPort(): number {
+export function randomPort(): number {
   // Spread test servers over a range the orchestrator's pod ports (30000-39999) and ephemeral ports avoid.
   return 20000 + Math.floor(Math.random() * 9000);
 }
 
-function canConnect(port: number): Promise<boolean> {
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection({ host: '127.0.0.1', port });
     s.once('connect', () => {
@@ -49,7 +53,10 @@ function serverArgs(port: number, options: RedisServerOptions): string[] {
     ...listen,
     '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
     ...(options.password !== undefined ? ['--requirepass', options.password] : []),
+    ...(options.masterAuth !== undefined ? ['--masterauth', options.masterAuth] : []),
     ...(options.users ?? []).flatMap((words) => ['--user', ...words]),
+    // Loaded from the socket (never written to disk: no dump.rdb in the working directory).
+    ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-load', 'on-empty-db'] : []),
   ];
 }
 
