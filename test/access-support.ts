@@ -8,9 +8,8 @@ import { createConnection } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadGatewayConfig } from '../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
+import { startGateway, type RunningGateway } from '../gateway/main.ts';
 import { loadTlsConfig } from '../gateway/tls/config.ts';
-import { prepareGatewayTls } from '../gateway/tls/gateway-tls.ts';
 import type { AccessLink } from '../shared/access-store.ts';
 import { AccessTokens, newLinkId } from '../shared/access-token.ts';
 import { hostWithoutPort } from '../shared/hostname.ts';
@@ -218,22 +217,18 @@ export async function startTestGateway(world: AccessWorld, env: Record<string, s
   });
   const access = new RedisAccessStore(accessClient);
   const log = pino({ level: 'info' }, sink);
-  const gatewayTls =
+  const tls =
     env.HTTPS_PORT === undefined
       ? undefined
-      : await prepareGatewayTls(config, loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), {
-          certStore: new MemoryCertStore(),
-          log,
-        });
-  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, ...gatewayTls?.hooks });
-  const httpsPort = await gatewayTls?.attach(gateway);
+      : { config: loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), store: new MemoryCertStore() };
+  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, tls });
+  const httpsPort = gateway.httpsPort;
   return {
     gateway,
     url: `http://127.0.0.1:${gateway.httpPort}`,
     httpsUrl: httpsPort === undefined ? undefined : `https://127.0.0.1:${httpsPort}`,
     logs,
     async close() {
-      await gatewayTls?.stop(1000);
       await gateway.shutdown(1000);
       await access.close();
       routeClient.disconnect();

@@ -190,7 +190,7 @@ beforeAll(async () => {
   await h.route('half', up.port, { access: { default: 'private', ports: { '3000': 'public' } } });
   port = Number(new URL(h.url).port);
   const pair = await createSelfSignedCertificate('hostile-client-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway, {
+  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
     port: 0,
     host: '127.0.0.1',
     http2: true,

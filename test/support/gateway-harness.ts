@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadGatewayConfig } from '../../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../../gateway/gateway.ts';
+import { startGateway, type RunningGateway } from '../../gateway/main.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { Route } from '../../shared/route.ts';
