@@ -4,15 +4,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import { InvalidRequestTargetError, ServiceUnavailableError, toHttpError, type PodgateError } from '../shared/errors.ts';
-import type { AccessGuard } from './access/guard.ts';
+import { InvalidRequestTargetError, ServiceUnavailableError, UnsupportedUpgradeError, type PodgateError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { AccessGuard, Answered } from './access/guard.ts';
+import { clientInfo } from './client-info.ts';
 import type { GatewayConfig } from './config.ts';
-import { rawHttpError, renderError } from './error-page.ts';
-import { prepareRequestHeaders, unwrapMappedAddress } from './forward-headers.ts';
+import { prepareRequestHeaders } from './forward-headers.ts';
 import type { PodProxy } from './proxy.ts';
 import { ASTERISK_OPTIONS_HEADERS, normaliseRequestTarget } from './request-target.ts';
 import { CLIENT_CLOSED, type RecordRequest } from './request-log.ts';
+import { abort, errorAnswer, onClose, reply, toResponse, toSocket, type Answer, type ReplyTarget } from './reply.ts';
 import type { Target } from './resolve.ts';
 
 export interface HandlerDeps {
@@ -21,6 +22,7 @@ export interface HandlerDeps {
   guard: AccessGuard;
   proxy: PodProxy;
   record: RecordRequest;
+  log: Logger;
   /** Runs before routing; true when it answered the request itself (ACME challenges, the HTTPS redirect). */
   intercept?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
@@ -38,39 +40,32 @@ export interface RequestHandler {
 }
 
 export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, deps: HandlerDeps): RequestHandler {
-  const { resolve, guard, proxy, record } = deps;
+  const { resolve, guard, proxy, record, log } = deps;
   let closing = false;
 
-  function answerError(err: unknown, req: IncomingMessage, res: ServerResponse | Duplex): void {
-    const answer = renderError(toHttpError(err), req.headers.accept);
-    if ('writeHead' in res) {
-      if (res.headersSent) {
-        res.destroy(); // the pod failed mid-response: cut the stream rather than append an error to it
-        return;
-      }
-      res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
-      res.end(req.method === 'HEAD' ? undefined : answer.body);
-    } else if (res.writable) {
-      res.end(rawHttpError(answer));
-    } else {
-      res.destroy();
+  /** Sends a refusal now, or once the limiter has answered; the status sent (500: it could not be). */
+  function send(to: ReplyTarget, answered: Answered | Promise<Answered>): number | Promise<number> {
+    if (!(answered instanceof Promise)) {
+      reply(to, answered.answer);
+      return answered.answer.status;
     }
-  }
-
-  function forwardContext(req: IncomingMessage, upgrade: boolean, target: Target) {
-    const remoteAddress = unwrapMappedAddress(req.socket.remoteAddress);
-    return {
-      remoteAddress,
-      trustedPeer: remoteAddress !== '' && config.trustedProxies.check(remoteAddress, remoteAddress.includes(':') ? 'ipv6' : 'ipv4'),
-      proto: (req.socket as TLSSocket).encrypted ? ('https' as const) : ('http' as const),
-      port: req.socket.localPort ?? 0,
-      upgrade,
-      routerKey: target.route.routerKey,
-    };
+    return answered.then(
+      ({ answer }) => {
+        reply(to, answer);
+        return answer.status;
+      },
+      (err: unknown) => {
+        // A bug, not a client's doing: logged, the connection closed.
+        log.error({ err: String(err) }, 'access refusal could not be answered');
+        abort(to);
+        return 500;
+      },
+    );
   }
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
+    const to = toResponse(req, res);
     let pod = '-';
     let failure: PodgateError | undefined;
     // Unfinished: the client went away (499), unless the pod broke off its response (its status, with the reason).
@@ -79,28 +74,35 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
     // First of all: one authority and an origin-form target, which everything below reads.
     try {
       if (normaliseRequestTarget(req) === 'asterisk') {
-        res.writeHead(200, ASTERISK_OPTIONS_HEADERS);
-        res.end();
+        reply(to, { status: 200, headers: ASTERISK_OPTIONS_HEADERS });
         return;
       }
     } catch (err) {
-      answerError(err, req, res);
+      reply(to, errorAnswer(err, req));
       return;
     }
     if (deps.intercept?.(req, res)) return;
+    const client = clientInfo(req, config.trustedProxies);
     let target: Target;
     try {
       target = resolve(req);
     } catch (err) {
-      if (!guard.concealRequest(err, req, res)) answerError(err, req, res);
+      const concealed = guard.conceal(err, req, client, false);
+      if (concealed) void send(to, concealed);
+      else reply(to, errorAnswer(err, req));
       return;
     }
     pod = target.slug;
-    if (guard.guardRequest(req, res, target)) return;
-    prepareRequestHeaders(req.headers, forwardContext(req, false, target));
+    const verdict = guard.admit(req, target, client, false);
+    if (verdict instanceof Promise || verdict.kind === 'answer') {
+      void send(to, verdict);
+      return;
+    }
+    onClose(to, verdict.release);
+    prepareRequestHeaders(req.headers, { ...client, upgrade: false, routerKey: target.route.routerKey });
     proxy.web(req, res, target, (err) => {
       failure = err;
-      answerError(err, req, res);
+      reply(to, errorAnswer(err, req));
     });
   }
 
@@ -108,36 +110,39 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
     // An error handler before anything else: a reset client socket must never become an uncaught exception.
     socket.on('error', () => {});
     const started = performance.now();
+    const to = toSocket(socket);
+    const client = clientInfo(req, config.trustedProxies);
     let target: Target;
     try {
       if (normaliseRequestTarget(req) === 'asterisk') throw new InvalidRequestTargetError('OPTIONS * is not upgraded');
       if (closing) throw new ServiceUnavailableError('the gateway is shutting down');
       target = resolve(req);
     } catch (err) {
-      const concealed = guard.concealUpgrade(err, req, socket);
-      if (concealed === undefined) answerError(err, req, socket);
-      void Promise.resolve(concealed ?? toHttpError(err).status).then((status) => record(req, status, '-', started));
+      const concealed = guard.conceal(err, req, client, true);
+      const answer = concealed ? undefined : errorAnswer(err, req);
+      if (answer) reply(to, answer);
+      void Promise.resolve(concealed ? send(to, concealed) : answer!.status).then((status) => record(req, status, '-', started));
       return;
     }
     // The access check comes first: what the gateway does not proxy is refused to a client without a token exactly
     // like everything else, so `Upgrade: foo` cannot tell a running private pod from an unknown one.
-    const refused = guard.guardUpgrade(req, socket, target);
-    if (refused !== undefined) {
-      void Promise.resolve(refused).then((status) => record(req, status, target.slug, started));
+    const verdict = guard.admit(req, target, client, true);
+    if (verdict instanceof Promise || verdict.kind === 'answer') {
+      void Promise.resolve(send(to, verdict)).then((status) => record(req, status, target.slug, started));
       return;
     }
+    onClose(to, verdict.release);
     if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
-      const answer = renderError({ status: 400, code: 'unsupported_upgrade', message: 'only WebSocket upgrades (GET) are proxied', headers: {} }, req.headers.accept);
-      socket.end(rawHttpError(answer)); // the connection slot the guard took is released when the socket closes
+      reply(to, errorAnswer(new UnsupportedUpgradeError('only WebSocket upgrades (GET) are proxied'), req));
       record(req, 400, target.slug, started);
       return;
     }
-    prepareRequestHeaders(req.headers, forwardContext(req, true, target));
+    prepareRequestHeaders(req.headers, { ...client, upgrade: true, routerKey: target.route.routerKey });
     // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
     proxy.ws(req, socket, head, target, {
       answered: (status, invalid) => record(req, status, target.slug, started, invalid),
       failed: (err) => {
-        answerError(err, req, socket);
+        reply(to, errorAnswer(err, req));
         record(req, err.status, target.slug, started, err);
       },
       abandoned: () => record(req, CLIENT_CLOSED, target.slug, started),
@@ -152,19 +157,17 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
     socket.on('error', () => {});
     const started = performance.now();
     const err = new InvalidRequestTargetError('CONNECT is not served: this is not a forward proxy');
-    answerError(err, req, socket);
+    reply(toSocket(socket), errorAnswer(err, req));
     record(req, err.status, '-', started);
   }
 
   /** Malformed requests from clients: a precise status when the socket can still take one, never a crash. */
   function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    if (!socket.writable || err.code === 'ECONNRESET') {
+    if (err.code === 'ECONNRESET') {
       socket.destroy();
       return;
     }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
-    socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
+    reply(toSocket(socket), malformedAnswer(err.code));
   }
 
   return {
@@ -179,4 +182,11 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
       closing = true;
     },
   };
+}
+
+/** A request head node:http refused, in plain text with the standard reason phrase. */
+function malformedAnswer(code: string | undefined): Answer {
+  const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+  return { status, reason, headers: { 'content-type': 'text/plain' }, body: `${reason}\n` };
 }

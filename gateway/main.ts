@@ -90,6 +90,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     guard,
     proxy,
     record: createRequestLog(config, metrics, log),
+    log,
     intercept: tls?.intercept,
   });
   const admin = deps.noAdmin
