@@ -1,17 +1,16 @@
 // The gateway's composition root. startGateway() builds each part once and hands it down; a request walks
 //   listener.ts (HTTP, HTTPS/HTTP2) -> handler.ts -> resolve.ts (host -> pod) -> access/guard.ts -> proxy.ts.
-// runGateway() adds the stores named by the configuration; `npm run gateway` runs this file (workers through
+// runGateway() adds the stores named by the configuration (shared/stores.ts); `npm run gateway` runs this file (workers through
 // cluster.ts), and the all-in-one main.ts at the top calls runGateway().
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import type { CertStore } from '../shared/cert-store.ts';
 import { loadEnv } from '../shared/config.ts';
-import { ConfigError, EXIT_CONFIG } from '../shared/errors.ts';
+import { EXIT_CONFIG } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
-import { createRouteStore } from '../shared/route-store-factory.ts';
-import { createAccessStore } from '../shared/access-store-factory.ts';
-import { createCertStore } from '../shared/cert-store-factory.ts';
+import { runMain } from '../shared/run-main.ts';
+import { createStores, type Stores } from '../shared/stores.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { AccessGuard } from './access/guard.ts';
 import { createAdminApp } from './admin.ts';
@@ -134,93 +133,56 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 
 export interface GatewayProcess {
   gateway: RunningGateway;
-  store: RouteStore;
+  stores: Stores;
   stop(): Promise<void>;
 }
 
-/** Start a gateway from settings; `store` may be shared with an orchestrator in the same process. */
+/** Start a gateway from settings; `stores` may be shared with an orchestrator in the same process (it closes them). */
 export async function runGateway(
   config: GatewayConfig,
-  options: { log?: Logger; store?: RouteStore; access?: AccessStore; tls?: TlsConfig; noAdmin?: boolean } = {},
+  options: { log?: Logger; stores?: Stores; tls?: TlsConfig; noAdmin?: boolean } = {},
 ): Promise<GatewayProcess> {
   const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
-  const store = options.store ?? createRouteStore(config.redis, config.REDIS_PREFIX, log);
-  // Access links and revocations (gateway/access); an embedded orchestrator passes the same store in.
-  const access = options.access ?? createAccessStore(config.redis, config.REDIS_PREFIX, log);
-  const certStore = options.tls?.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
-  const tls = certStore && options.tls ? { config: options.tls, store: certStore } : undefined;
-  const gateway = await startGateway(config, { store, log, access, tls, noAdmin: options.noAdmin });
+  const stores = options.stores ?? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log);
+  const tls = options.tls?.enabled ? { config: options.tls, store: stores.certs } : undefined;
+  const gateway = await startGateway(config, { store: stores.routes, access: stores.access, log, tls, noAdmin: options.noAdmin }).catch(async (err: unknown) => {
+    if (!options.stores) await stores.close();
+    throw err;
+  });
   return {
     gateway,
-    store,
+    stores,
     async stop() {
       await gateway.shutdown();
-      await certStore?.close();
-      if (!options.store) await store.close();
-      if (!options.access) await access.close();
+      if (!options.stores) await stores.close();
     },
   };
 }
 
-/** Exit cleanly on SIGTERM/SIGINT within the shutdown deadline. */
-export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number, log: Logger): void {
-  let stopping = false;
-  const onSignal = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    // The deadline is enforced here too, in case something refuses to close.
-    setTimeout(() => process.exit(1), deadlineMs + 1000).unref();
-    stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err: String(err) }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
-}
-
-/** Print a configuration error naming the variable and exit; rethrow anything else. */
-export function exitOnConfigError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`podgate: invalid configuration: ${err.message}\n`);
-    process.exit(EXIT_CONFIG);
-  }
-  throw err;
-}
+/** The configuration error line of the gateway and the all-in-one process. */
+export const CONFIG_ERROR_PREFIX = 'podgate: invalid configuration';
 
 if (import.meta.main) {
-  let config: GatewayConfig;
-  let tlsConfig: TlsConfig;
-  try {
+  await runMain(async () => {
     const env = loadEnv();
-    config = loadGatewayConfig(env);
-    tlsConfig = loadTlsConfig(env);
-  } catch (err) {
-    exitOnConfigError(err);
-  }
-  const log = createLogger('gateway', config.LOG_LEVEL);
-  if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
-    // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
-    const certStore = tlsConfig.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
-    const certificates = certStore ? createCertificatesAdmin(config, tlsConfig, { store: certStore, log }) : undefined;
-    // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
-    const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG)).catch(exitOnConfigError);
-    stopOnSignals(
-      async () => {
+    const config = loadGatewayConfig(env);
+    const tlsConfig = loadTlsConfig(env);
+    const log = createLogger('gateway', config.LOG_LEVEL);
+    if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
+      // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
+      const stores = tlsConfig.enabled ? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log) : undefined;
+      const certificates = stores ? createCertificatesAdmin(config, tlsConfig, { store: stores.certs, log }) : undefined;
+      // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
+      const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG));
+      const stop = async () => {
         await primary.stop();
-        await certStore?.close();
-      },
-      config.SHUTDOWN_TIMEOUT_MS,
-      log,
-    );
-  } else {
+        await stores?.close();
+      };
+      return { log, stop, deadlineMs: config.SHUTDOWN_TIMEOUT_MS };
+    }
     // A listener that cannot start is reported like a bad setting (listenError in shared/config.ts).
-    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig }).catch(exitOnConfigError);
+    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig });
     if (cluster.isWorker) announceWorker(running.gateway.registry);
-    stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
-  }
+    return { log, stop: running.stop, deadlineMs: config.SHUTDOWN_TIMEOUT_MS };
+  }, { configErrorPrefix: CONFIG_ERROR_PREFIX });
 }

@@ -82,7 +82,7 @@ function setup(docker: Docker, range: { first: number; last: number }, links: Ac
     isBindable: (port) => isPortBindable('127.0.0.1', port),
   });
   const accessApi = createAccessApi({ store: links, tokens: new AccessTokens([generateSecret()]), pods: podAccessControl(pods, table), urls: config });
-  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi });
+  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi, logger });
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, {
       method,

@@ -5,6 +5,7 @@ import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { PodNotFoundError } from '../shared/errors.ts';
+import { silentLogger } from '../shared/log.ts';
 import { PRIVATE_BY_DEFAULT, type AccessPolicy } from '../shared/route.ts';
 import { createApi } from '../orchestrator/api.ts';
 import { createAccessApi, type PodAccessControl } from '../orchestrator/access-api.ts';
@@ -62,6 +63,7 @@ beforeAll(async () => {
     routes: world.routes,
     reconciler: undefined,
     adminToken: ADMIN_TOKEN,
+    logger: silentLogger(),
     accessApi: createAccessApi({
       store: world.access,
       tokens: world.tokens,
