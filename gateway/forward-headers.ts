@@ -26,14 +26,18 @@ export interface ForwardContext extends Pick<ClientInfo, 'remoteAddress' | 'trus
   routerKey?: string;
 }
 
-function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
+/** Remove the headers a Connection header names (RFC 9110 7.6.1), `upgrade` kept when asked. */
+function dropConnectionOptions(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
   const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const token of connection.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
-    }
+  if (typeof connection !== 'string') return;
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
   }
+}
+
+function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
+  dropConnectionOptions(headers, keepUpgrade);
   for (const name of HOP_BY_HOP) {
     if (!(keepUpgrade && name === 'upgrade')) delete headers[name];
   }
@@ -93,13 +97,7 @@ function valueProblem(name: string, value: string): string | undefined {
  */
 export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
   const upgradeValue = headers.upgrade;
-  const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const token of connection.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && !(upgrade && name === 'upgrade')) delete headers[name];
-    }
-  }
+  dropConnectionOptions(headers, upgrade);
   for (const name in headers) {
     if (DROPPED_RESPONSE.has(name) || isProxyHeader(name)) {
       delete headers[name];

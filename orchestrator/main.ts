@@ -147,12 +147,12 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
       })
     : new MemoryPortAllocator(config.portRange);
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
-  const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
+  const execLog: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
   const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const pods = new PodService({
-    runtime, routes, ports, log, links: access, table, logger,
+    runtime, routes, ports, execLog, links: access, table, logger,
     config,
     isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });

@@ -12,7 +12,7 @@ import { createAccessApi, type PodAccessControl } from '../orchestrator/access-a
 import type { PodService } from '../orchestrator/pods.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
+import { send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 /** A fixed clock for the API (real time, so revocations it writes apply to the gateway's real clock too). */

@@ -9,7 +9,7 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startTestGateway, startWorld, type AccessWorld } from './access-support.ts';
+import { send, startTestGateway, startWorld, type AccessWorld } from './support/access.ts';
 
 /** ACCESS_BAD_TOKEN_LIMIT's default: what the page of 20 images reaches. */
 const LIMIT = 20;

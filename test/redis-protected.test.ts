@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { runAccessStoreContract } from '../shared/access-store.contract.ts';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { runCertStoreContract } from '../shared/cert-store.contract.ts';
@@ -27,7 +27,7 @@ import { adminCall } from './support/admin-api.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { startRedis, type RedisServer } from './support/redis-server.ts';
 import { waitFor } from './support/wait.ts';
-import { send } from './access-support.ts';
+import { send } from './support/access.ts';
 
 const run = promisify(execFile);
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
