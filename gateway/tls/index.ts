@@ -10,6 +10,7 @@ import type { CertStore } from '../../shared/cert-store.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { GatewayConfig } from '../config.ts';
+import { followStore, type Following } from '../follow-store.ts';
 import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
 import { certificatesAdmin } from './api.ts';
 import { CertIndex } from './cert-index.ts';
@@ -190,8 +191,7 @@ export async function createTls(gatewayConfig: TlsGatewayConfig, config: TlsConf
   const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, () => httpsPort) : undefined;
   const certificatesApi = certificatesAdmin(manager, log, gatewayConfig.GATEWAY_ADMIN_TOKEN);
 
-  let unsubscribe: (() => Promise<void>) | undefined;
-  let reloadTimer: NodeJS.Timeout | undefined;
+  let following: Following | undefined;
 
   return {
     manager,
@@ -208,22 +208,21 @@ export async function createTls(gatewayConfig: TlsGatewayConfig, config: TlsConf
     },
     reload,
     async start() {
-      try {
-        unsubscribe = await store.subscribe({
-          onChange: (id) => {
-            store.getCertificate(id).then(
-              (record) => load(id, record),
-              () => void safeReload(),
-            );
-          },
-          onResync: () => void safeReload(),
-        });
-      } catch (err) {
-        log.warn({ err: String(err) }, 'certificate change subscription failed; relying on periodic reload');
-      }
-      await safeReload();
-      reloadTimer = setInterval(() => void safeReload(), config.reloadIntervalMs);
-      reloadTimer.unref();
+      following = await followStore({
+        subscribe: () =>
+          store.subscribe({
+            onChange: (id) => {
+              store.getCertificate(id).then(
+                (record) => load(id, record),
+                () => void safeReload(),
+              );
+            },
+            onResync: () => void safeReload(),
+          }),
+        resync: safeReload,
+        intervalMs: config.reloadIntervalMs,
+        onSubscribeFailed: (err) => log.warn({ err: String(err) }, 'certificate change subscription failed; relying on periodic reload'),
+      });
       renewer.start();
       log.info({ certificates: index.size, onDemand: config.onDemand.enabled, acme: config.acme.directoryUrl }, 'TLS ready');
     },
@@ -245,10 +244,9 @@ export async function createTls(gatewayConfig: TlsGatewayConfig, config: TlsConf
       return listener;
     },
     async close() {
-      clearInterval(reloadTimer);
+      await following?.stop();
       await renewer.stop();
       await onDemand?.settled();
-      await unsubscribe?.().catch(() => {});
     },
   };
 }
