@@ -43,7 +43,8 @@ function listen(server: Server, port: number, host: string, variables: { host: s
   });
 }
 
-function serveAdmin(app: Hono, config: ListenerConfig): Promise<ServerType> {
+/** The admin listener (ADMIN_HOST:ADMIN_PORT) for `app`; one that cannot start names those variables. */
+export function serveAdmin(app: Hono, config: Pick<GatewayConfig, 'ADMIN_PORT' | 'ADMIN_HOST'>): Promise<ServerType> {
   return new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolve(s));
     s.once('error', (err: NodeJS.ErrnoException) =>
