@@ -1,7 +1,7 @@
 // The gateway's composition root. startGateway() builds each part once and hands it down; a request walks
 //   listener.ts (HTTP, HTTPS/HTTP2) -> handler.ts -> resolve.ts (host -> pod) -> access/guard.ts -> proxy.ts.
-// runGateway() adds the stores named by the configuration (shared/stores.ts); `npm run gateway` runs this file (workers through
-// cluster.ts), and the all-in-one main.ts at the top calls runGateway().
+// runGateway() adds the stores named by the configuration (shared/stores.ts). `npm run gateway` runs this file
+// (workers through cluster.ts); the all-in-one main.ts at the top calls runGateway().
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
