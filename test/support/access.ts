@@ -5,8 +5,6 @@ import { request as httpRequest } from 'node:http';
 import { connect as http2Connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { createConnection } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { loadGatewayConfig } from '../../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../../gateway/main.ts';
 import { loadTlsConfig } from '../../gateway/tls/config.ts';
@@ -19,6 +17,7 @@ import { RedisAccessStore } from '../../shared/redis-access-store.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { AccessPolicy, Route } from '../../shared/route.ts';
 import { startRedis, type RedisServer } from './redis-server.ts';
+import { capturedLogger, loopbackGatewayEnv } from './logs.ts';
 import { waitFor } from './wait.ts';
 
 export const HOUR_S = 3600;
@@ -200,23 +199,9 @@ export async function startTestGateway(world: AccessWorld, env: Record<string, s
   const routeClient = createRedis(world.redis.url);
   const accessClient = createRedis(world.redis.url);
   await Promise.all([waitReady(routeClient), waitReady(accessClient)]);
-  const logs: TestGateway['logs'] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      done();
-    },
-  });
-  const config = loadGatewayConfig({
-    HTTP_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    REDIS_URL: world.redis.url,
-    ACCESS_LOG: 'false',
-    ...env,
-  });
+  const config = loadGatewayConfig({ ...loopbackGatewayEnv(world.redis.url), ...env });
   const access = new RedisAccessStore(accessClient);
-  const log = pino({ level: 'info' }, sink);
+  const { log, logs } = capturedLogger('info');
   const tls =
     env.HTTPS_PORT === undefined
       ? undefined
