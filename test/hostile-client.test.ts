@@ -186,7 +186,7 @@ let session: ClientHttp2Session;
 beforeAll(async () => {
   h = await startHarness();
   up = await startUpstream();
-  // The lead's reproduction: port 3000 public, 7681 (the web terminal) private.
+  // A pod with a public app port (3000) and a private web terminal (7681).
   await h.route('half', up.port, { access: { default: 'private', ports: { '3000': 'public' } } });
   port = Number(new URL(h.url).port);
   const pair = await createSelfSignedCertificate('hostile-client-test');
