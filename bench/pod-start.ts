@@ -11,7 +11,7 @@ import { silentLogger } from '../shared/log.ts';
 import { startRedis } from '../test/support/redis-server.ts';
 import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testPodImage } from '../orchestrator/testing.ts';
+import { removePods, testPodImage } from '../test/support/orchestrator.ts';
 import { loadGatewayConfig, runGateway } from '../gateway/main.ts';
 import { percentile } from './stats.ts';
 

@@ -12,15 +12,14 @@ import { silentLogger } from '../shared/log.ts';
 import { MemoryCertStore } from '../shared/memory-cert-store.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
+import { startGateway, type RunningGateway } from '../gateway/main.ts';
 import { loadTlsConfig } from '../gateway/tls/config.ts';
-import { prepareGatewayTls, type GatewayTls } from '../gateway/tls/gateway-tls.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
 import { childEnv, podgate, type CliResult } from './testing.ts';
 
 const TOKEN = 'cli-certs-admin-token-0123456789';
 const log = silentLogger();
-const running: { gateway: RunningGateway; tls: GatewayTls }[] = [];
+const running: RunningGateway[] = [];
 const outputs: CliResult[] = [];
 let store: MemoryCertStore;
 let keyPem: string;
@@ -35,10 +34,8 @@ async function start(extra: Record<string, string>, certStore: MemoryCertStore):
     ...extra,
   };
   const config = loadGatewayConfig(env);
-  const tls = await prepareGatewayTls(config, loadTlsConfig(env), { certStore, log });
-  const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, ...tls.hooks });
-  await tls.attach(gateway);
-  running.push({ gateway, tls });
+  const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls: { config: loadTlsConfig(env), store: certStore } });
+  running.push(gateway);
   return `http://127.0.0.1:${gateway.adminPort}`;
 }
 
@@ -64,10 +61,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const r of running) {
-    await r.tls.stop(1000);
-    await r.gateway.shutdown(1000);
-  }
+  for (const gateway of running) await gateway.shutdown(1000);
   if (home) rmSync(home, { recursive: true, force: true });
 });
 

@@ -9,7 +9,7 @@ import { silentLogger } from '../shared/log.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 import { childEnv, podgate, podgateOnTerminal, podgateRunning, type CliResult } from './testing.ts';
 
 const TOKEN = 'cli-e2e-token-0123456789abcdef';

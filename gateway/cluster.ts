@@ -3,14 +3,13 @@
 // metrics aggregated over the workers, restarts a worker that dies, and forwards SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { listenError } from '../shared/config.ts';
 import { EXIT_CONFIG } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import { createAdminApp } from './admin.ts';
 import type { GatewayConfig } from './config.ts';
+import { serveAdmin } from './listener.ts';
 
 const READY = 'podgate:worker-ready';
 /** A worker that keeps dying is restarted at most this often, so a crash loop does not eat the CPU. */
@@ -74,11 +73,9 @@ export async function runPrimary(
     registry: { contentType: registry.contentType, metrics: () => registry.clusterMetrics() } as unknown as Registry,
     mount: mountAdmin,
   });
-  const admin = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.ADMIN_PORT, hostname: config.ADMIN_HOST }, () => resolve(s));
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      void stopWorkers().then(() => reject(listenError(err, config.ADMIN_HOST, config.ADMIN_PORT, { host: 'ADMIN_HOST', port: 'ADMIN_PORT' })));
-    });
+  const admin = await serveAdmin(app, config).catch(async (err: unknown) => {
+    await stopWorkers();
+    throw err;
   });
   log.info({ workers: config.GATEWAY_WORKERS, adminPort: (admin.address() as AddressInfo).port }, 'gateway primary started');
 

@@ -9,7 +9,8 @@ export interface ErrorAnswer {
   body: string;
 }
 
-const TITLES: Record<number, string> = {
+/** Titles of error pages, also the reason phrases of raw answers (reply.ts). */
+export const STATUS_TITLES: Record<number, string> = {
   400: 'Bad request',
   401: 'Sign-in required',
   404: 'Not found',
@@ -37,7 +38,7 @@ export function renderError(error: HttpError, accept: string | undefined): Error
   error = { ...error, message: redactTokens(error.message) };
   const base = { ...error.headers, 'cache-control': 'no-store' };
   if (wantsHtml(accept)) {
-    const title = TITLES[error.status] ?? 'Error';
+    const title = STATUS_TITLES[error.status] ?? 'Error';
     const body =
       `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${error.status} ${title}</title>` +
       '<meta name="viewport" content="width=device-width,initial-scale=1">' +
@@ -49,12 +50,4 @@ export function renderError(error: HttpError, accept: string | undefined): Error
   }
   const body = JSON.stringify({ error: { code: error.code, message: error.message } }) + '\n';
   return { status: error.status, headers: { ...base, 'content-type': 'application/json' }, body };
-}
-
-/** The same answer as raw HTTP/1.1 bytes, for sockets that are not (yet) a ServerResponse (upgrades). */
-export function rawHttpError(answer: ErrorAnswer): string {
-  const lines = [`HTTP/1.1 ${answer.status} ${TITLES[answer.status] ?? 'Error'}`];
-  for (const [k, v] of Object.entries(answer.headers)) lines.push(`${k}: ${v}`);
-  lines.push(`content-length: ${Buffer.byteLength(answer.body)}`, 'connection: close', '', '');
-  return lines.join('\r\n') + answer.body;
 }

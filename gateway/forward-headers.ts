@@ -3,6 +3,7 @@
 // HTTP/2-forbidden headers, and are checked (status, header names and values) before anything reaches a client.
 import type { IncomingHttpHeaders } from 'node:http';
 import { ROUTER_KEY_HEADER } from '../shared/route.ts';
+import type { ClientInfo } from './client-info.ts';
 
 /** RFC 9110 section 7.6.1 hop-by-hop headers (Proxy-* ones are all removed by isProxyHeader). */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
@@ -17,33 +18,26 @@ function isProxyHeader(name: string): boolean {
   return name.startsWith('proxy') && (name.length === 5 || name.charCodeAt(5) === 0x2d /* - */);
 }
 
-export interface ForwardContext {
-  /** The connecting peer's address (IPv4-mapped IPv6 is unwrapped). */
-  remoteAddress: string;
-  /** Whether that peer is a configured trusted proxy. */
-  trustedPeer: boolean;
-  proto: 'http' | 'https';
-  /** The gateway listener's port as the client reached it. */
-  port: number;
+/** What the request's headers say about its client (client-info.ts), and what the gateway adds. */
+export interface ForwardContext extends Pick<ClientInfo, 'remoteAddress' | 'trustedPeer' | 'proto' | 'port'> {
   /** An Upgrade (WebSocket) request: keeps `Connection: upgrade` and `Upgrade`. */
   upgrade: boolean;
   /** The target pod's router key (its route's), sent as ROUTER_KEY_HEADER. */
   routerKey?: string;
 }
 
-export function unwrapMappedAddress(address: string | undefined): string {
-  if (!address) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+/** Remove the headers a Connection header names (RFC 9110 7.6.1), `upgrade` kept when asked. */
+function dropConnectionOptions(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
+  const connection = headers.connection;
+  if (typeof connection !== 'string') return;
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
+  }
 }
 
 function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
-  const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const token of connection.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
-    }
-  }
+  dropConnectionOptions(headers, keepUpgrade);
   for (const name of HOP_BY_HOP) {
     if (!(keepUpgrade && name === 'upgrade')) delete headers[name];
   }
@@ -103,13 +97,7 @@ function valueProblem(name: string, value: string): string | undefined {
  */
 export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
   const upgradeValue = headers.upgrade;
-  const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const token of connection.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && !(upgrade && name === 'upgrade')) delete headers[name];
-    }
-  }
+  dropConnectionOptions(headers, upgrade);
   for (const name in headers) {
     if (DROPPED_RESPONSE.has(name) || isProxyHeader(name)) {
       delete headers[name];

@@ -423,14 +423,14 @@ describe('route table and Redis', () => {
   it('starts while Redis is down and becomes ready as soon as Redis answers, not one resync interval later', async () => {
     const { startRedis } = await import('../test/support/redis-server.ts');
     const { loadGatewayConfig } = await import('./config.ts');
-    const { startGateway } = await import('./gateway.ts');
-    const { createRouteStore } = await import('../shared/route-store-factory.ts');
+    const { startGateway } = await import('./main.ts');
+    const { createStores } = await import('../shared/stores.ts');
     const { silentLogger } = await import('../shared/log.ts');
     const redis = await startRedis();
     await redis.kill();
     const config = loadGatewayConfig({ HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redis.url, ROUTE_RESYNC_INTERVAL_MS: '600000', ACCESS_LOG: 'false' });
-    const store = createRouteStore(config.REDIS_URL, config.REDIS_PREFIX, silentLogger());
-    const gateway = await startGateway(config, { store, log: silentLogger() });
+    const stores = createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, silentLogger());
+    const gateway = await startGateway(config, { store: stores.routes, log: silentLogger() });
     try {
       expect((await fetch(`http://127.0.0.1:${gateway.adminPort}/readyz`)).status).toBe(503);
       await redis.restart();
@@ -440,7 +440,7 @@ describe('route table and Redis', () => {
       });
     } finally {
       await gateway.shutdown(1000);
-      await store.close();
+      await stores.close();
       await redis.stop();
     }
   });

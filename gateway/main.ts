@@ -1,116 +1,188 @@
-// Gateway composition root: configuration from the environment, the route store, the listeners, signals.
-// `npm run gateway` runs this file; the all-in-one main.ts at the top calls runGateway().
+// The gateway's composition root. startGateway() builds each part once and hands it down; a request walks
+//   listener.ts (HTTP, HTTPS/HTTP2) -> handler.ts -> resolve.ts (host -> pod) -> access/guard.ts -> proxy.ts.
+// runGateway() adds the stores named by the configuration (shared/stores.ts). `npm run gateway` runs this file
+// (workers through cluster.ts); the all-in-one main.ts at the top calls runGateway().
 import cluster from 'node:cluster';
+import type { Registry } from 'prom-client';
+import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
+import type { CertStore } from '../shared/cert-store.ts';
 import { loadEnv } from '../shared/config.ts';
-import { ConfigError, EXIT_CONFIG } from '../shared/errors.ts';
+import { EXIT_CONFIG } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
-import { createRouteStore } from '../shared/route-store-factory.ts';
-import { createAccessStore } from '../shared/access-store-factory.ts';
+import { runMain } from '../shared/run-main.ts';
+import { createStores, type Stores } from '../shared/stores.ts';
 import type { RouteStore } from '../shared/route-store.ts';
+import { AccessGuard } from './access/guard.ts';
+import { createAdminApp } from './admin.ts';
 import { announceWorker, runPrimary } from './cluster.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
-import { startGateway, type GatewayDeps, type RunningGateway } from './gateway.ts';
-import { createCertStore } from '../shared/cert-store-factory.ts';
+import { createHandler, type RequestHandler } from './handler.ts';
+import { startListeners } from './listener.ts';
+import { createMetrics } from './metrics.ts';
+import { createPodProxy } from './proxy.ts';
+import { createRequestLog } from './request-log.ts';
+import { resolveTarget } from './resolve.ts';
+import { RouteTable } from './route-table.ts';
+import type { CertificateIssuer } from './tls/acme.ts';
 import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
-import { createCertificatesAdmin, prepareGatewayTls } from './tls/gateway-tls.ts';
+import { createCertificatesAdmin, createTls, type Tls } from './tls/index.ts';
+import { UpstreamPool } from './upstream-pool.ts';
+import { WebSocketTunnels } from './websockets.ts';
 
-export { startGateway, loadGatewayConfig };
-export type { GatewayConfig, RunningGateway };
+export { loadGatewayConfig };
+export type { GatewayConfig };
 
-export interface GatewayProcess {
-  gateway: RunningGateway;
+export interface GatewayDeps {
   store: RouteStore;
-  /** The HTTPS listener's port when TLS is on. */
-  httpsPort: number | undefined;
-  stop(): Promise<void>;
+  log: Logger;
+  /** Access links and revocations (gateway/access); the embedded store when absent (pods stay private by default). */
+  access?: AccessStore | undefined;
+  /** TLS on: its settings and the certificate store (issuer and clock: tests only). */
+  tls?: { config: TlsConfig; store: CertStore; issuer?: CertificateIssuer; now?: () => number } | undefined;
+  /** Skip the admin listener (worker processes share the primary's). */
+  noAdmin?: boolean | undefined;
 }
 
-/** Start a gateway from settings; `store` may be shared with an orchestrator in the same process. */
-export async function runGateway(
-  config: GatewayConfig,
-  options: { log?: Logger; store?: RouteStore; tls?: TlsConfig } & Partial<Omit<GatewayDeps, 'store' | 'log'>> = {},
-): Promise<GatewayProcess> {
-  const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
-  const store = options.store ?? createRouteStore(config.redis, config.REDIS_PREFIX, log);
-  // Access links and revocations (gateway/access); an embedded orchestrator passes the same store in.
-  const access = options.access ?? createAccessStore(config.redis, config.REDIS_PREFIX, log);
-  // TLS (gateway/tls): certificates in the shared store, HTTPS listener with the same handlers as HTTP.
-  const certStore = options.tls?.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
-  const tls = certStore && options.tls ? await prepareGatewayTls(config, options.tls, { certStore, log }) : undefined;
-  const gateway = await startGateway(config, { ...options, ...tls?.hooks, store, log, access });
-  const httpsPort = await tls?.attach(gateway);
+export interface RunningGateway {
+  httpPort: number;
+  /** The HTTPS listener's port when TLS is on. */
+  httpsPort: number | undefined;
+  adminPort: number | undefined;
+  table: RouteTable;
+  registry: Registry;
+  tls: Tls | undefined;
+  handler: RequestHandler;
+  /** Stop accepting, let in-flight requests finish, close WebSockets with 1001; resolves when all is closed. */
+  shutdown(deadlineMs?: number): Promise<void>;
+}
+
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<RunningGateway> {
+  const { log } = deps;
+  const pool = new UpstreamPool(config.UPSTREAM_MAX_FREE_SOCKETS);
+  const table = new RouteTable(deps.store, {
+    resyncIntervalMs: config.ROUTE_RESYNC_INTERVAL_MS,
+    log,
+    onChange: (slug) => pool.retire(slug),
+  });
+  const guard = new AccessGuard(config, { store: deps.access ?? new MemoryAccessStore(), log, lookup: (slug) => table.lookup(slug) });
+  const metrics = createMetrics({ routeCount: () => table.size, lastSyncAt: () => table.lastSyncAt });
+  const tunnels = new WebSocketTunnels((delta) => metrics.websocketsOpen.inc(delta));
+  const proxy = createPodProxy(
+    pool,
+    {
+      connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+      wsIdleTimeoutMs: config.WS_IDLE_TIMEOUT_MS,
+    },
+    {
+      onWebSocketOpen: (client, upstream) => {
+        metrics.websocketsTotal.inc();
+        tunnels.add(client, upstream);
+      },
+    },
+  );
+  const tls = deps.tls
+    ? await createTls(config, deps.tls.config, { store: deps.tls.store, routes: table, log, issuer: deps.tls.issuer, now: deps.tls.now })
+    : undefined;
+  const handler = createHandler(config, {
+    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS),
+    guard,
+    proxy,
+    record: createRequestLog(config, metrics, log),
+    log,
+    intercept: tls?.intercept,
+  });
+  const admin = deps.noAdmin
+    ? undefined
+    : createAdminApp({ ready: () => table.ready && !handler.closing, registry: metrics.registry, mount: tls?.mountAdmin });
+
+  async function closeParts(): Promise<void> {
+    proxy.close();
+    pool.close();
+    await Promise.all([table.close(), guard.close(), tls?.close()]);
+  }
+
+  await Promise.all([table.start(), guard.start(), tls?.start()]);
+  let listeners;
+  try {
+    listeners = await startListeners(config, handler, { admin, tls });
+  } catch (err) {
+    await closeParts();
+    throw err;
+  }
+  log.info({ httpPort: listeners.httpPort, adminPort: listeners.adminPort, routes: table.size, baseDomains: config.baseDomains }, 'gateway listening');
+
   return {
-    gateway,
-    store,
-    httpsPort,
-    async stop() {
-      await Promise.all([tls?.stop(config.SHUTDOWN_TIMEOUT_MS), gateway.shutdown()]);
-      await certStore?.close();
-      if (!options.store) await store.close();
-      if (!options.access) await access.close();
+    httpPort: listeners.httpPort,
+    httpsPort: listeners.httpsPort,
+    adminPort: listeners.adminPort,
+    table,
+    registry: metrics.registry,
+    tls,
+    handler,
+    async shutdown(deadlineMs = config.SHUTDOWN_TIMEOUT_MS) {
+      if (handler.closing) return;
+      handler.beginShutdown();
+      log.info({ inFlightWebSockets: tunnels.size }, 'gateway shutting down');
+      await Promise.all([listeners.drain(deadlineMs), tunnels.closeAll(Math.min(deadlineMs, 2000))]);
+      await closeParts();
+      await listeners.closeAdmin();
     },
   };
 }
 
-/** Exit cleanly on SIGTERM/SIGINT within the shutdown deadline. */
-export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number, log: Logger): void {
-  let stopping = false;
-  const onSignal = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    // The deadline is enforced here too, in case something refuses to close.
-    setTimeout(() => process.exit(1), deadlineMs + 1000).unref();
-    stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err: String(err) }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+export interface GatewayProcess {
+  gateway: RunningGateway;
+  stores: Stores;
+  stop(): Promise<void>;
 }
 
-/** Print a configuration error naming the variable and exit; rethrow anything else. */
-export function exitOnConfigError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`podgate: invalid configuration: ${err.message}\n`);
-    process.exit(EXIT_CONFIG);
-  }
-  throw err;
+/** Start a gateway from settings; `stores` may be shared with an orchestrator in the same process (it closes them). */
+export async function runGateway(
+  config: GatewayConfig,
+  options: { log?: Logger; stores?: Stores; tls?: TlsConfig; noAdmin?: boolean } = {},
+): Promise<GatewayProcess> {
+  const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
+  const stores = options.stores ?? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log);
+  const tls = options.tls?.enabled ? { config: options.tls, store: stores.certs } : undefined;
+  const gateway = await startGateway(config, { store: stores.routes, access: stores.access, log, tls, noAdmin: options.noAdmin }).catch(async (err: unknown) => {
+    if (!options.stores) await stores.close();
+    throw err;
+  });
+  return {
+    gateway,
+    stores,
+    async stop() {
+      await gateway.shutdown();
+      if (!options.stores) await stores.close();
+    },
+  };
 }
+
+/** The configuration error line of the gateway and the all-in-one process. */
+export const CONFIG_ERROR_PREFIX = 'podgate: invalid configuration';
 
 if (import.meta.main) {
-  let config: GatewayConfig;
-  let tlsConfig: TlsConfig;
-  try {
+  await runMain(async () => {
     const env = loadEnv();
-    config = loadGatewayConfig(env);
-    tlsConfig = loadTlsConfig(env);
-  } catch (err) {
-    exitOnConfigError(err);
-  }
-  const log = createLogger('gateway', config.LOG_LEVEL);
-  if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
-    // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
-    const certStore = tlsConfig.enabled ? createCertStore(config.redis, config.REDIS_PREFIX, log) : undefined;
-    const certificates = certStore ? createCertificatesAdmin(config, tlsConfig, { certStore, log }) : undefined;
-    // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
-    const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG)).catch(exitOnConfigError);
-    stopOnSignals(
-      async () => {
+    const config = loadGatewayConfig(env);
+    const tlsConfig = loadTlsConfig(env);
+    const log = createLogger('gateway', config.LOG_LEVEL);
+    if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
+      // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
+      const stores = tlsConfig.enabled ? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log) : undefined;
+      const certificates = stores ? createCertificatesAdmin(config, tlsConfig, { store: stores.certs, log }) : undefined;
+      // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
+      const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG));
+      const stop = async () => {
         await primary.stop();
-        await certStore?.close();
-      },
-      config.SHUTDOWN_TIMEOUT_MS,
-      log,
-    );
-  } else {
-    // A listener that cannot start is reported like a bad setting (see listenError in gateway.ts).
-    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig }).catch(exitOnConfigError);
+        await stores?.close();
+      };
+      return { log, stop, deadlineMs: config.SHUTDOWN_TIMEOUT_MS };
+    }
+    // A listener that cannot start is reported like a bad setting (listenError in shared/config.ts).
+    const running = await runGateway(config, { log, noAdmin: cluster.isWorker, tls: tlsConfig });
     if (cluster.isWorker) announceWorker(running.gateway.registry);
-    stopOnSignals(running.stop, config.SHUTDOWN_TIMEOUT_MS, log);
-  }
+    return { log, stop: running.stop, deadlineMs: config.SHUTDOWN_TIMEOUT_MS };
+  }, { configErrorPrefix: CONFIG_ERROR_PREFIX });
 }

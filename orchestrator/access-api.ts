@@ -1,4 +1,4 @@
-// Access links and visibility in the admin API (GitHub issue 5), a hono sub-app mounted by api.ts under its
+// Access links and visibility in the admin API, a hono sub-app mounted by api.ts under its
 // bearer-token middleware and error handler:
 //   POST   /v1/pods/:slug/links      {port?, expiresIn?, label?} -> 201 {id, url, token, expiresAt, ...}
 //   GET    /v1/pods/:slug/links      -> {links: [...]}  (never the tokens: they are shown once, at creation)

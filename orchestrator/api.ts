@@ -5,6 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { adminTokenDigest, tokenMatches } from '../shared/admin-token.ts';
 import { PodgateError, toHttpError, UnauthorizedError, ValidationError, NotFoundError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
 import { SlugSchema } from '../shared/route.ts';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { PodService } from './pods.ts';
@@ -27,6 +28,8 @@ export interface ApiDeps {
   accessApi?: Hono;
   /** A gateway's certificates API, shown by the dashboard. */
   gatewayAdmin?: GatewayAdmin;
+  /** Where an unexpected error (a bug, answered as an opaque 500) is logged. */
+  logger: Logger;
 }
 
 const LogQuerySchema = z.object({
@@ -58,7 +61,7 @@ export function createApi(deps: ApiDeps): Hono {
     const e = toHttpError(err);
     const field = err instanceof ValidationError ? { field: err.field } : {};
     for (const [k, v] of Object.entries(e.headers)) c.header(k, v);
-    if (!(err instanceof PodgateError)) console.error('orchestrator api: unexpected error', err);
+    if (!(err instanceof PodgateError)) deps.logger.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'orchestrator api: unexpected error');
     return c.json({ error: { code: e.code, message: e.message, ...field } }, e.status as 400);
   });
   app.notFound(() => {

@@ -9,7 +9,7 @@ import { DockerRuntime, POD_STORAGE_BYTES, storageLimitSupport } from './docker-
 import { newRouterKey } from './pods.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from './testing.ts';
+import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
 
 const docker = new Docker();
 const runtime = new DockerRuntime(docker, { namespace: `rt-${process.pid}-${Date.now().toString(36)}` });

@@ -61,22 +61,22 @@ export function sshDockerAgent(dockerHost: string, ssh: DockerSshTarget, private
   // Node calls createConnection with a callback and takes the socket from it when nothing is returned.
   (agent as unknown as { createConnection: (options: unknown, created: Created) => undefined }).createConnection = (_options, created) => {
     const conn = new Client();
-    let settled = false;
-    const settle = (err: Error | null, stream?: Duplex) => {
-      if (settled) return;
-      settled = true;
+    let finished = false;
+    const finish = (err: Error | null, stream?: Duplex) => {
+      if (finished) return;
+      finished = true;
       if (err) conn.end();
       created(err && sshFailure(err, dockerHost, ssh), stream);
     };
     // Stays attached for the connection's whole life: an ssh error after the stream was handed over ends this
     // request through the stream's own close, never the process.
-    conn.on('error', (err) => settle(err));
-    conn.once('close', () => settle(new Error('the ssh connection closed before Docker answered')));
+    conn.on('error', (err) => finish(err));
+    conn.once('close', () => finish(new Error('the ssh connection closed before Docker answered')));
     conn.once('ready', () => {
       conn.exec(DIAL_STDIO, (err, stream) => {
-        if (err) return settle(Object.assign(new Error(`the pod host refused to run ${DIAL_STDIO}: ${err.message}`), { level: 'exec' }));
+        if (err) return finish(Object.assign(new Error(`the pod host refused to run ${DIAL_STDIO}: ${err.message}`), { level: 'exec' }));
         stream.once('close', () => conn.end());
-        settle(null, stream);
+        finish(null, stream);
       });
     });
     conn.connect(connect);

@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../test/support/wait.ts';
 import { LABELS } from './container-runtime.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 

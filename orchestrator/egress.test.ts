@@ -18,7 +18,7 @@ import { DEFAULT_EGRESS_DENY, parseCidr, parseCidrList, type Cidr, type EgressNa
 import { newRouterKey } from './pods.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const sh = promisify(execFile);
 const id = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 5)}`.slice(-6);

@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, waitReady } from '../shared/redis.ts';
-import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { describe, expect, it } from 'vitest';
+import { useRedis } from '../test/support/redis-server.ts';
 import { execLogKey, LOG_OUTPUT_LIMIT, MemoryExecLog, RedisExecLog, type ExecLog, type ExecLogOptions, type NewExecLogEntry } from './exec-log.ts';
 
 const DAY = 86_400_000;
@@ -9,15 +8,7 @@ function entry(label: string, timeMs: number, extra: Partial<NewExecLogEntry> = 
   return { time: new Date(timeMs).toISOString(), label, command: ['echo', label], exitCode: 0, stdout: `${label}\n`, stderr: '', durationMs: 3, ...extra };
 }
 
-let server: RedisServer;
-const clients: ReturnType<typeof createRedis>[] = [];
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  clients.forEach((c) => c.disconnect());
-  await server.stop();
-});
+const redisServer = useRedis();
 
 let n = 0;
 const impls: [string, (o: ExecLogOptions) => Promise<ExecLog>][] = [
@@ -25,9 +16,7 @@ const impls: [string, (o: ExecLogOptions) => Promise<ExecLog>][] = [
   [
     'redis',
     async (o) => {
-      const redis = createRedis(server.url);
-      clients.push(redis);
-      await waitReady(redis);
+      const redis = await redisServer.client();
       return new RedisExecLog(redis, { ...o, prefix: `log${++n}:` });
     },
   ],
@@ -82,9 +71,7 @@ for (const [name, make] of impls) {
 
 describe('RedisExecLog', () => {
   it('gives the stream a TTL so a forgotten pod leaves nothing behind', async () => {
-    const redis = createRedis(server.url);
-    clients.push(redis);
-    await waitReady(redis);
+    const redis = await redisServer.client();
     const log = new RedisExecLog(redis, { retentionMs: DAY, maxEntries: 10, prefix: 'ttl:' });
     await log.append('a', entry('x', Date.now()));
     const ttl = await redis.pttl(execLogKey('ttl:', 'a'));

@@ -5,18 +5,15 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import Docker from 'dockerode';
-import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../shared/log.ts';
-import { MemoryRouteStore } from '../shared/memory-route-store.ts';
-import { createRedis, reportRedisProblems, waitReady, warnCleartextPassword } from '../shared/redis.ts';
-import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import { waitReady } from '../shared/redis.ts';
 import type { RouteStore } from '../shared/route-store.ts';
+import { runMain } from '../shared/run-main.ts';
+import { createStores, type Stores } from '../shared/stores.ts';
 import { createApi } from './api.ts';
 import { accessTokensFor, createAccessApi, podAccessControl } from './access-api.ts';
-import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
 import { generateSecret } from '../shared/access-token.ts';
-import { RedisAccessStore } from '../shared/redis-access-store.ts';
-import { ConfigError, EXIT_CONFIG } from '../shared/errors.ts';
+import { ConfigError } from '../shared/errors.ts';
 import { loadConfig, readSshIdentity, type EgressConfig, type OrchestratorConfig } from './config.ts';
 import { dockerResolvers, installEgressPolicy, iptablesUsable } from './egress-iptables.ts';
 import { POD_BRIDGE_PREFIX } from './egress-rules.ts';
@@ -30,10 +27,11 @@ import { RedisPortAllocator } from './redis-port-allocator.ts';
 import { RedisLossWatch } from './redis-watch.ts';
 
 export interface StartOptions {
-  /** Share a route store with an embedded gateway (all-in-one without Redis); otherwise one is built. */
-  routes?: RouteStore;
-  /** Share the access store (links, revocations, generated secret) with an embedded gateway; otherwise one is built. */
-  access?: AccessStore;
+  /**
+   * The stores (and their Redis connection), shared with an embedded gateway (all-in-one): the caller closes them.
+   * Otherwise they are built from the configuration.
+   */
+  stores?: Stores;
   docker?: Docker;
   logger?: Logger;
   /**
@@ -125,25 +123,19 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   if (egressOn) warnUncoveredPods(runtime, logger).catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot list pod networks to check the egress policy covers them'));
   runtime.checkRuntime(config.runtime).catch((err: unknown) => logger.error({ err: String(err) }, 'pods cannot be created until this is fixed'));
 
-  let redis: Redis | undefined;
-  if (config.redisUrl) {
-    const target = { url: config.redisUrl, ca: config.redisTlsCa, sentinel: config.redisSentinel };
-    warnCleartextPassword(target, logger);
-    redis = createRedis(target);
-    reportRedisProblems(redis, logger, 'orchestrator');
+  const ownStores = !options.stores;
+  const stores =
+    options.stores ??
+    createStores({ redis: config.redisUrl ? { url: config.redisUrl, ca: config.redisTlsCa, sentinel: config.redisSentinel } : undefined, prefix: config.redisPrefix, user: 'orchestrator' }, logger);
+  const { redis, routes, access } = stores;
+  if (redis) {
     try {
       await waitReady(redis);
     } catch (err) {
-      redis.disconnect();
+      if (ownStores) await stores.close();
       throw err;
     }
   }
-  const ownRoutes = !options.routes;
-  const routes =
-    options.routes ??
-    (redis
-      ? new RedisRouteStore(redis, { prefix: config.redisPrefix, onInvalid: (where, error) => logger.warn({ where, error }, 'invalid route entry skipped') })
-      : new MemoryRouteStore());
   const table = new PodTable();
   // Ports are per Docker host: orchestrators of different hosts sharing one Redis get separate pools. Reseeding
   // the pool claims live pods' ports first (Redis may have lost them) and means data loss: reconcile now.
@@ -155,15 +147,12 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
       })
     : new MemoryPortAllocator(config.portRange);
   const logOptions = { retentionMs: config.logRetentionMs, maxEntries: config.logMaxEntries };
-  const log: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
-
-  const ownAccess = !options.access;
-  const access = options.access ?? (redis ? new RedisAccessStore(redis, { prefix: config.redisPrefix }) : new MemoryAccessStore());
+  const execLog: ExecLog = redis ? new RedisExecLog(redis, { ...logOptions, prefix: config.redisPrefix }) : new MemoryExecLog(logOptions);
 
   const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
   const pods = new PodService({
-    runtime, routes, ports, log, links: access, table, logger,
+    runtime, routes, ports, execLog, links: access, table, logger,
     config,
     isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });
@@ -188,7 +177,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     pods: podAccessControl(pods, table),
     urls: config,
   });
-  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin });
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin, logger });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);
@@ -207,9 +196,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await lossWatch?.close();
         await reconciler.close();
-        if (ownRoutes) await routes.close();
-        if (ownAccess) await access.close();
-        redis?.disconnect();
+        if (ownStores) await stores.close();
       })();
       return closed;
     },
@@ -217,23 +204,15 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  let config: OrchestratorConfig;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    console.error(`orchestrator: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(2);
-  }
-  const running = await startOrchestrator(config).catch((err: unknown) => {
-    // A bad setting found only at start (Redis refusing REDIS_URL's credentials or REDIS_TLS_CA's trust, an egress
-    // policy that cannot be installed) is reported like one.
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(`orchestrator: ${err.message}`);
-    process.exit(EXIT_CONFIG);
-  });
-  const stop = () => {
-    void running.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  await runMain(
+    async () => {
+      const config = loadConfig();
+      const logger = createLogger('orchestrator', config.logLevel);
+      // A bad setting found only at start (Redis refusing REDIS_URL's credentials or REDIS_TLS_CA's trust, an egress
+      // policy that cannot be installed) is reported like one.
+      const running = await startOrchestrator(config, { logger });
+      return { log: logger, stop: () => running.close() };
+    },
+    { configErrorPrefix: 'orchestrator' },
+  );
 }

@@ -13,7 +13,7 @@ import { waitFor } from '../test/support/wait.ts';
 import type { OrchestratorConfig } from './config.ts';
 import { startOrchestrator, type RunningOrchestrator } from './main.ts';
 import { portKeys } from './redis-port-allocator.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const PREFIX = `orch${process.pid}:`;

@@ -21,7 +21,7 @@ import { MemoryExecLog } from './exec-log.ts';
 import { isPortBindable } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
-import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from './testing.ts';
+import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
 
 const TOKEN = 'pods-test-token-0123456789';
 const namespace = `pods-${process.pid}-${Date.now().toString(36)}`;
@@ -78,11 +78,11 @@ function setup(docker: Docker, range: { first: number; last: number }, links: Ac
   };
   const table = new PodTable();
   const pods = new PodService({
-    runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), links, table, logger, config,
+    runtime, routes, ports, execLog: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), links, table, logger, config,
     isBindable: (port) => isPortBindable('127.0.0.1', port),
   });
   const accessApi = createAccessApi({ store: links, tokens: new AccessTokens([generateSecret()]), pods: podAccessControl(pods, table), urls: config });
-  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi });
+  const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi, logger });
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, {
       method,

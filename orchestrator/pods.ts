@@ -129,7 +129,7 @@ export interface PodServiceDeps {
   runtime: ContainerRuntime;
   routes: RouteStore;
   ports: PortAllocator;
-  log: ExecLog;
+  execLog: ExecLog;
   /** Voids a slug's links issued before a time: every gateway refuses them from then on. */
   links: Pick<AccessStore, 'revokePod'>;
   table: PodTable;
@@ -188,14 +188,14 @@ class Phases {
 }
 
 export class PodService {
-  private readonly d: PodServiceDeps;
+  private readonly deps: PodServiceDeps;
 
   constructor(deps: PodServiceDeps) {
-    this.d = deps;
+    this.deps = deps;
   }
 
   private get records() {
-    return this.d.table.records;
+    return this.deps.table.records;
   }
 
   /**
@@ -205,7 +205,7 @@ export class PodService {
   async create(input: unknown, options: { wait?: boolean } = {}): Promise<PodView> {
     const wait = options.wait ?? true;
     const parsed = parsePodSpec(input);
-    const spec: ResolvedSpec = { ...parsed, image: parsed.image ?? this.d.config.defaultImage };
+    const spec: ResolvedSpec = { ...parsed, image: parsed.image ?? this.deps.config.defaultImage };
     const slug = spec.slug;
     const existing = this.records.get(slug);
     // A pod whose creation failed and was rolled back may be created again.
@@ -220,7 +220,7 @@ export class PodService {
     let begun = () => {};
     record.lifetimeBegun = new Promise<void>((resolve) => (begun = resolve));
     this.records.set(slug, record);
-    const work = this.d.table.locks.run(slug, () => this.provision(record, wait, begun).finally(begun));
+    const work = this.deps.table.locks.run(slug, () => this.provision(record, wait, begun).finally(begun));
     if (!wait) {
       work.catch(() => {});
       return this.view(record);
@@ -230,7 +230,7 @@ export class PodService {
   }
 
   private async provision(record: PodRecord, forgetOnFailure: boolean, lifetimeBegun: () => void): Promise<void> {
-    const { runtime, ports, routes, config, logger } = this.d;
+    const { runtime, ports, routes, config, logger } = this.deps;
     const { slug, spec } = record;
     let created = false;
     const phases = new Phases();
@@ -252,7 +252,7 @@ export class PodService {
       phases.mark('lifetime');
       this.setState(record, 'provisioning');
       for (let attempt = 1; ; attempt++) {
-        const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.d.isBindable), routes.nextGeneration()]);
+        const [hostPort, generation] = await Promise.all([allocateBindablePort(ports, slug, this.deps.isBindable), routes.nextGeneration()]);
         record.hostPort = hostPort;
         record.generation = generation;
         record.routerKey = newRouterKey();
@@ -295,7 +295,7 @@ export class PodService {
   /** Void every token of the slug issued before now. @throws ServiceUnavailableError when the access store cannot. */
   private async beginLifetime(slug: string): Promise<void> {
     try {
-      await this.d.links.revokePod(slug, Date.now());
+      await this.deps.links.revokePod(slug, Date.now());
     } catch (err) {
       throw new ServiceUnavailableError(`pod ${JSON.stringify(slug)} not created: links of an earlier pod of this name could not be voided in the access store (${storeErrorText(err)})`);
     }
@@ -306,7 +306,7 @@ export class PodService {
    * millisecond. Throws what the access store throws.
    */
   async endLifetime(slug: string): Promise<void> {
-    await this.d.links.revokePod(slug, Date.now() + 1);
+    await this.deps.links.revokePod(slug, Date.now() + 1);
   }
 
   /**
@@ -320,7 +320,7 @@ export class PodService {
 
   private containerSpec(record: PodRecord, limits: ReturnType<typeof tierLimits>): PodContainerSpec {
     const { spec } = record;
-    const { config } = this.d;
+    const { config } = this.deps;
     return {
       slug: record.slug,
       generation: record.generation,
@@ -344,7 +344,7 @@ export class PodService {
 
   /** Undo a half-made pod: container and network, route, port. Each step is attempted even if one fails. */
   private async rollback(record: PodRecord, created: boolean): Promise<void> {
-    const { runtime, ports, routes, logger } = this.d;
+    const { runtime, ports, routes, logger } = this.deps;
     const { slug } = record;
     if (created) await runtime.remove(slug).catch((e: unknown) => logger.error({ slug, err: message(e) }, 'rollback: container remains'));
     if (record.routeGeneration > 0) {
@@ -364,7 +364,7 @@ export class PodService {
 
   /** Start the container, wait until its router reports every service ready, run postStart hooks, then route to it. */
   private async bringUp(record: PodRecord, phases = new Phases()): Promise<void> {
-    const { runtime, config } = this.d;
+    const { runtime, config } = this.deps;
     const { slug } = record;
     this.setState(record, 'starting');
     // The `starting` route (gateways answer 503 + Retry-After) is written while Docker starts the container.
@@ -394,7 +394,7 @@ export class PodService {
 
   /** Write the route the pod's state calls for, with a fresh generation. */
   async publish(record: PodRecord): Promise<void> {
-    const { routes, config } = this.d;
+    const { routes, config } = this.deps;
     const desired = desiredRoute({
       slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
     });
@@ -421,7 +421,7 @@ export class PodService {
 
   async start(slug: string): Promise<PodView> {
     this.require(slug);
-    return this.d.table.locks.run(slug, async () => {
+    return this.deps.table.locks.run(slug, async () => {
       const record = this.require(slug);
       if (record.state === 'running') return this.view(record);
       this.check('start', record);
@@ -432,7 +432,7 @@ export class PodService {
 
   async stop(slug: string): Promise<PodView> {
     this.require(slug);
-    return this.d.table.locks.run(slug, async () => {
+    return this.deps.table.locks.run(slug, async () => {
       const record = this.require(slug);
       if (record.state === 'stopped') return this.view(record);
       this.check('stop', record);
@@ -443,7 +443,7 @@ export class PodService {
 
   async restart(slug: string): Promise<PodView> {
     this.require(slug);
-    return this.d.table.locks.run(slug, async () => {
+    return this.deps.table.locks.run(slug, async () => {
       const record = this.require(slug);
       this.check('restart', record);
       if (record.state !== 'stopped') await this.takeDown(record, 'restart');
@@ -457,9 +457,9 @@ export class PodService {
       // The route says `stopped` first, so gateways answer 503 at once instead of failing connections.
       this.setState(record, 'stopping');
       await this.publish(record);
-      await this.d.runtime.stop(record.slug, STOP_GRACE_SECONDS);
+      await this.deps.runtime.stop(record.slug, STOP_GRACE_SECONDS);
     } catch (err) {
-      const { said } = await this.settle(record, err);
+      const { said } = await this.recoverFromDocker(record, err);
       throw new ServiceUnavailableError(`could not ${op} pod ${JSON.stringify(record.slug)}: ${storeErrorText(err)}; ${said}`);
     }
     this.setState(record, 'stopped');
@@ -472,8 +472,8 @@ export class PodService {
    * would clear it. Its state (and route) come from what Docker reports now, so the admin can retry; `said`
    * tells them what that is, `gone` that the container no longer exists.
    */
-  private async settle(record: PodRecord, cause: unknown): Promise<{ gone: boolean; said: string }> {
-    const { runtime, logger } = this.d;
+  private async recoverFromDocker(record: PodRecord, cause: unknown): Promise<{ gone: boolean; said: string }> {
+    const { runtime, logger } = this.deps;
     const { slug } = record;
     let container: PodContainer | undefined;
     try {
@@ -514,8 +514,8 @@ export class PodService {
 
   async delete(slug: string): Promise<void> {
     this.require(slug);
-    await this.d.table.locks.run(slug, async () => {
-      const { runtime, routes, ports, logger } = this.d;
+    await this.deps.table.locks.run(slug, async () => {
+      const { runtime, routes, ports, logger } = this.deps;
       const record = this.require(slug);
       try {
         if (record.containerId !== undefined && record.routeGeneration > 0) {
@@ -525,7 +525,7 @@ export class PodService {
         this.setState(record, 'terminating');
         await runtime.remove(slug);
       } catch (err) {
-        const { gone, said } = await this.settle(record, err);
+        const { gone, said } = await this.recoverFromDocker(record, err);
         if (!gone) throw new ServiceUnavailableError(`could not delete pod ${JSON.stringify(slug)}: ${storeErrorText(err)}; ${said}`);
         // Only the network (or a route write) failed: the pod is gone. Reconcile removes the orphan network.
         logger.warn({ slug, err: message(err) }, 'pod container removed, the rest left to reconcile');
@@ -560,7 +560,7 @@ export class PodService {
     const started = Date.now();
     let outcome: ExecOutcome;
     try {
-      const r = await this.d.runtime.exec(slug, command, { timeoutMs, outputLimit: EXEC_OUTPUT_LIMIT });
+      const r = await this.deps.runtime.exec(slug, command, { timeoutMs, outputLimit: EXEC_OUTPUT_LIMIT });
       outcome = {
         time: new Date(started).toISOString(), label, command, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr,
         truncated: r.truncated, durationMs: Date.now() - started, timedOut: r.timedOut,
@@ -573,13 +573,13 @@ export class PodService {
       };
     }
     const { timedOut: _t, truncated: _tr, ...entry } = outcome;
-    await this.d.log.append(slug, entry).catch((e: unknown) => this.d.logger.warn({ slug, err: message(e) }, 'exec log write failed'));
+    await this.deps.execLog.append(slug, entry).catch((e: unknown) => this.deps.logger.warn({ slug, err: message(e) }, 'exec log write failed'));
     if (outcome.error && !outcome.timedOut) throw new ServiceUnavailableError(`exec in pod ${JSON.stringify(slug)} failed: ${outcome.error}`);
     return outcome;
   }
 
   async logs(slug: string, limit: number): Promise<ExecLogEntry[]> {
-    const entries = await this.d.log.read(slug, limit);
+    const entries = await this.deps.execLog.read(slug, limit);
     if (entries.length === 0 && !this.records.has(slug)) throw new PodNotFoundError(slug);
     return entries;
   }
@@ -593,7 +593,7 @@ export class PodService {
   }
 
   view(r: PodRecord): PodView {
-    const { config } = this.d;
+    const { config } = this.deps;
     return {
       slug: r.slug,
       name: r.spec.name ?? r.slug,

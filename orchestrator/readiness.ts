@@ -1,8 +1,7 @@
 // "Running and answering": a pod's route goes live only once its in-pod router says every service of the pod
 // passed its health check (GET /readyz with Host: podgate-router, see docker/README.md), exactly as a gateway
-// would reach it. Routing as soon as the router merely answered sent the first users of a new pod to a 502
-// ("nothing is listening") while its services were still starting; the `starting` route gives them a 503 with
-// Retry-After instead.
+// would reach it. A router that merely answers may front services still starting, which would give a new pod's
+// first users a 502 ("nothing is listening"); the `starting` route gives them a 503 with Retry-After instead.
 import { request } from 'node:http';
 
 /** The router's own status server: no pod hostname, so no service of the pod can shadow it. */

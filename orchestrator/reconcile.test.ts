@@ -14,7 +14,7 @@ import { HOST_BOUND_OWNER } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { HOST_BOUND_QUARANTINE_MS, ORPHAN_NETWORK_GRACE_MS, PORT_GRACE_MS, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
-import { uniqueSlug } from './testing.ts';
+import { uniqueSlug } from '../test/support/orchestrator.ts';
 
 const docker = new Docker();
 const namespace = `rc-${process.pid}-${Date.now().toString(36)}`;
@@ -43,7 +43,7 @@ function setup(now: () => number) {
     runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
-  const pods = new PodService({ runtime, routes, ports, log: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), links: new RedisAccessStore(redis, { prefix: `${namespace}:` }), table, logger, config, isBindable: async () => true });
+  const pods = new PodService({ runtime, routes, ports, execLog: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), links: new RedisAccessStore(redis, { prefix: `${namespace}:` }), table, logger, config, isBindable: async () => true });
   const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: '127.0.0.1', intervalMs: 3_600_000, logger, now });
   return { runtime, routes, ports, reconciler };
 }

@@ -21,9 +21,9 @@ export const ORPHAN_NETWORK_GRACE_MS = 60_000;
 const EVENT_DEBOUNCE_MS = 50;
 /**
  * Docker sends `die` before its container list says `exited`, so a pass right after an event can still see the
- * old state: one more pass this much later settles it.
+ * old state: one more pass this much later sees the new one.
  */
-const EVENT_SETTLE_MS = 1000;
+const EVENT_FOLLOW_UP_MS = 1000;
 const EVENT_RETRY_MIN_MS = 500;
 const EVENT_RETRY_MAX_MS = 10_000;
 /** Docker actions that change what a pod is; exec_* and the like do not. */
@@ -62,7 +62,7 @@ export class Reconciler {
   private running: Promise<ReconcileReport> | undefined;
   private again = false;
   private debounce: NodeJS.Timeout | undefined;
-  private settle: NodeJS.Timeout | undefined;
+  private followUpTimer: NodeJS.Timeout | undefined;
   private interval: NodeJS.Timeout | undefined;
   private eventRetry: NodeJS.Timeout | undefined;
   private stopEvents: (() => void) | undefined;
@@ -100,7 +100,7 @@ export class Reconciler {
     this.closed = true;
     clearInterval(this.interval);
     clearTimeout(this.debounce);
-    clearTimeout(this.settle);
+    clearTimeout(this.followUpTimer);
     clearTimeout(this.eventRetry);
     this.stopEvents?.();
     await this.unsubscribeRoutes?.();
@@ -117,9 +117,9 @@ export class Reconciler {
   }
 
   private followUp(): void {
-    clearTimeout(this.settle);
-    this.settle = setTimeout(() => this.trigger(), EVENT_SETTLE_MS);
-    this.settle.unref();
+    clearTimeout(this.followUpTimer);
+    this.followUpTimer = setTimeout(() => this.trigger(), EVENT_FOLLOW_UP_MS);
+    this.followUpTimer.unref();
   }
 
   private async watchEvents(attempt = 0): Promise<void> {
@@ -210,7 +210,7 @@ export class Reconciler {
           }
           table.records.set(pod.slug, record);
           report.adopted.push(pod.slug);
-        } else if (record.state !== fromDocker && settled(record) && !(record.state === 'failed' && fromDocker === 'stopped')) {
+        } else if (record.state !== fromDocker && atRest(record) && !(record.state === 'failed' && fromDocker === 'stopped')) {
           // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`.)
           logger.warn({ slug: pod.slug, was: record.state, now: fromDocker }, 'pod changed behind the orchestrator\'s back');
           record.state = fromDocker;
@@ -235,7 +235,7 @@ export class Reconciler {
     // 2. Pods this process knows whose container is gone (removed behind our back): void their links, then forget
     //    them. Should the access store refuse, the pod stays known and the next pass tries again.
     for (const record of [...table.records.values()]) {
-      if (observed.has(record.slug) || table.locks.busy(record.slug) || !settled(record)) continue;
+      if (observed.has(record.slug) || table.locks.busy(record.slug) || !atRest(record)) continue;
       // A failed creation was rolled back on purpose and is kept to show its error.
       if (record.state === 'failed' && record.containerId === undefined) continue;
       await table.locks.run(record.slug, async () => {
@@ -317,8 +317,8 @@ export async function livePodPorts(runtime: ContainerRuntime, table: PodTable): 
   return out;
 }
 
-/** A pod is settled when no operation of ours is between states (busy() already excludes our in-flight ones). */
-function settled(record: PodRecord): boolean {
+/** A pod is at rest when no operation of ours is between states (busy() already excludes our in-flight ones). */
+function atRest(record: PodRecord): boolean {
   return record.state === 'running' || record.state === 'stopped' || record.state === 'failed' || record.state === 'starting';
 }
 

@@ -10,7 +10,7 @@ import { waitFor } from '../test/support/wait.ts';
 import type { OrchestratorConfig } from './config.ts';
 import { startOrchestrator, type RunningOrchestrator } from './main.ts';
 import { portKeys } from './redis-port-allocator.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const PREFIX = `loss${process.pid}:`;
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

@@ -1,30 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createRedis, waitReady } from '../shared/redis.ts';
-import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { useRedis } from '../test/support/redis-server.ts';
 import { RedisPortAllocator, portKeys } from './redis-port-allocator.ts';
 import { runPortAllocatorContract } from './port-allocator.contract.ts';
 import { HOST_BOUND_OWNER } from './port-allocator.ts';
 import { PortsExhaustedError } from '../shared/errors.ts';
 
-let server: RedisServer;
-const clients: ReturnType<typeof createRedis>[] = [];
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  clients.forEach((c) => c.disconnect());
-  await server.stop();
-});
+const redisServer = useRedis();
 
-async function client() {
-  const redis = createRedis(server.url);
-  clients.push(redis);
-  await waitReady(redis);
-  return redis;
-}
+const client = () => redisServer.client();
 
 let n = 0;
 runPortAllocatorContract('redis', async (range) => new RedisPortAllocator(await client(), range, { prefix: `pa${++n}:` }));
@@ -59,7 +45,7 @@ describe('RedisPortAllocator across processes', () => {
       console.log(JSON.stringify(ports));
       redis.disconnect();`;
     const run = () =>
-      promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, URL: server.url, PREFIX: prefix }, timeout: 30_000 });
+      promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, URL: redisServer.server.url, PREFIX: prefix }, timeout: 30_000 });
     const [one, two] = await Promise.all([run(), run()]);
     const ports = [...(JSON.parse(one.stdout) as number[]), ...(JSON.parse(two.stdout) as number[])];
     expect(ports).toHaveLength(100);

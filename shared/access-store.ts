@@ -1,4 +1,4 @@
-// Access links and their revocation (GitHub issue 5): what the orchestrator's admin API writes and every gateway
+// Access links and their revocation: what the orchestrator's admin API writes and every gateway
 // reads. Two implementations: RedisAccessStore (shared, REDIS_URL) and MemoryAccessStore (embedded, one process);
 // one contract suite (access-store.contract.ts) runs against both.
 //

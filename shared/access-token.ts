@@ -1,4 +1,4 @@
-// Access tokens for private pod services (GitHub issue 5). Minted by the orchestrator's admin API, verified by
+// Access tokens for private pod services. Minted by the orchestrator's admin API, verified by
 // every gateway with the same secret; no per-request lookup.
 //
 // Format: `pg1.<payload>.<signature>`

@@ -33,6 +33,12 @@ export class InvalidRequestTargetError extends PodgateError {
   }
 }
 
+/** An upgrade the gateway does not proxy: anything but a WebSocket upgrade with GET. */
+export class UnsupportedUpgradeError extends PodgateError {
+  readonly code = 'unsupported_upgrade';
+  readonly status = 400;
+}
+
 /** The Host is not under any base domain this gateway serves (IP literal, foreign domain). */
 export class HostNotServedError extends PodgateError {
   readonly code = 'host_not_served';

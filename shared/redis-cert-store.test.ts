@@ -1,27 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, waitReady } from './redis.ts';
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { RedisCertStore } from './redis-cert-store.ts';
 import { certificate, runCertStoreContract } from './cert-store.contract.ts';
-import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { useRedis } from '../test/support/redis-server.ts';
 
-let server: RedisServer;
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
+const redisServer = useRedis();
 
 let n = 0;
-const clients: ReturnType<typeof createRedis>[] = [];
+/** The connection of the store newStore() made last. */
+let lastClient: Redis | undefined;
 async function newStore(onInvalid?: (where: string, error: string) => void) {
-  const redis = createRedis(server.url);
-  clients.push(redis);
-  await waitReady(redis);
+  const redis = await redisServer.client();
+  lastClient = redis;
   // A fresh prefix per test: each test owns its keys.
   return new RedisCertStore(redis, { prefix: `c${++n}:`, onInvalid });
 }
-afterAll(() => clients.forEach((c) => c.disconnect()));
 
 runCertStoreContract('redis', () => newStore());
 
@@ -30,7 +23,7 @@ describe('RedisCertStore specifics', () => {
     const invalid: string[] = [];
     const store = await newStore((where) => invalid.push(where));
     await store.putCertificate(certificate('good.example.test'));
-    const redis = clients.at(-1)!;
+    const redis = lastClient!;
     await redis.hset(`c${n}:tls:certs`, 'bad.example.test', '{"id":"bad.example.test"}', 'x.example.test', JSON.stringify(certificate('y.example.test')));
     expect((await store.listCertificates()).map((c) => c.id)).toEqual(['good.example.test']);
     expect(invalid.sort()).toEqual([`c${n}:tls:certs[bad.example.test]`, `c${n}:tls:certs[x.example.test]`]);
@@ -38,9 +31,7 @@ describe('RedisCertStore specifics', () => {
 
   it('two stores on one Redis agree on one account key', async () => {
     const a = await newStore();
-    const redis = createRedis(server.url);
-    clients.push(redis);
-    await waitReady(redis);
+    const redis = await redisServer.client();
     const b = new RedisCertStore(redis, { prefix: `c${n}:` });
     const dir = 'https://ca.example/dir';
     const [x, y] = await Promise.all([

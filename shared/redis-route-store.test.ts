@@ -1,28 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, waitReady } from './redis.ts';
+import { describe, expect, it } from 'vitest';
 import { RedisRouteStore } from './redis-route-store.ts';
 import { route, runRouteStoreContract } from './route-store.contract.ts';
-import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
+import { useRedis } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 
-let server: RedisServer;
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
+const redisServer = useRedis();
 
 let n = 0;
-const clients: ReturnType<typeof createRedis>[] = [];
 async function newStore(onInvalid?: (where: string, error: string) => void) {
-  const redis = createRedis(server.url);
-  clients.push(redis);
-  await waitReady(redis);
+  const redis = await redisServer.client();
   // A fresh prefix per test: each test owns its keys.
   return new RedisRouteStore(redis, { prefix: `t${++n}:`, onInvalid });
 }
-afterAll(() => clients.forEach((c) => c.disconnect()));
 
 runRouteStoreContract('redis', () => newStore());
 
@@ -30,9 +19,7 @@ describe('RedisRouteStore specifics', () => {
   it('skips entries other tools wrote badly, and says where', async () => {
     const invalid: string[] = [];
     const store = await newStore((where) => invalid.push(where));
-    const redis = createRedis(server.url);
-    clients.push(redis);
-    await waitReady(redis);
+    const redis = await redisServer.client();
     await store.put(route('good', 1));
     await redis.hset(`t${n}:routes`, 'bad', '{"slug":"bad","port":"x"}', 'notjson', '{', 'mismatch', JSON.stringify(route('other', 1)));
     expect(await store.get('bad')).toBeUndefined();
@@ -46,7 +33,7 @@ describe('RedisRouteStore specifics', () => {
     const store = await newStore();
     let resyncs = 0;
     await store.subscribe({ onEvent: () => {}, onResync: () => resyncs++ });
-    await server.restart();
+    await redisServer.server.restart();
     await waitFor(() => resyncs > 0, { what: 'resync after restart', timeoutMs: 15_000 });
     await store.close();
   });
@@ -55,9 +42,7 @@ describe('RedisRouteStore specifics', () => {
     const store = await newStore();
     const held = await store.endEpochPass('10.0.0.1', await store.beginEpochPass('10.0.0.1'));
     const token = await store.beginEpochPass('10.0.0.1');
-    const raw = createRedis(server.url);
-    clients.push(raw);
-    await waitReady(raw);
+    const raw = await redisServer.client();
     await raw.flushall();
     expect(await store.endEpochPass('10.0.0.1', token)).toBeUndefined();
     expect(await store.epochs()).toEqual(new Map());
@@ -70,7 +55,7 @@ describe('RedisRouteStore specifics', () => {
   it('keeps generations increasing after Redis lost its data', async () => {
     const store = await newStore();
     const before = await store.nextGeneration();
-    await server.restart();
+    await redisServer.server.restart();
     await waitFor(async () => {
       try {
         return (await store.nextGeneration()) > before;

@@ -5,13 +5,14 @@ import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { PodNotFoundError } from '../shared/errors.ts';
+import { silentLogger } from '../shared/log.ts';
 import { PRIVATE_BY_DEFAULT, type AccessPolicy } from '../shared/route.ts';
 import { createApi } from '../orchestrator/api.ts';
 import { createAccessApi, type PodAccessControl } from '../orchestrator/access-api.ts';
 import type { PodService } from '../orchestrator/pods.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
+import { send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 /** A fixed clock for the API (real time, so revocations it writes apply to the gateway's real clock too). */
@@ -62,6 +63,7 @@ beforeAll(async () => {
     routes: world.routes,
     reconciler: undefined,
     adminToken: ADMIN_TOKEN,
+    logger: silentLogger(),
     accessApi: createAccessApi({
       store: world.access,
       tokens: world.tokens,

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../gateway/access/credentials.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
-import { parseRawHead, rawExchange, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access-support.ts';
+import { parseRawHead, rawExchange, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 
 const LIMIT = 3;
 const SLUGS = { running: 'alive', stopped: 'asleep', unknown: 'nobody' } as const;

@@ -1,4 +1,4 @@
-// Access control through a real gateway (GitHub issue 5): real Redis, real upstream HTTP/WebSocket servers on
+// Access control through a real gateway: real Redis, real upstream HTTP/WebSocket servers on
 // loopback; the test writes routes and links as the orchestrator would.
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,7 +8,7 @@ import { newLinkId } from '../shared/access-token.ts';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../gateway/access/credentials.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { waitFor } from './support/wait.ts';
-import { parseSetCookie, PUBLIC, send, sendHttp2, startTestGateway, startWorld, type AccessWorld, type RequestOptions, type TestGateway } from './access-support.ts';
+import { parseSetCookie, PUBLIC, send, sendHttp2, startTestGateway, startWorld, type AccessWorld, type RequestOptions, type TestGateway } from './support/access.ts';
 
 const BROWSER = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 

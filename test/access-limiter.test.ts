@@ -9,9 +9,9 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startTestGateway, startWorld, type AccessWorld } from './access-support.ts';
+import { send, startTestGateway, startWorld, type AccessWorld } from './support/access.ts';
 
-/** ACCESS_BAD_TOKEN_LIMIT's default: what the issue's page of 20 images reaches. */
+/** ACCESS_BAD_TOKEN_LIMIT's default: what a page of 20 images with a forged cookie reaches. */
 const LIMIT = 20;
 const IMAGE = { accept: 'image/avif,image/webp,*/*' };
 

@@ -8,11 +8,11 @@ import Docker from 'dockerode';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_COOKIE, TOKEN_HEADER } from '../shared/access-token.ts';
-import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { shellOverWebSocket } from './support/pod-shell.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { waitFor } from './support/wait.ts';
-import { parseSetCookie, send } from './access-support.ts';
+import { parseSetCookie, send } from './support/access.ts';
 
 const APP_PORT = 3000;
 const TERMINAL_PORT = 7681;

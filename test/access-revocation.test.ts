@@ -7,9 +7,9 @@ import { createRedis, waitReady } from '../shared/redis.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { send, startWorld, type AccessWorld } from './access-support.ts';
+import { send, startWorld, type AccessWorld } from './support/access.ts';
 
-/** The issue asks for "within seconds"; events make it immediate, the periodic re-read bounds it when one is lost. */
+/** Revocations take effect "within seconds": events make it immediate, the periodic re-read bounds it when one is lost. */
 const REVOCATION_DEADLINE_MS = 5_000;
 
 let world: AccessWorld;

@@ -8,7 +8,7 @@ import { ACCESS_COOKIE, TOKEN_HEADER } from '../gateway/access/credentials.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { parseRawHead, PUBLIC, rawExchange, send, startTestGateway, startWorld, type AccessWorld } from './access-support.ts';
+import { parseRawHead, PUBLIC, rawExchange, send, startTestGateway, startWorld, type AccessWorld } from './support/access.ts';
 
 const BROWSER = 'text/html,application/xhtml+xml,*/*;q=0.8';
 const BAD_TOKEN_LIMIT = 3;

@@ -7,7 +7,7 @@ import { AccessTokens, newLinkId } from '../shared/access-token.ts';
 import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { waitFor } from './support/wait.ts';
-import { HOUR_S, send, startWorld, type AccessWorld } from './access-support.ts';
+import { HOUR_S, send, startWorld, type AccessWorld } from './support/access.ts';
 
 let world: AccessWorld;
 let up: Upstream;

@@ -5,7 +5,7 @@
 // exec output must stay text.
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removePods, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { startBrowser } from './support/browser.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { waitFor } from './support/wait.ts';

@@ -5,13 +5,12 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGatewayConfig } from '../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
+import { startGateway, type RunningGateway } from '../gateway/main.ts';
 import { loadTlsConfig } from '../gateway/tls/config.ts';
-import { prepareGatewayTls, type GatewayTls } from '../gateway/tls/gateway-tls.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { loadConfig } from '../orchestrator/config.ts';
-import { testOrchestratorConfig } from '../orchestrator/testing.ts';
+import { testOrchestratorConfig } from './support/orchestrator.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { silentLogger } from '../shared/log.ts';
 import { MemoryCertStore } from '../shared/memory-cert-store.ts';
@@ -22,7 +21,6 @@ const GATEWAY_TOKEN = 'dashboard-certs-gateway-token-0123456789';
 const CERT_ID = 'pod-shown.example.test';
 const certStore = new MemoryCertStore();
 let gateway: RunningGateway;
-let tls: GatewayTls;
 let orch: RunningOrchestrator;
 let base: string;
 
@@ -42,9 +40,7 @@ beforeAll(async () => {
   };
   const log = silentLogger();
   const config = loadGatewayConfig(env);
-  tls = await prepareGatewayTls(config, loadTlsConfig(env), { certStore, log });
-  gateway = await startGateway(config, { store: new MemoryRouteStore(), log, ...tls.hooks });
-  await tls.attach(gateway);
+  gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls: { config: loadTlsConfig(env), store: certStore } });
   const { keyPem, certPem } = await createSelfSignedCertificate(CERT_ID);
   const now = Date.now();
   await certStore.putCertificate({
@@ -72,7 +68,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await orch?.close();
-  await tls?.stop(1000);
   await gateway?.shutdown(1000);
 });
 

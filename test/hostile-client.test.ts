@@ -186,11 +186,11 @@ let session: ClientHttp2Session;
 beforeAll(async () => {
   h = await startHarness();
   up = await startUpstream();
-  // The lead's reproduction: port 3000 public, 7681 (the web terminal) private.
+  // A pod with a public app port (3000) and a private web terminal (7681).
   await h.route('half', up.port, { access: { default: 'private', ports: { '3000': 'public' } } });
   port = Number(new URL(h.url).port);
   const pair = await createSelfSignedCertificate('hostile-client-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway, {
+  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
     port: 0,
     host: '127.0.0.1',
     http2: true,

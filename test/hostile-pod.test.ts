@@ -228,7 +228,7 @@ beforeAll(async () => {
   await h.route('hostile', pod.port);
   await h.route('healthy', healthy.port);
   const pair = await createSelfSignedCertificate('hostile-pod-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway, {
+  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
     port: 0,
     host: '127.0.0.1',
     http2: true,

@@ -8,10 +8,10 @@ import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { accessKeys, parseAccessEvent } from '../shared/access-store.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { routeKeys } from '../shared/route.ts';
-import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { waitFor } from './support/wait.ts';
-import { send } from './access-support.ts';
+import { send } from './support/access.ts';
 
 let pods: PodWorld;
 const slug = uniqueSlug('life');

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { loadGatewayConfig, runGateway, type GatewayProcess } from '../gateway/main.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { createRedis, waitReady, type RedisConnection } from '../shared/redis.ts';
 import { startLoad } from './support/load.ts';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { loadGatewayConfig, runGateway, type GatewayProcess } from '../gateway/main.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
 import type { Route } from '../shared/route.ts';

@@ -15,21 +15,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGatewayConfig } from '../gateway/config.ts';
 import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { runAccessStoreContract } from '../shared/access-store.contract.ts';
-import { createAccessStore } from '../shared/access-store-factory.ts';
 import { TOKEN_HEADER } from '../shared/access-token.ts';
 import { runCertStoreContract } from '../shared/cert-store.contract.ts';
-import { createCertStore } from '../shared/cert-store-factory.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { createRedis, sendsPasswordInClear, waitReady } from '../shared/redis.ts';
 import { runRouteStoreContract } from '../shared/route-store.contract.ts';
-import { createRouteStore } from '../shared/route-store-factory.ts';
+import { createStores, type Stores } from '../shared/stores.ts';
 import { adminCall } from './support/admin-api.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
 import { startRedis, type RedisServer } from './support/redis-server.ts';
 import { waitFor } from './support/wait.ts';
-import { send } from './access-support.ts';
+import { send } from './support/access.ts';
 
 const run = promisify(execFile);
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -139,7 +137,7 @@ describe('podgate on a Redis with an ACL user, a password and TLS', () => {
     const wrong = urlAs('podgate', WRONG_PASSWORD);
     const gw = await spawnGateway({ REDIS_URL: wrong, REDIS_TLS_CA: caFile, ACCESS_LOG: 'false' });
     gateways.push(gw);
-    await waitFor(() => ['route store', 'access store'].every((what) => gw.logs.some((l) => l.variable === 'REDIS_URL' && l.msg.startsWith(`${what} cannot use Redis`))), {
+    await waitFor(() => gw.logs.some((l) => l.variable === 'REDIS_URL' && l.msg.startsWith('gateway cannot use Redis')), {
       what: 'the gateway to report the refused password',
     });
     const said = gw.logs.find((l) => l.variable === 'REDIS_URL')!;
@@ -219,16 +217,25 @@ describe('REDIS_URL and REDIS_TLS_CA settings', () => {
   });
 });
 
-// The stores the factories build (what the gateway runs), over TLS as the ACL user: each contract suite in full.
+// The stores createStores builds (what the gateway runs), over TLS as the ACL user: each contract suite in full.
 describe('stores built from REDIS_URL + REDIS_TLS_CA', () => {
   let n = 0;
-  const target = () => ({ url: aclUrl(), ca: readFileSync(caFile) });
+  const built: Stores[] = [];
+  afterAll(async () => {
+    await Promise.all(built.map((s) => s.close()));
+  });
+  /** A set of stores of their own (own prefix, own connection) for each contract test. */
+  const stores = (prefix: string) => {
+    const s = createStores({ redis: { url: aclUrl(), ca: readFileSync(caFile) }, prefix, user: 'test' }, silent);
+    built.push(s);
+    return s;
+  };
   /** The factories connect in the background: wait until a read answers. */
   const ready = async <T>(store: T, probe: (s: T) => Promise<unknown>) => {
     await waitFor(() => probe(store).then(() => true, () => false), { what: 'the store to connect' });
     return store;
   };
-  runRouteStoreContract('factory, rediss:// as an ACL user', () => ready(createRouteStore(target(), `podgate:r${++n}:`, silent), (s) => s.get('probe')));
-  runAccessStoreContract('factory, rediss:// as an ACL user', () => ready(createAccessStore(target(), `podgate:a${++n}:`, silent), (s) => s.revocations(0)));
-  runCertStoreContract('factory, rediss:// as an ACL user', () => ready(createCertStore(target(), `podgate:c${++n}:`, silent), (s) => s.listCertificates()));
+  runRouteStoreContract('factory, rediss:// as an ACL user', () => ready(stores(`podgate:r${++n}:`).routes, (s) => s.get('probe')));
+  runAccessStoreContract('factory, rediss:// as an ACL user', () => ready(stores(`podgate:a${++n}:`).access, (s) => s.revocations(0)));
+  runCertStoreContract('factory, rediss:// as an ACL user', () => ready(stores(`podgate:c${++n}:`).certs, (s) => s.listCertificates()));
 });

@@ -4,7 +4,7 @@
 // the pod's terminal.
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testPodImage, uniqueSlug } from '../orchestrator/testing.ts';
+import { testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { startBrowser } from './support/browser.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 

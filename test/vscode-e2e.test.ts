@@ -3,8 +3,8 @@
 // does: the link sets the cookie, the workbench page loads, and its WebSocket speaks VS Code's remote protocol
 // (code-server runs with --auth none: the gateway is the only lock, so a client without the cookie gets nothing).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uniqueSlug } from '../orchestrator/testing.ts';
-import { parseSetCookie, send } from './access-support.ts';
+import { uniqueSlug } from './support/orchestrator.ts';
+import { parseSetCookie, send } from './support/access.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { vscodeHandshake, vscodeImage, VSCODE_PORT, workbenchCommitPath } from './support/vscode.ts';
 

@@ -1,19 +1,17 @@
-// The access guard (GitHub issue 5): runs after a request's pod is resolved and before it is proxied. It gathers
-// what decide.ts needs (the port's visibility, the tokens the client presents, the revocation list, the client's
-// forged-token count), carries the decision out (proxy, redirect that turns a link into a cookie, 401, 429), and
-// removes the gateway's cookie, header and query token before anything reaches the pod. It also counts the
-// pod's connections in flight against the route's `maxConnections`.
+// The access guard: runs after a request's pod is resolved and before it is proxied. It gathers what decide.ts
+// needs (the port's visibility, the tokens the client presents, the revocation list, the client's forged-token
+// count) and returns a verdict: proxy, or the answer to send (redirect that turns a link into a cookie, preflight,
+// 401, 429, 503); the handler sends it (reply.ts). An allowed request loses the gateway's cookie, header and query
+// token before anything reaches the pod, and holds one of the pod's `maxConnections` slots until it closes.
 //
 // Answers never reveal whether a pod exists: with ACCESS_CONCEAL_PODS a client without a valid token for the pod
-// gets the same answer for an unknown or stopped pod as for a running private one (concealRequest/concealUpgrade),
-// CORS preflights included (the gateway answers those itself, preflight.ts). Every answer depends on the request
-// and the port's visibility only, never on whether the pod exists or runs.
+// gets the same answer for an unknown or stopped pod as for a running private one (conceal()), CORS preflights
+// included (the gateway answers those itself, preflight.ts). Every answer depends on the request and the port's
+// visibility only, never on whether the pod exists or runs.
 //
 // Refusals that carry forged tokens ask the limiter (limits.ts), which may consult the shared store: only those
 // are answered asynchronously. Allowed requests never wait for anything.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
 import type { AccessStore } from '../../shared/access-store.ts';
 import { AccessTokens, generateSecret, tokenCovers, type AccessClaims } from '../../shared/access-token.ts';
 import {
@@ -28,8 +26,9 @@ import { parsePodHost } from '../../shared/hostname.ts';
 import type { Logger } from '../../shared/log.ts';
 import { DEFAULT_POD_PORT, type Route } from '../../shared/route.ts';
 import type { GatewayConfig } from '../config.ts';
-import { rawHttpError, renderError, wantsHtml, type ErrorAnswer } from '../error-page.ts';
-import { unwrapMappedAddress } from '../forward-headers.ts';
+import type { ClientInfo } from '../client-info.ts';
+import { renderError, wantsHtml } from '../error-page.ts';
+import type { Answer } from '../reply.ts';
 import type { Target } from '../resolve.ts';
 import { RetryBackoff } from '../retry-backoff.ts';
 import {
@@ -56,6 +55,10 @@ const VERIFIED_CACHE_SIZE = 10_000;
 const POD_BUSY_RETRY_SECONDS = 1;
 const WWW_AUTHENTICATE = `Podgate-Token realm="podgate", header="${TOKEN_HEADER}"`;
 
+/** The guard's answer to a request: proxy it (and call `release` once it closes), or send `answer` instead. */
+export type Verdict = { kind: 'allow'; release: () => void } | Answered;
+export type Answered = { kind: 'answer'; answer: Answer };
+
 export interface AccessGuardDeps {
   store: AccessStore;
   log: Logger;
@@ -72,7 +75,6 @@ export type AccessGuardConfig = Pick<
   | 'ACCESS_BAD_TOKEN_WINDOW_MS'
   | 'ACCESS_CONCEAL_PODS'
   | 'baseDomains'
-  | 'trustedProxies'
 >;
 
 export class AccessGuard {
@@ -162,71 +164,37 @@ export class AccessGuard {
   }
 
   /**
-   * Before proxying an HTTP request. True when the guard answered (redirect, 401, 429, 503); false when the request
-   * may go on, with the gateway's credentials removed and a connection slot held until the response closes.
+   * Before proxying: allow (the gateway's credentials removed from the request, a connection slot held until
+   * `release`), or the answer to send instead (redirect, preflight, 401, 429, 503). Runs before an upgrade's
+   * protocol or method is looked at, so an upgrade the gateway does not proxy is refused like any other to a client
+   * without a token. Only a refusal with forged tokens is a promise (the limiter was asked).
    */
-  guardRequest(req: IncomingMessage, res: ServerResponse, target: Target): boolean {
-    const url = req.url ?? '/';
-    const clean = withoutTokenParam(url);
-    const decision = this.decide(req, target, false);
-    if (!decision.allow) {
-      this.deny(req, res, decision, clean);
-      return true;
-    }
-    if (decision.redeem || decision.reload) {
+  admit(req: IncomingMessage, target: Target, client: ClientInfo, upgrade: boolean): Verdict | Promise<Answered> {
+    const decision = this.decide(req, target, upgrade);
+    if (!decision.allow) return this.refuse(req, decision, client, upgrade);
+    if (!upgrade && (decision.redeem || decision.reload)) {
       // The link becomes a cookie for exactly this hostname; reloading without the token keeps it out of the
       // address bar, the history and the Referer of whatever the page loads next. The Location is a path of this
       // origin whatever the request target looked like (location.ts).
+      const clean = withoutTokenParam(req.url ?? '/');
       const headers: Record<string, string> = { location: sameOriginPath(clean), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' };
-      if (decision.redeem) headers['set-cookie'] = accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, this.isTls(req));
-      send(req, res, 302, headers);
-      return true;
+      if (decision.redeem) headers['set-cookie'] = accessCookie(decision.redeem.token, decision.redeem.maxAgeSeconds, client.proto === 'https');
+      return answered({ status: 302, headers });
     }
     const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
-    if (!release) {
-      answer(req, res, renderError(toHttpError(new PodBusyError(target.route.maxConnections!, POD_BUSY_RETRY_SECONDS)), req.headers.accept));
-      return true;
-    }
-    res.once('close', release);
-    stripCredentialHeaders(req.headers);
-    req.url = clean;
-    return false;
-  }
-
-  /**
-   * Before proxying an upgrade: the status answered (a promise when the limiter was asked), or undefined when it
-   * may go on (slot held until close). Runs before the upgrade's protocol or method is looked at, so an upgrade the
-   * gateway does not proxy is refused like any other to a client without a token.
-   */
-  guardUpgrade(req: IncomingMessage, socket: Duplex, target: Target): number | Promise<number> | undefined {
-    const decision = this.decide(req, target, true);
-    if (!decision.allow) return this.denyRaw(req, socket, decision);
-    const release = this.connections.tryAcquire(target.slug, target.route.maxConnections);
-    if (!release) {
-      const busy = renderError(toHttpError(new PodBusyError(target.route.maxConnections!, POD_BUSY_RETRY_SECONDS)), req.headers.accept);
-      socket.end(rawHttpError(busy));
-      return busy.status;
-    }
-    socket.once('close', release);
+    if (!release) return answered(renderError(toHttpError(new PodBusyError(target.route.maxConnections!, POD_BUSY_RETRY_SECONDS)), req.headers.accept));
     stripCredentialHeaders(req.headers);
     req.url = withoutTokenParam(req.url ?? '/');
-    return undefined;
+    return { kind: 'allow', release };
   }
 
   /**
    * resolve() failed. For an unknown or stopped pod, a client without a valid token for it gets the same answer as
-   * for a private pod. True when the guard answered; false leaves the original error to the caller.
+   * for a private pod; undefined leaves the original error to the caller.
    */
-  concealRequest(err: unknown, req: IncomingMessage, res: ServerResponse): boolean {
-    const decision = this.concealment(err, req, false);
-    if (!decision) return false;
-    this.deny(req, res, decision, withoutTokenParam(req.url ?? '/'));
-    return true;
-  }
-
-  concealUpgrade(err: unknown, req: IncomingMessage, socket: Duplex): number | Promise<number> | undefined {
-    const decision = this.concealment(err, req, true);
-    return decision ? this.denyRaw(req, socket, decision) : undefined;
+  conceal(err: unknown, req: IncomingMessage, client: ClientInfo, upgrade: boolean): Answered | Promise<Answered> | undefined {
+    const decision = this.concealment(err, req, upgrade);
+    return decision ? this.refuse(req, decision, client, upgrade) : undefined;
   }
 
   private concealment(err: unknown, req: IncomingMessage, upgrade: boolean): Extract<Decision, { allow: false }> | undefined {
@@ -269,21 +237,33 @@ export class AccessGuard {
    * A refusal with forged tokens goes past the limiter: rate limited when the address is blocked (known here
    * without I/O, or answered by the shared count). Every other refusal is final as it is.
    */
-  private limited(req: IncomingMessage, refusal: Refusal): Refusal | Promise<Refusal> {
+  private limited(client: ClientInfo, refusal: Refusal): Refusal | Promise<Refusal> {
     if (refusal.reason !== 'rejected' || refusal.forged === 0) return refusal;
-    const client = limiterKey(this.clientAddress(req));
+    const key = limiterKey(client.address);
     const now = this.now();
-    const known = this.limiter.blockedFor(client, now);
+    const known = this.limiter.blockedFor(key, now);
     if (known > 0) return { ...refusal, reason: 'rate_limited', retryAfterSeconds: known };
-    return this.limiter.record(client, refusal.forged, now).then((verdict) => {
+    return this.limiter.record(key, refusal.forged, now).then((verdict) => {
       if (verdict.nowBlocked) {
-        this.deps.log.warn({ client, windowMs: this.config.ACCESS_BAD_TOKEN_WINDOW_MS }, 'too many forged access tokens; client blocked for the window');
+        this.deps.log.warn({ client: key, windowMs: this.config.ACCESS_BAD_TOKEN_WINDOW_MS }, 'too many forged access tokens; client blocked for the window');
       }
       return verdict.blockedFor > 0 ? { ...refusal, reason: 'rate_limited' as const, retryAfterSeconds: verdict.blockedFor } : refusal;
     });
   }
 
-  private refusal(req: IncomingMessage, decision: Refusal): ErrorAnswer {
+  private refuse(req: IncomingMessage, decision: Extract<Decision, { allow: false }>, client: ClientInfo, upgrade: boolean): Answered | Promise<Answered> {
+    if (decision.reason === 'preflight') {
+      // decide() never calls an upgrade a preflight; were it to, the upgrade is refused like one without a token.
+      if (upgrade) decision = { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
+      else return answered(preflightAnswer(req.headers));
+    }
+    const toAnswer = (refusal: Refusal): Answered => answered(upgrade ? this.refusal(req, refusal) : this.pageRefusal(req, refusal, client));
+    const limited = this.limited(client, decision);
+    return limited instanceof Promise ? limited.then(toAnswer) : toAnswer(limited);
+  }
+
+  /** 401 or 429, as an upgrade gets it. */
+  private refusal(req: IncomingMessage, decision: Refusal): Answer {
     const error =
       decision.reason === 'rate_limited'
         ? new TooManyRequestsError('too many invalid access tokens from this address', decision.retryAfterSeconds ?? 1)
@@ -293,57 +273,20 @@ export class AccessGuard {
     return rendered;
   }
 
-  private deny(req: IncomingMessage, res: ServerResponse, decision: Extract<Decision, { allow: false }>, clean: string): void {
-    if (decision.reason === 'preflight') {
-      const preflight = preflightAnswer(req.headers);
-      send(req, res, preflight.status, preflight.headers);
-      return;
-    }
-    const settled = this.limited(req, decision);
-    if (!(settled instanceof Promise)) {
-      this.answerRefusal(req, res, settled, clean);
-      return;
-    }
-    settled.then((refusal) => this.answerRefusal(req, res, refusal, clean)).catch((err: unknown) => this.failed(err, res));
-  }
-
-  private answerRefusal(req: IncomingMessage, res: ServerResponse, decision: Refusal, clean: string): void {
-    if (res.destroyed || res.headersSent) return; // the client left while the limiter was asked
+  /** A request's refusal: also drops a dead cookie, and sends a browser to ACCESS_LOGIN_URL when one is set. */
+  private pageRefusal(req: IncomingMessage, decision: Refusal, client: ClientInfo): Answer {
     const extra: Record<string, string> = {};
+    const tls = client.proto === 'https';
     // A cookie that no longer opens anything (revoked, expired) is dropped, so the browser stops sending it.
-    if (decision.staleCookie) extra['set-cookie'] = clearedAccessCookie(this.isTls(req));
+    if (decision.staleCookie) extra['set-cookie'] = clearedAccessCookie(tls);
     const login = this.config.ACCESS_LOGIN_URL;
     if (login && decision.reason !== 'rate_limited' && wantsHtml(req.headers.accept) && (req.method === 'GET' || req.method === 'HEAD')) {
       const to = new URL(login);
-      to.searchParams.set('return_to', sameOriginUrl(this.isTls(req) ? 'https' : 'http', req.headers.host ?? '', clean));
-      send(req, res, 302, { ...extra, location: to.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
-      return;
+      to.searchParams.set('return_to', sameOriginUrl(client.proto, req.headers.host ?? '', withoutTokenParam(req.url ?? '/')));
+      return { status: 302, headers: { ...extra, location: to.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } };
     }
     const refused = this.refusal(req, decision);
-    answer(req, res, { ...refused, headers: { ...refused.headers, ...extra } });
-  }
-
-  private denyRaw(req: IncomingMessage, socket: Duplex, decision: Extract<Decision, { allow: false }>): number | Promise<number> {
-    // decide() never calls an upgrade a preflight; were it to, the upgrade is refused like one without a token.
-    if (decision.reason === 'preflight') decision = { allow: false, reason: 'no_credentials', forged: 0, staleCookie: false };
-    const answerRaw = (refusal: Refusal): number => {
-      const refused = this.refusal(req, refusal);
-      if (socket.writable) socket.end(rawHttpError(refused));
-      else socket.destroy();
-      return refused.status;
-    };
-    const settled = this.limited(req, decision);
-    if (!(settled instanceof Promise)) return answerRaw(settled);
-    return settled.then(answerRaw).catch((err: unknown) => {
-      this.failed(err, socket);
-      return 500;
-    });
-  }
-
-  /** A refusal that could not be answered (a bug, not a client's doing): logged, the connection closed. */
-  private failed(err: unknown, stream: ServerResponse | Duplex): void {
-    this.deps.log.error({ err: String(err) }, 'access refusal could not be answered');
-    stream.destroy();
+    return { ...refused, headers: { ...refused.headers, ...extra } };
   }
 
   /** An Origin that is not a page of this pod (any of its ports); absent (navigations, non-browsers) is not foreign. */
@@ -355,36 +298,6 @@ export class AccessGuard {
       return true; // `null` (sandboxed frames, file:), other sites, malformed
     }
   }
-
-  /** The client as the rate limiter sees it: the peer, or the address a trusted proxy in front of us saw. */
-  private clientAddress(req: IncomingMessage): string {
-    const peer = unwrapMappedAddress(req.socket.remoteAddress);
-    if (!this.isTrusted(peer)) return peer;
-    const forwarded = req.headers['x-forwarded-for'];
-    const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded ?? '').split(',').pop()?.trim();
-    return last || peer;
-  }
-
-  private isTrusted(address: string): boolean {
-    return address !== '' && this.config.trustedProxies.check(address, address.includes(':') ? 'ipv6' : 'ipv4');
-  }
-
-  /** The client reached us over TLS (directly, or through a trusted proxy that says so): cookies get Secure. */
-  private isTls(req: IncomingMessage): boolean {
-    if ((req.socket as TLSSocket).encrypted) return true;
-    return this.isTrusted(unwrapMappedAddress(req.socket.remoteAddress)) && req.headers['x-forwarded-proto'] === 'https';
-  }
 }
 
-function send(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>): void {
-  res.writeHead(status, { ...headers, 'content-length': '0' });
-  res.end();
-  req.resume();
-}
-
-function answer(req: IncomingMessage, res: ServerResponse, a: ErrorAnswer): void {
-  res.writeHead(a.status, { ...a.headers, 'content-length': Buffer.byteLength(a.body) });
-  res.end(req.method === 'HEAD' ? undefined : a.body);
-  // The body of a refused request is never read; draining it keeps the connection usable for the next request.
-  req.resume();
-}
+const answered = (answer: Answer): Answered => ({ kind: 'answer', answer });

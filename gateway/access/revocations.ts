@@ -4,6 +4,7 @@
 // an event that raced with the read cannot be lost. Until the first read succeeds no token is accepted.
 import type { AccessEvent, AccessStore } from '../../shared/access-store.ts';
 import type { Logger } from '../../shared/log.ts';
+import { followStore, type Following } from '../follow-store.ts';
 import { RetryBackoff } from '../retry-backoff.ts';
 
 export interface RevocationListOptions {
@@ -18,8 +19,7 @@ export class RevocationList {
   private readonly now: () => number;
   private readonly ids = new Map<string, number>();
   private readonly notBefore = new Map<string, number>();
-  private unsubscribe: (() => Promise<void>) | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private following: Following | undefined;
   private loaded = false;
   private failing = false;
   private closed = false;
@@ -34,17 +34,12 @@ export class RevocationList {
 
   /** Subscribe, then read everything. Resolves even if the store is down (the timer retries). */
   async start(): Promise<void> {
-    try {
-      this.unsubscribe = await this.store.subscribe({
-        onEvent: (event) => this.apply(event),
-        onResync: () => void this.resync(),
-      });
-    } catch (err) {
-      this.options.log.warn({ err: String(err) }, 'access revocation events unavailable; relying on periodic re-read');
-    }
-    await this.resync();
-    this.timer = setInterval(() => void this.resync(), this.options.resyncIntervalMs);
-    this.timer.unref();
+    this.following = await followStore({
+      subscribe: () => this.store.subscribe({ onEvent: (event) => this.apply(event), onResync: () => void this.resync() }),
+      resync: () => this.resync(),
+      intervalMs: this.options.resyncIntervalMs,
+      onSubscribeFailed: (err) => this.options.log.warn({ err: String(err) }, 'access revocation events unavailable; relying on periodic re-read'),
+    });
   }
 
   /** False until the revocations were read once: tokens are not trusted before that. */
@@ -84,7 +79,6 @@ export class RevocationList {
   async close(): Promise<void> {
     this.closed = true;
     this.retry.cancel();
-    if (this.timer) clearInterval(this.timer);
-    await this.unsubscribe?.().catch(() => {});
+    await this.following?.stop();
   }
 }

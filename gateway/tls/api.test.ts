@@ -7,16 +7,14 @@ import { silentLogger } from '../../shared/log.ts';
 import { MemoryCertStore } from '../../shared/memory-cert-store.ts';
 import { MemoryRouteStore } from '../../shared/memory-route-store.ts';
 import { loadGatewayConfig } from '../config.ts';
-import { startGateway, type RunningGateway } from '../gateway.ts';
+import { startGateway, type RunningGateway } from '../main.ts';
 import { loadTlsConfig } from './config.ts';
-import { prepareGatewayTls, type GatewayTls } from './gateway-tls.ts';
 
 const TOKEN = 'certificates-admin-token-0123456789';
 const log = silentLogger();
 
 interface Running {
   gateway: RunningGateway;
-  tls: GatewayTls;
   url: string;
 }
 const running: Running[] = [];
@@ -36,10 +34,9 @@ async function start(extra: Record<string, string>): Promise<Running> {
     ...extra,
   };
   const config = loadGatewayConfig(env);
-  const tls = await prepareGatewayTls(config, loadTlsConfig(env), { certStore: new MemoryCertStore(), log });
-  const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, ...tls.hooks });
-  await tls.attach(gateway);
-  const r = { gateway, tls, url: `http://127.0.0.1:${gateway.adminPort}` };
+  const tls = { config: loadTlsConfig(env), store: new MemoryCertStore() };
+  const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls });
+  const r = { gateway, url: `http://127.0.0.1:${gateway.adminPort}` };
   running.push(r);
   return r;
 }
@@ -50,7 +47,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const r of running) {
-    await r.tls.stop(1000);
     await r.gateway.shutdown(1000);
   }
 });

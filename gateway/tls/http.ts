@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CHALLENGE_TOKEN_PATTERN, type CertStore } from '../../shared/cert-store.ts';
 import { hostWithoutPort } from '../../shared/hostname.ts';
 import type { Logger } from '../../shared/log.ts';
+import { reply, toResponse } from '../reply.ts';
 
 export const CHALLENGE_PATH_PREFIX = '/.well-known/acme-challenge/';
 const DEFAULT_HTTPS_PORT = 443;
@@ -20,11 +21,8 @@ export function createChallengeHandler(store: CertStore, log: Logger) {
   return (req: IncomingMessage, res: ServerResponse): boolean => {
     if (!isChallengePath(req.url)) return false;
     const token = req.url!.slice(CHALLENGE_PATH_PREFIX.length).split('?')[0]!;
-    const answer = (status: number, body: string) => {
-      if (res.headersSent || res.destroyed) return;
-      res.writeHead(status, { 'content-type': 'text/plain', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    };
+    const to = toResponse(req, res);
+    const answer = (status: number, body: string) => reply(to, { status, headers: { 'content-type': 'text/plain', 'cache-control': 'no-store' }, body });
     if (!CHALLENGE_TOKEN_PATTERN.test(token) || (req.method !== 'GET' && req.method !== 'HEAD')) {
       answer(404, 'no such challenge\n');
       return true;
@@ -52,8 +50,7 @@ export function createHttpsRedirect(bases: readonly string[], httpsPort: () => n
     if (!bases.some((b) => host.endsWith(`.${b}`))) return false;
     const location = `https://${host}${portSuffix}${req.url?.startsWith('/') ? req.url : '/'}`;
     // 308 keeps the method and body (a POST stays a POST).
-    res.writeHead(308, { location, 'content-length': 0 });
-    res.end();
+    reply(toResponse(req, res), { status: 308, headers: { location } });
     return true;
   };
 }

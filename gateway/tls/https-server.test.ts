@@ -15,11 +15,11 @@ beforeAll(async () => {
   listener = await listenHttps(
     { key: pair.keyPem, cert: pair.certPem },
     {
-      handleRequest: (req, res) => {
+      onRequest: (req, res) => {
         hosts.push(req.headers.host ?? '');
         res.end('ok');
       },
-      handleUpgrade: (_req, socket) => socket.destroy(),
+      onUpgrade: (_req, socket) => socket.destroy(),
     },
     { port: 0, host: '127.0.0.1', http2: true, headersTimeoutMs: 300, keepAliveTimeoutMs: 600, log: silentLogger() },
   );

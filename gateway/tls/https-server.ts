@@ -19,10 +19,10 @@ import { listenError } from '../../shared/config.ts';
 import type { Logger } from '../../shared/log.ts';
 
 export interface RequestHandlers {
-  handleRequest: (req: IncomingMessage, res: ServerResponse) => void;
-  handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
-  /** HTTP/1.1 CONNECT; without it such connections are closed. HTTP/2 CONNECT streams go to handleRequest. */
-  handleConnect?: (req: IncomingMessage, socket: Duplex) => void;
+  onRequest: (req: IncomingMessage, res: ServerResponse) => void;
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** HTTP/1.1 CONNECT; without it such connections are closed. HTTP/2 CONNECT streams go to onRequest. */
+  onConnect?: (req: IncomingMessage, socket: Duplex) => void;
 }
 
 export interface HttpsListenerOptions {
@@ -100,14 +100,14 @@ export function listenHttps(
     });
     h2.on('request', (req, res) => {
       if (req.httpVersionMajor < 2) headDeadline.requestArrived(req.socket as TLSSocket, res);
-      handlers.handleRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse);
+      handlers.onRequest(withHostHeader(req as unknown as IncomingMessage), res as unknown as ServerResponse);
     });
     h2.on('upgrade', (req: IncomingMessage) => headDeadline.disarm(req.socket as TLSSocket));
     // One event for both protocols: an HTTP/2 CONNECT stream comes with its response (answered like any request,
     // where the gateway refuses it), an HTTP/1.1 CONNECT with its socket.
     h2.on('connect', (req: IncomingMessage, second: ServerResponse | Duplex) => {
-      if ('writeHead' in second) handlers.handleRequest(withHostHeader(req), second);
-      else if (handlers.handleConnect) handlers.handleConnect(req, second);
+      if ('writeHead' in second) handlers.onRequest(withHostHeader(req), second);
+      else if (handlers.onConnect) handlers.onConnect(req, second);
       else second.destroy();
     });
     if (options.http2SessionTimeoutMs) h2.setTimeout(options.http2SessionTimeoutMs);
@@ -119,11 +119,11 @@ export function listenHttps(
       requestTimeout: 0,
       keepAliveTimeout: options.keepAliveTimeoutMs,
     });
-    server.on('request', handlers.handleRequest);
-    if (handlers.handleConnect) server.on('connect', handlers.handleConnect);
+    server.on('request', handlers.onRequest);
+    if (handlers.onConnect) server.on('connect', handlers.onConnect);
   }
   // HTTP/1.1 connections (also those an HTTP/2 server downgrades) upgrade to WebSockets here.
-  server.on('upgrade', handlers.handleUpgrade);
+  server.on('upgrade', handlers.onUpgrade);
   server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
     options.log.debug({ code: err.code, msg: err.message }, 'TLS handshake failed');
   });

@@ -1,12 +1,16 @@
-// TLS for the gateway, assembled: certificates from the shared store served by SNI (exact name, wildcard,
-// default), HTTP-01 answers and the HTTPS redirect on plain HTTP, on-demand issuance for pod hostnames,
-// background renewal, and the certificates admin API. main.ts builds the store and hands it in.
+// TLS for the gateway, built once from configuration: certificates from the shared store served by SNI (exact
+// name, wildcard, default), HTTP-01 answers and the HTTPS redirect on plain HTTP, on-demand issuance for pod
+// hostnames, background renewal, and the certificates admin API. gateway/main.ts hands in the certificate store
+// and the route table; listener.ts opens the HTTPS listener through listen().
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { Hono } from 'hono';
 import type { CertStore } from '../../shared/cert-store.ts';
+import { ConfigError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
+import type { GatewayConfig } from '../config.ts';
+import { followStore, type Following } from '../follow-store.ts';
 import { AcmeIssuer, type CertificateIssuer } from './acme.ts';
 import { certificatesAdmin } from './api.ts';
 import { CertIndex } from './cert-index.ts';
@@ -22,22 +26,20 @@ import { onDemandVerdict, type PodLookup } from './names.ts';
 
 export { loadTlsConfig, type TlsConfig } from './config.ts';
 
-export interface TlsOptions {
-  config: TlsConfig;
+export interface TlsDeps {
   store: CertStore;
-  /** Normalised base domains (GatewayConfig.baseDomains). */
-  baseDomains: string[];
-  /** The pod's route in the route table (RouteTable.lookup); may be bound after the gateway starts. */
-  lookupPod: PodLookup;
-  /** Bearer token of the certificates API (GatewayConfig.GATEWAY_ADMIN_TOKEN); unset, the API is not served. */
-  adminToken?: string | undefined;
+  /** The gateway's route table: on-demand issuance and renewal ask it whether a name's pod exists. */
+  routes: { lookup: PodLookup };
   log: Logger;
   /** Replaces the ACME issuer built from config.acme (tests only). */
-  issuer?: CertificateIssuer;
+  issuer?: CertificateIssuer | undefined;
   dnsHook?: DnsHook;
   /** Clock for renewal decisions (tests move it forward instead of waiting weeks). */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
+
+/** What TLS reads of the gateway's own settings. */
+export type TlsGatewayConfig = Pick<GatewayConfig, 'baseDomains' | 'GATEWAY_ADMIN_TOKEN' | 'GATEWAY_WORKERS' | 'REDIS_URL'>;
 
 export interface Tls {
   manager: CertificateManager;
@@ -60,36 +62,67 @@ export interface Tls {
   close(): Promise<void>;
 }
 
-export function buildDnsHook(config: TlsConfig): DnsHook | undefined {
+function buildDnsHook(config: TlsConfig): DnsHook | undefined {
   const hook = config.dnsHook;
   if (hook.kind === 'challtestsrv') return new ChallTestSrvDnsHook(hook.url);
   if (hook.kind === 'exec') return new ExecDnsHook(hook.command);
   return undefined;
 }
 
-export async function createTls(options: TlsOptions): Promise<Tls> {
-  const { config, store, baseDomains, log } = options;
-  const now = options.now ?? Date.now;
-  const owner = `gateway-${process.pid}-${randomUUID().slice(0, 8)}`;
+/** The ACME issuer and the certificate manager over it, as both the serving gateway and the cluster primary use them. */
+function createManager(
+  config: TlsGatewayConfig,
+  tlsConfig: TlsConfig,
+  deps: Pick<TlsDeps, 'store' | 'log' | 'issuer' | 'dnsHook' | 'now'>,
+  owner: string,
+): CertificateManager {
+  const { store, log } = deps;
   const issuer =
-    options.issuer ??
+    deps.issuer ??
     new AcmeIssuer({
       store,
-      directoryUrl: config.acme.directoryUrl,
-      ...(config.acme.email ? { email: config.acme.email } : {}),
-      ...(config.acme.caBundlePem ? { caBundlePem: config.acme.caBundlePem } : {}),
-      dnsHook: options.dnsHook ?? buildDnsHook(config),
+      directoryUrl: tlsConfig.acme.directoryUrl,
+      ...(tlsConfig.acme.email ? { email: tlsConfig.acme.email } : {}),
+      ...(tlsConfig.acme.caBundlePem ? { caBundlePem: tlsConfig.acme.caBundlePem } : {}),
+      dnsHook: deps.dnsHook ?? buildDnsHook(tlsConfig),
       log,
     });
-  const manager = new CertificateManager({
+  return new CertificateManager({
     store,
     issuer,
-    baseDomains,
+    baseDomains: config.baseDomains,
     log,
     owner,
-    now,
-    backoff: { minMs: config.renewal.backoffMinMs, maxMs: config.renewal.backoffMaxMs },
+    ...(deps.now ? { now: deps.now } : {}),
+    backoff: { minMs: tlsConfig.renewal.backoffMinMs, maxMs: tlsConfig.renewal.backoffMaxMs },
   });
+}
+
+/**
+ * The certificates API alone, for a process that serves the admin listener but no traffic (the cluster
+ * primary when GATEWAY_WORKERS > 1): issuance puts HTTP-01 answers in the shared store, where the workers
+ * answer them. Renewal stays with the workers.
+ */
+export function createCertificatesAdmin(
+  config: TlsGatewayConfig,
+  tlsConfig: TlsConfig,
+  deps: { store: CertStore; log: Logger },
+): { mountAdmin: (app: Hono) => void } {
+  const manager = createManager(config, tlsConfig, deps, `gateway-primary-${process.pid}`);
+  const api = certificatesAdmin(manager, deps.log, config.GATEWAY_ADMIN_TOKEN);
+  return { mountAdmin: (app) => void app.route('/', api) };
+}
+
+export async function createTls(gatewayConfig: TlsGatewayConfig, config: TlsConfig, deps: TlsDeps): Promise<Tls> {
+  if (gatewayConfig.GATEWAY_WORKERS > 1 && !gatewayConfig.REDIS_URL) {
+    // Each worker process would hold its own embedded store: different certificates, challenges nobody answers.
+    throw new ConfigError('REDIS_URL', 'TLS with GATEWAY_WORKERS > 1 needs the shared store (set REDIS_URL)');
+  }
+  const { store, log } = deps;
+  const { baseDomains } = gatewayConfig;
+  const lookupPod: PodLookup = (slug) => deps.routes.lookup(slug);
+  const now = deps.now ?? Date.now;
+  const manager = createManager(gatewayConfig, config, { ...deps, now }, `gateway-${process.pid}-${randomUUID().slice(0, 8)}`);
   const renewer = new Renewer({
     store,
     manager,
@@ -97,14 +130,14 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     intervalMs: config.renewal.checkIntervalMs,
     now,
     wanted: (record) =>
-      record.origin !== 'on-demand' || record.names.every((n) => onDemandVerdict(n, baseDomains, options.lookupPod).allowed),
+      record.origin !== 'on-demand' || record.names.every((n) => onDemandVerdict(n, baseDomains, lookupPod).allowed),
   });
   const onDemand = config.onDemand.enabled
     ? new OnDemandIssuance({
         store,
         manager,
         baseDomains,
-        lookupPod: options.lookupPod,
+        lookupPod,
         log,
         maxPerWindow: config.onDemand.maxPerWindow,
         maxPerPod: config.onDemand.maxPerPod,
@@ -156,10 +189,9 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
   // The port users reach HTTPS on: configured, else the one the listener got (port 0 in tests).
   let httpsPort = config.publicHttpsPort ?? config.httpsPort;
   const redirect = config.redirectHttp ? createHttpsRedirect(baseDomains, () => httpsPort) : undefined;
-  const certificatesApi = certificatesAdmin(manager, log, options.adminToken);
+  const certificatesApi = certificatesAdmin(manager, log, gatewayConfig.GATEWAY_ADMIN_TOKEN);
 
-  let unsubscribe: (() => Promise<void>) | undefined;
-  let reloadTimer: NodeJS.Timeout | undefined;
+  let following: Following | undefined;
 
   return {
     manager,
@@ -176,22 +208,21 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
     },
     reload,
     async start() {
-      try {
-        unsubscribe = await store.subscribe({
-          onChange: (id) => {
-            store.getCertificate(id).then(
-              (record) => load(id, record),
-              () => void safeReload(),
-            );
-          },
-          onResync: () => void safeReload(),
-        });
-      } catch (err) {
-        log.warn({ err: String(err) }, 'certificate change subscription failed; relying on periodic reload');
-      }
-      await safeReload();
-      reloadTimer = setInterval(() => void safeReload(), config.reloadIntervalMs);
-      reloadTimer.unref();
+      following = await followStore({
+        subscribe: () =>
+          store.subscribe({
+            onChange: (id) => {
+              store.getCertificate(id).then(
+                (record) => load(id, record),
+                () => void safeReload(),
+              );
+            },
+            onResync: () => void safeReload(),
+          }),
+        resync: safeReload,
+        intervalMs: config.reloadIntervalMs,
+        onSubscribeFailed: (err) => log.warn({ err: String(err) }, 'certificate change subscription failed; relying on periodic reload'),
+      });
       renewer.start();
       log.info({ certificates: index.size, onDemand: config.onDemand.enabled, acme: config.acme.directoryUrl }, 'TLS ready');
     },
@@ -213,10 +244,9 @@ export async function createTls(options: TlsOptions): Promise<Tls> {
       return listener;
     },
     async close() {
-      clearInterval(reloadTimer);
+      await following?.stop();
       await renewer.stop();
       await onDemand?.settled();
-      await unsubscribe?.().catch(() => {});
     },
   };
 }

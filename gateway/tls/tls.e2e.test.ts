@@ -15,7 +15,7 @@ import { pino } from 'pino';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGatewayConfig } from '../config.ts';
-import { startGateway, type RunningGateway } from '../gateway.ts';
+import { startGateway, type RunningGateway } from '../main.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import { RedisCertStore } from '../../shared/redis-cert-store.ts';
@@ -25,7 +25,7 @@ import { freePorts, startPebble, type Pebble } from '../../test/support/pebble.t
 import { startUpstream, type Upstream } from '../../test/support/gateway-harness.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { loadTlsConfig } from './config.ts';
-import { prepareGatewayTls, type GatewayTls } from './gateway-tls.ts';
+import type { Tls } from './index.ts';
 import { createSelfSignedCertificate } from './self-signed.ts';
 
 const BASE = 'example.test';
@@ -46,7 +46,7 @@ let redis: RedisServer;
 let pebble: Pebble;
 let upstream: Upstream;
 let gateway: RunningGateway;
-let gatewayTls: GatewayTls;
+let tls: Tls;
 let httpPort: number;
 let httpsPort: number;
 let adminUrl: string;
@@ -110,20 +110,23 @@ beforeAll(async () => {
   await writeFile(join(dir, 'pebble-listener.pem'), pebble.listenerCaPem);
   const e = env({ HTTP_PORT: String(httpPort), HTTPS_PORT: '0', ADMIN_PORT: '0' });
   const config = loadGatewayConfig(e);
-  gatewayTls = await prepareGatewayTls(config, loadTlsConfig(e), {
-    certStore: new RedisCertStore(await client(), { prefix: PREFIX }),
+  gateway = await startGateway(config, {
+    store: new RedisRouteStore(await client(), { prefix: PREFIX }),
     log,
-    now: () => Date.now() + clockOffsetMs,
+    tls: {
+      config: loadTlsConfig(e),
+      store: new RedisCertStore(await client(), { prefix: PREFIX }),
+      now: () => Date.now() + clockOffsetMs,
+    },
   });
-  gateway = await startGateway(config, { store: new RedisRouteStore(await client(), { prefix: PREFIX }), log, ...gatewayTls.hooks });
-  httpsPort = await gatewayTls.attach(gateway);
+  tls = gateway.tls!;
+  httpsPort = gateway.httpsPort!;
   adminUrl = `http://127.0.0.1:${gateway.adminPort}`;
   writer = new RedisRouteStore(await client(), { prefix: PREFIX });
   await publishRoute('app');
 });
 
 afterAll(async () => {
-  await gatewayTls?.stop(1000);
   await gateway?.shutdown(1000);
   await upstream?.close();
   clients.forEach((c) => c.disconnect());
@@ -312,7 +315,7 @@ describe('TLS with pebble through the real gateway', () => {
     await publishRoute('walk', upstream.port, [4000, 4001, 4002]);
     const hosts = Array.from({ length: 11 }, (_, i) => `localhost-${3995 + i}.pod-walk.example.test`);
     for (const host of hosts) expect(servedBy(await peerCertificate(host))).toBe('podgate default certificate');
-    await gatewayTls.tls.onDemand?.settled();
+    await tls.onDemand?.settled();
     const outcomes = logs.filter((l) => typeof l.servername === 'string' && hosts.includes(l.servername as string) && l.outcome);
     expect(outcomes.map((l) => l.outcome)).toEqual(Array(8).fill('refused:undeclared-port'));
     const walked = (await admin('GET', '/v1/certificates')).json.certificates.filter((c: { id: string }) => c.id.endsWith('.pod-walk.example.test'));
@@ -343,7 +346,7 @@ describe('TLS with pebble through the real gateway', () => {
       origin: 'on-demand',
       renewal: { failures: 0 },
     });
-    await gatewayTls.tls.reload();
+    await tls.reload();
     expect(servedBy(await peerCertificate(host))).toBe('podgate default certificate');
     await waitFor(async () => servedBy(await peerCertificate(host)).startsWith('Pebble'), { what: 'a new on-demand certificate', timeoutMs: 30_000 });
     expect(Date.parse((await admin('GET', `/v1/certificates/${host}`)).json.notAfter)).toBeGreaterThan(Date.now());
@@ -353,9 +356,9 @@ describe('TLS with pebble through the real gateway', () => {
     for (const host of ['pod-ghost.example.test', 'www.example.test', 'pod-app.other.test']) {
       const cert = await peerCertificate(host);
       expect(servedBy(cert)).not.toMatch(/^Pebble/);
-      expect(gatewayTls.tls.onDemand?.isPending(host)).toBe(false);
+      expect(tls.onDemand?.isPending(host)).toBe(false);
     }
-    await gatewayTls.tls.onDemand?.settled();
+    await tls.onDemand?.settled();
     expect((await admin('GET', '/v1/certificates/pod-ghost.example.test')).status).toBe(404);
   });
 
@@ -367,7 +370,7 @@ describe('TLS with pebble through the real gateway', () => {
       // Move the renewal clock past two thirds of the lifetime, then let one renewal pass run.
       const record = (await admin('GET', `/v1/certificates/localhost-3000.pod-app.example.test`)).json;
       clockOffsetMs = Date.parse(record.renewAt) - Date.now() + 60_000;
-      await gatewayTls.tls.renewer.runOnce();
+      await tls.renewer.runOnce();
       await waitFor(async () => (await peerCertificate(host)).serialNumber !== before.cert.serialNumber, { what: 'the renewed certificate' });
       // The kept-alive connection still works, on the same TLS session with the old certificate.
       const after = await get(host, { agent });

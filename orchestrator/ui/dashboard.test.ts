@@ -4,7 +4,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator, type RunningOrchestrator } from '../main.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../testing.ts';
+import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../../test/support/orchestrator.ts';
 import { adminCall } from '../../test/support/admin-api.ts';
 import { SIGN_IN_FAILURES_PER_CLIENT } from './guard.ts';
 import { SESSION_COOKIE } from './dashboard.ts';

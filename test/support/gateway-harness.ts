@@ -2,21 +2,16 @@
 // writer store playing the orchestrator. Each harness owns its Redis server, so tests never share state.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { loadGatewayConfig } from '../../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../../gateway/gateway.ts';
+import { startGateway, type RunningGateway } from '../../gateway/main.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { Route } from '../../shared/route.ts';
 import { startRedis, type RedisServer } from './redis-server.ts';
+import { capturedLogger, loopbackGatewayEnv, type LogLine } from './logs.ts';
 import { waitFor } from './wait.ts';
 
-export interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
+export type { LogLine };
 
 export interface Harness {
   redis: RedisServer;
@@ -40,25 +35,14 @@ export async function startHarness(env: Record<string, string> = {}, shared?: Re
   const gatewayClient = createRedis(redis.url);
   await Promise.all([waitReady(writerClient), waitReady(gatewayClient)]);
   const writer = new RedisRouteStore(writerClient);
-  const logs: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      done();
-    },
-  });
   const config = loadGatewayConfig({
-    HTTP_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    REDIS_URL: redis.url,
-    ACCESS_LOG: 'false',
+    ...loopbackGatewayEnv(redis.url),
     // Proxying tests expect the plain 404/503 answers; test/access-* turn concealment back on.
     ACCESS_CONCEAL_PODS: 'false',
     ...env,
   });
   // LOG_LEVEL as the gateway process would use it (info unless a test asks for more).
-  const log = pino({ level: config.LOG_LEVEL }, sink);
+  const { log, logs } = capturedLogger(config.LOG_LEVEL);
   const gateway = await startGateway(config, { store: new RedisRouteStore(gatewayClient), log });
   const harness: Harness = {
     redis,

@@ -3,8 +3,8 @@
 // runsc). Pods are created through the API, exactly as an admin would.
 import { pino } from 'pino';
 import { startOrchestrator, type RunningOrchestrator } from '../../orchestrator/main.ts';
-import { removePods, testOrchestratorConfig } from '../../orchestrator/testing.ts';
-import { startTestGateway, startWorld, type AccessWorld, type TestGateway } from '../access-support.ts';
+import { removePods, testOrchestratorConfig } from './orchestrator.ts';
+import { startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access.ts';
 import { adminCall, type ApiAnswer } from './admin-api.ts';
 import { waitFor } from './wait.ts';
 

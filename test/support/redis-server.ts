@@ -2,6 +2,9 @@
 // Optionally protected: a password for the default user (requirepass), ACL users, and TLS only (no plain port).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
+import { createRedis, waitReady } from '../../shared/redis.ts';
 import { waitFor } from './wait.ts';
 
 export interface RedisServerOptions {
@@ -105,5 +108,40 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       if (!child) throw new Error(`could not restart redis-server on port ${port}`);
     },
     stop: kill,
+  };
+}
+
+export interface UsedRedis {
+  /** The server (set once the file's tests run). */
+  readonly server: RedisServer;
+  /** A connected client of the server; disconnected after the file's tests. */
+  client(): Promise<Redis>;
+}
+
+/**
+ * A redis-server for the calling test file: started before its tests, stopped after them, with every client
+ * handed out disconnected first. Call at the top level of the file.
+ */
+export function useRedis(): UsedRedis {
+  let server: RedisServer | undefined;
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    clients.forEach((c) => c.disconnect());
+    await server?.stop();
+  });
+  return {
+    get server() {
+      if (!server) throw new Error('useRedis(): the server starts in beforeAll');
+      return server;
+    },
+    async client() {
+      const redis = createRedis(this.server.url);
+      clients.push(redis);
+      await waitReady(redis);
+      return redis;
+    },
   };
 }

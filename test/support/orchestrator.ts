@@ -3,12 +3,12 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { loadConfig, type OrchestratorConfig } from './config.ts';
+import { loadConfig, type OrchestratorConfig } from '../../orchestrator/config.ts';
 
 const run = promisify(execFile);
 /** PODGATE_POD_IMAGE picks another tag (an image under test beside the shared one); build-image.sh reads it too. */
 export const POD_IMAGE = process.env.PODGATE_POD_IMAGE ?? 'podgate/pod:dev';
-const BUILD_SCRIPT = fileURLToPath(new URL('../docker/build-image.sh', import.meta.url));
+const BUILD_SCRIPT = fileURLToPath(new URL('../../docker/build-image.sh', import.meta.url));
 /** debootstrap + docker build on a cold machine. */
 const BUILD_TIMEOUT_MS = 170_000;
 

@@ -5,22 +5,20 @@ import { request as httpRequest } from 'node:http';
 import { connect as http2Connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { createConnection } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { loadGatewayConfig } from '../gateway/config.ts';
-import { startGateway, type RunningGateway } from '../gateway/gateway.ts';
-import { loadTlsConfig } from '../gateway/tls/config.ts';
-import { prepareGatewayTls } from '../gateway/tls/gateway-tls.ts';
-import type { AccessLink } from '../shared/access-store.ts';
-import { AccessTokens, newLinkId } from '../shared/access-token.ts';
-import { hostWithoutPort } from '../shared/hostname.ts';
-import { MemoryCertStore } from '../shared/memory-cert-store.ts';
-import { createRedis, waitReady } from '../shared/redis.ts';
-import { RedisAccessStore } from '../shared/redis-access-store.ts';
-import { RedisRouteStore } from '../shared/redis-route-store.ts';
-import type { AccessPolicy, Route } from '../shared/route.ts';
-import { startRedis, type RedisServer } from './support/redis-server.ts';
-import { waitFor } from './support/wait.ts';
+import { loadGatewayConfig } from '../../gateway/config.ts';
+import { startGateway, type RunningGateway } from '../../gateway/main.ts';
+import { loadTlsConfig } from '../../gateway/tls/config.ts';
+import type { AccessLink } from '../../shared/access-store.ts';
+import { AccessTokens, newLinkId } from '../../shared/access-token.ts';
+import { hostWithoutPort } from '../../shared/hostname.ts';
+import { MemoryCertStore } from '../../shared/memory-cert-store.ts';
+import { createRedis, waitReady } from '../../shared/redis.ts';
+import { RedisAccessStore } from '../../shared/redis-access-store.ts';
+import { RedisRouteStore } from '../../shared/redis-route-store.ts';
+import type { AccessPolicy, Route } from '../../shared/route.ts';
+import { startRedis, type RedisServer } from './redis-server.ts';
+import { capturedLogger, loopbackGatewayEnv } from './logs.ts';
+import { waitFor } from './wait.ts';
 
 export const HOUR_S = 3600;
 
@@ -201,39 +199,21 @@ export async function startTestGateway(world: AccessWorld, env: Record<string, s
   const routeClient = createRedis(world.redis.url);
   const accessClient = createRedis(world.redis.url);
   await Promise.all([waitReady(routeClient), waitReady(accessClient)]);
-  const logs: TestGateway['logs'] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      done();
-    },
-  });
-  const config = loadGatewayConfig({
-    HTTP_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    REDIS_URL: world.redis.url,
-    ACCESS_LOG: 'false',
-    ...env,
-  });
+  const config = loadGatewayConfig({ ...loopbackGatewayEnv(world.redis.url), ...env });
   const access = new RedisAccessStore(accessClient);
-  const log = pino({ level: 'info' }, sink);
-  const gatewayTls =
+  const { log, logs } = capturedLogger('info');
+  const tls =
     env.HTTPS_PORT === undefined
       ? undefined
-      : await prepareGatewayTls(config, loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), {
-          certStore: new MemoryCertStore(),
-          log,
-        });
-  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, ...gatewayTls?.hooks });
-  const httpsPort = await gatewayTls?.attach(gateway);
+      : { config: loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), store: new MemoryCertStore() };
+  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, tls });
+  const httpsPort = gateway.httpsPort;
   return {
     gateway,
     url: `http://127.0.0.1:${gateway.httpPort}`,
     httpsUrl: httpsPort === undefined ? undefined : `https://127.0.0.1:${httpsPort}`,
     logs,
     async close() {
-      await gatewayTls?.stop(1000);
       await gateway.shutdown(1000);
       await access.close();
       routeClient.disconnect();

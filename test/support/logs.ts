@@ -1,0 +1,26 @@
+// A pino logger whose JSON lines a test can read back.
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A logger at `level` and the lines it wrote so far, parsed. */
+export function capturedLogger(level: string): { log: Logger; logs: LogLine[] } {
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { log: pino({ level }, sink), logs };
+}
+
+/** The settings of an in-process test gateway: every listener on 127.0.0.1 port 0, access lines off. */
+export function loopbackGatewayEnv(redisUrl: string): Record<string, string> {
+  return { HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redisUrl, ACCESS_LOG: 'false' };
+}
