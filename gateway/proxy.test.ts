@@ -1,9 +1,10 @@
 // The HTTP path to pods (undici): request bodies of every framing, HTTP/2 clients uploading, and the one retry of
 // an idempotent request on a pooled connection the pod had closed. Real gateway, real pods on loopback.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../shared/log.ts';
 import { listenHttps, type HttpsListener } from './tls/https-server.ts';
@@ -174,4 +175,43 @@ describe('a pooled connection the pod dropped as it was reused', () => {
       }
     });
   }
+});
+
+describe('the connect timeout', () => {
+  it('answers 504 when the pod does not accept the connection in time', { timeout: 30_000 }, async () => {
+    // A listener that never accepts, with its accept queue full: the kernel drops further SYNs, so a connection
+    // attempt hangs as it would to a pod host that does not answer. Python, because node:net always accepts.
+    const listener = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const fillers: Socket[] = [];
+    const quick = await startHarness({ UPSTREAM_CONNECT_TIMEOUT_MS: '500' }, h.redis);
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        listener.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+        listener.once('exit', () => reject(new Error('the listener exited')));
+      });
+      // Fill the queue: these connect (the kernel completes them), the next attempts are left hanging.
+      for (let i = 0; i < 3; i++) {
+        const s = netConnect({ host: '127.0.0.1', port });
+        s.on('error', () => {});
+        fillers.push(s);
+      }
+      await quick.route('silent', port);
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${quick.url}/`, { headers: { host: 'pod-silent.localhost' }, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (s) => (body += s));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(answer.status).toBe(504);
+      expect(JSON.parse(answer.body).error).toMatchObject({ code: 'upstream_timeout', message: expect.stringMatching(/connection timed out/) });
+    } finally {
+      for (const s of fillers) s.destroy();
+      listener.kill('SIGKILL');
+      await quick.close();
+    }
+  });
 });
