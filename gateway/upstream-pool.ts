@@ -6,9 +6,9 @@ import { UpstreamInvalidResponseError } from '../shared/errors.ts';
 import type { Route } from '../shared/route.ts';
 
 /**
- * Idle pooled sockets are closed after this long, or 1 s before the pod's own `Keep-Alive: timeout=` when it sends
- * one (undici reads it). Node servers close idle keep-alive sockets after 5 s; closing ours first avoids sending a
- * request on a socket the pod is closing at that very moment.
+ * Idle pooled sockets are closed after this long at most, and 2 s before the pod's own `Keep-Alive: timeout=` when
+ * that is sooner (undici reads it). Node servers close idle keep-alive sockets after 5 s; closing ours first avoids
+ * sending a request on a socket the pod is closing at that very moment.
  */
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
 /** Before any configuration: undici's own default is 10 s. */
@@ -26,7 +26,8 @@ interface Entry {
  * HTTP/1.1, with no way for them to tell. The parser is undici's internal class; its prototype is reached through
  * the first pooled connection (before that connection has read a byte) and adjusted once, for every pool:
  * a 100 then goes the way of every other 1xx (skipped), and any version but 1.x is refused. The undici version is
- * pinned exactly in package.json because of this; test/hostile-pod.test.ts has a case for each.
+ * pinned exactly in package.json because of this; test/hostile-pod.test.ts has a case for each. Only this package's
+ * undici is affected (Node's own fetch bundles another copy).
  */
 const undiciInternals = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kSocket: symbol; kParser: symbol };
 
@@ -42,9 +43,9 @@ let parserAdjusted = false;
 function adjustParser(parser: H1Parser): void {
   const proto = Object.getPrototypeOf(parser) as H1Parser;
   const original = proto.onHeadersComplete;
-  if (typeof original !== 'function' || typeof parser.llhttp?.llhttp_get_http_major !== 'function') {
-    throw new Error('undici\'s HTTP/1.1 parser is not the one the gateway was written for: check gateway/upstream-pool.ts');
-  }
+  // Another undici than the pinned one: leave it as it is rather than fail in the request path (an unasked 100
+  // then answers 502, an HTTP/2.0 status line passes its other checks; test/hostile-pod.test.ts says so).
+  if (typeof original !== 'function' || typeof parser.llhttp?.llhttp_get_http_major !== 'function') return;
   proto.onHeadersComplete = function (this: H1Parser, statusCode, upgrade, shouldKeepAlive) {
     const major = this.llhttp.llhttp_get_http_major(this.ptr);
     if (major !== 1) {
@@ -91,6 +92,7 @@ export class UpstreamPool {
     const pool = new Pool(origin(route), {
       connectTimeout: this.connectTimeoutMs,
       keepAliveTimeout: FREE_SOCKET_TIMEOUT_MS,
+      keepAliveMaxTimeout: FREE_SOCKET_TIMEOUT_MS,
       // Timeouts are set per request by the proxy (the response timeout) or not at all (the body: streams).
       headersTimeout: 0,
       bodyTimeout: 0,
