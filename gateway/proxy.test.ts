@@ -215,3 +215,26 @@ describe('the connect timeout', () => {
     }
   });
 });
+
+describe('keep-alive to pods', () => {
+  it('HEAD requests reuse the pooled connection like any other', async () => {
+    const p = await startUpstream((_req, res) => res.end('body of a GET'));
+    try {
+      await h.route('heads', p.port);
+      for (let i = 0; i < 3; i++) {
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = request(`${h.url}/`, { method: 'HEAD', headers: { host: 'pod-heads.localhost' }, agent: false }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+        expect(status).toBe(200);
+      }
+      expect(p.connections).toBe(1);
+    } finally {
+      await p.close();
+    }
+  });
+});

@@ -168,6 +168,9 @@ class HttpForward implements Dispatcher.DispatchHandler {
         body: this.body,
         headersTimeout: this.responseTimeoutMs,
         bodyTimeout: 0,
+        // undici closes the connection after every HEAD by default (for servers that send a body anyway); a pod
+        // that does only spoils its own next answer on that connection, as with any client.
+        reset: false,
       },
       this,
     );
