@@ -143,7 +143,10 @@ class HttpForward implements Dispatcher.DispatchHandler {
   private readonly pool: UpstreamPool;
   private readonly responseTimeoutMs: number;
   private readonly retried: boolean;
-  /** The client's request as undici reads it; undici detaches its socket before it destroys the finished request. */
+  /**
+   * The client's request, read by undici, which destroys it once read: an HTTP/1.1 request after detaching the
+   * client's socket from it, an HTTP/2 one without touching its stream (proxy.test.ts uploads over both).
+   */
   private readonly body: IncomingMessage | null;
 
   constructor(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure, pool: UpstreamPool, responseTimeoutMs: number, retried: boolean) {
