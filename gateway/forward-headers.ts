@@ -64,16 +64,6 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, ctx: Forward
 }
 
 /**
- * A copy without HTTP/2 pseudo-headers (:method, :path, :authority, :scheme), which have no place in the HTTP/1.1
- * request to the pod. A copy, because an HTTP/2 request reads its url and method from those very headers.
- */
-export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const copy: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) copy[name] = value;
-  return copy;
-}
-
-/**
  * Dropped from every response: the hop-by-hop headers, and those HTTP/2 forbids besides them (RFC 9113 8.2.2:
  * node:http2 throws on each), for every client version so all answer alike. Framing (Transfer-Encoding) is the
  * gateway's own business: it chunks or sets the length for each client's HTTP version.
@@ -87,6 +77,21 @@ const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
 function valueProblem(name: string, value: string): string | undefined {
   return INVALID_VALUE_CHAR.test(value) ? `header ${JSON.stringify(name)} has a control character in its value` : undefined;
+}
+
+/**
+ * Fields of which a response carries one value: a repeated one keeps its first, as node:http's parser does (and
+ * node:http2 refuses more than one).
+ */
+const SINGLE_VALUE = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after',
+  'server', 'user-agent',
+]);
+
+/** A repeated field as one value (RFC 9110 5.3: a comma-joined list), except those that carry one value. */
+function collapse(name: string, values: string[]): string {
+  return SINGLE_VALUE.has(name) ? values[0]! : values.join(', ');
 }
 
 /**
@@ -113,6 +118,7 @@ export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = f
         const problem = valueProblem(name, item);
         if (problem) return problem;
       }
+      if (name !== 'set-cookie') headers[name] = collapse(name, value);
     } else if (value !== undefined) {
       return `header ${JSON.stringify(name)} has no text value`;
     }

@@ -1,13 +1,14 @@
-// Proxying to pods: HTTP through node:http with per-generation keep-alive pools, WebSocket upgrades through
-// http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables or Redis: callers
-// hand it a resolved Target.
-import { request, STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+// Proxying to pods: HTTP through undici with per-generation keep-alive pools, WebSocket upgrades through
+// http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables
+// or Redis: callers hand it a resolved Target.
+import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as http2Constants, type Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
+import type { Dispatcher } from 'undici';
 import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
-import { finalStatusProblem, prepareResponseHeaders, withoutPseudoHeaders } from './forward-headers.ts';
+import { finalStatusProblem, prepareResponseHeaders } from './forward-headers.ts';
 import type { Target } from './resolve.ts';
 import type { UpstreamPool } from './upstream-pool.ts';
 
@@ -82,6 +83,172 @@ export function upstreamError(err: unknown): PodgateError {
 }
 
 /**
+ * A pooled connection the pod closed just as it was reused: the error an idempotent request without a body may be
+ * sent again for, once. A connection reset, or a close on a socket that had carried earlier answers.
+ */
+function staleSocket(err: Error & { code?: string; socket?: { bytesRead?: number } }): boolean {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return true;
+  return err.code === 'UND_ERR_SOCKET' && (err.socket?.bytesRead ?? 0) > 0;
+}
+
+/** undici's own errors, as the user is told them. */
+function dispatchError(err: Error & { code?: string }, responseTimeoutMs: number): PodgateError {
+  if (err.code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamTimeoutError(`no response within ${responseTimeoutMs} ms`);
+  if (err.code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connection timed out');
+  return upstreamError(err);
+}
+
+/**
+ * The headers to send to the pod, as undici takes them: name/value pairs, without HTTP/2 pseudo-headers, and without
+ * what undici frames or refuses itself: Transfer-Encoding (it chunks a body of unknown length) and Expect (node:http
+ * already answered the client's 100-continue; the pod gets the body as it comes).
+ */
+function upstreamHeaders(headers: IncomingHttpHeaders): string[] {
+  const pairs: string[] = [];
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 0x3a /* : */ || name === 'transfer-encoding' || name === 'expect') continue;
+    if (typeof value === 'string') pairs.push(name, value);
+    else for (const item of value) pairs.push(name, item);
+  }
+  return pairs;
+}
+
+/**
+ * Whether the client's request has a body: HTTP/1.1 says so in its head (a Content-Length other than 0, or
+ * Transfer-Encoding); an HTTP/2 request unless its HEADERS frame ended the stream.
+ */
+function hasBody(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor >= 2) return !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * One request to a pod on undici's dispatcher API. UPSTREAM_RESPONSE_TIMEOUT_MS is undici's headersTimeout, which
+ * bounds the wait on the pod and never on the client: it counts from the request sent, restarts with every piece of
+ * body written, and does not fire while a body is being written unless the pod has stopped reading it
+ * (backpressure). There is no body timeout: a long stream after the head is never cut.
+ */
+class HttpForward implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  /** The pod's response head went out to the client. */
+  private started = false;
+  /** The answer is settled (refused, failed, or complete): later errors of the pod's request are not outcomes. */
+  private settled = false;
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly target: Target;
+  private readonly onFailure: UpstreamFailure;
+  private readonly pool: UpstreamPool;
+  private readonly responseTimeoutMs: number;
+  private readonly retried: boolean;
+  /**
+   * The client's request, read by undici, which destroys it once read: an HTTP/1.1 request after detaching the
+   * client's socket from it, an HTTP/2 one without touching its stream (proxy.test.ts uploads over both).
+   */
+  private readonly body: IncomingMessage | null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure, pool: UpstreamPool, responseTimeoutMs: number, retried: boolean) {
+    this.req = req;
+    this.res = res;
+    this.target = target;
+    this.onFailure = onFailure;
+    this.pool = pool;
+    this.responseTimeoutMs = responseTimeoutMs;
+    this.retried = retried;
+    this.body = hasBody(req) ? req : null;
+  }
+
+  start(): void {
+    // The client went away before the answer was complete: tear the pod's request down too.
+    this.res.once('close', this.onClientClose);
+    this.pool.poolFor(this.target.route).dispatch(
+      {
+        path: this.req.url!,
+        method: this.req.method!,
+        headers: upstreamHeaders(this.req.headers),
+        body: this.body,
+        headersTimeout: this.responseTimeoutMs,
+        bodyTimeout: 0,
+        // undici closes the connection after every HEAD by default (for servers that send a body anyway); a pod
+        // that does only spoils its own next answer on that connection, as with any client.
+        reset: false,
+      },
+      this,
+    );
+  }
+
+  private readonly onClientClose = (): void => {
+    if (!this.res.writableFinished && !this.settled) {
+      this.settled = true;
+      this.controller?.abort(new Error('the client went away'));
+    }
+  };
+
+  private readonly onDrain = (): void => this.controller?.resume();
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled || this.res.destroyed) controller.abort(new Error('the client went away'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    // 1xx heads are the pod's business with the gateway, never relayed (101 arrives as onRequestUpgrade).
+    if (status >= 100 && status < 200) return;
+    // RFC 9110 8.6: no Content-Length on a 204 (HTTP/2 clients reset such a stream as malformed).
+    if (status === 204) delete headers['content-length'];
+    const problem = finalStatusProblem(status) ?? prepareResponseHeaders(headers) ?? writeHead(this.res, status, headers);
+    if (problem !== undefined) {
+      this.refuse(controller, problem);
+      return;
+    }
+    this.started = true;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.settled = true;
+    this.res.end();
+  }
+
+  onRequestUpgrade(controller: Dispatcher.DispatchController, _status: number, _headers: IncomingHttpHeaders, socket: Duplex): void {
+    // A 101 to a request that asked for no upgrade (undici refuses those itself; this is the second line).
+    socket.destroy();
+    this.refuse(controller, '101 Switching Protocols to a request that asked for no upgrade');
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error & { code?: string }): void {
+    if (this.settled || this.res.destroyed) return; // settled, or a client abort
+    this.settled = true;
+    if (this.started) {
+      cutMidResponse(this.res, err, this.onFailure);
+      return;
+    }
+    if (!this.retried && this.body === null && IDEMPOTENT.has(this.req.method!) && staleSocket(err)) {
+      this.res.off('close', this.onClientClose);
+      new HttpForward(this.req, this.res, this.target, this.onFailure, this.pool, this.responseTimeoutMs, true).start();
+      return;
+    }
+    this.onFailure(dispatchError(err, this.responseTimeoutMs));
+  }
+
+  /** The pod's answer is not relayed: its request is torn down and the client gets one 502. */
+  private refuse(controller: Dispatcher.DispatchController, problem: string): void {
+    this.settled = true;
+    const err = new UpstreamInvalidResponseError(problem);
+    controller.abort(err);
+    if (!this.res.destroyed) this.onFailure(err);
+  }
+}
+
+/**
  * The pod failed after its response head went out: cut the client's stream rather than append an error to it, and
  * say why (the access line keeps the pod's status with this reason; without it the cut reads as a client abort).
  */
@@ -97,9 +264,9 @@ function cutMidResponse(res: ServerResponse, err: Error, onFailure: UpstreamFail
  * pod's own is never relayed), the checked headers. Returns what went wrong if the head could not be written
  * (node:http and node:http2 throw on what they refuse), leaving the response clean for the 502.
  */
-function writeHead(res: ServerResponse, proxyRes: IncomingMessage): string | undefined {
+function writeHead(res: ServerResponse, status: number, headers: IncomingHttpHeaders): string | undefined {
   try {
-    res.writeHead(proxyRes.statusCode!, proxyRes.headers);
+    res.writeHead(status, headers);
     return undefined;
   } catch (err) {
     if (!res.headersSent) for (const name of res.getHeaderNames()) res.removeHeader(name);
@@ -109,50 +276,6 @@ function writeHead(res: ServerResponse, proxyRes: IncomingMessage): string | und
 
 function targetUrl(target: Target) {
   return { protocol: 'http:', host: target.route.host, port: target.route.port };
-}
-
-/** Give up on a pod that does not accept the connection in time (a SYN into the void). */
-function armConnectTimeout(socket: Socket, timeoutMs: number): void {
-  const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ECONNECT_TIMEOUT' })), timeoutMs);
-  timer.unref();
-  const clear = () => clearTimeout(timer);
-  socket.once('connect', clear);
-  socket.once('close', clear);
-}
-
-/**
- * UPSTREAM_RESPONSE_TIMEOUT_MS bounds how long the gateway waits on the pod, never on the client: the clock runs
- * once the whole request has been sent, and during an upload only while the pod is not reading it (backpressure).
- * A slow client upload, however long, and a long stream after the response head are never cut.
- */
-function armResponseDeadline(proxyReq: ClientRequest, req: IncomingMessage, timeoutMs: number): void {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    if (timer) return;
-    timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError(`no response within ${timeoutMs} ms`)), timeoutMs);
-    timer.unref();
-  };
-  const disarm = () => {
-    clearTimeout(timer);
-    timer = undefined;
-  };
-  // Registered after req was piped into proxyReq, so it runs once the pipe has handed the piece on.
-  const onData = () => (proxyReq.writableNeedDrain ? arm() : disarm());
-  const onDrain = () => {
-    if (!proxyReq.writableFinished) disarm();
-  };
-  req.on('data', onData);
-  proxyReq.on('drain', onDrain);
-  if (proxyReq.writableFinished) arm();
-  else proxyReq.once('finish', arm);
-  const stop = () => {
-    disarm();
-    req.off('data', onData);
-    proxyReq.off('drain', onDrain);
-    proxyReq.off('finish', arm);
-  };
-  proxyReq.once('response', stop);
-  proxyReq.once('close', stop);
 }
 
 /**
@@ -247,80 +370,14 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
   // callbacks given to web() and ws(), so what arrives here is the client's own socket ending: nothing to answer.
   proxy.on('error', () => {});
 
-  function web(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure): void {
-    forward(req, res, target, onFailure, false);
-  }
+  pool.setConnectTimeout(options.connectTimeoutMs);
 
   /**
-   * Plain HTTP goes through node:http directly rather than proxy.web(): the same steps with fewer per-request
-   * objects and listeners, measured at +20-26% requests per CPU-second (BENCHMARKS.md). Streams are piped both
-   * ways, so backpressure holds and nothing is buffered.
+   * Plain HTTP goes through undici's dispatcher API with one handler object per request: no ClientRequest, no
+   * pipe, no per-request listeners on the pod's side (BENCHMARKS.md). Both directions stream with backpressure.
    */
-  function forward(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure, retried: boolean): void {
-    const proxyReq = request({
-      host: target.route.host,
-      port: target.route.port,
-      method: req.method,
-      path: req.url,
-      headers: req.httpVersionMajor >= 2 ? withoutPseudoHeaders(req.headers) : req.headers,
-      agent: pool.agentFor(target.route),
-      setHost: false,
-    });
-    let reusedSocket = false;
-    /** Set once the pod's answer is refused: the 502 is the one outcome, later errors of its request are not. */
-    let refused = false;
-    /** The pod's response once its head has arrived. */
-    let pending: IncomingMessage | undefined;
-    const refuse = (problem: string) => {
-      refused = true;
-      proxyReq.destroy();
-      if (!res.destroyed) onFailure(new UpstreamInvalidResponseError(problem));
-    };
-    proxyReq.on('socket', (socket: Socket) => {
-      reusedSocket = proxyReq.reusedSocket;
-      if (socket.connecting && options.connectTimeoutMs > 0) armConnectTimeout(socket, options.connectTimeoutMs);
-    });
-    proxyReq.on('error', (err: NodeJS.ErrnoException) => {
-      if (refused || res.destroyed || req.socket.destroyed) return; // refused, or a client abort
-      if (res.headersSent) {
-        // Bytes after a complete response (a 204 with a body, junk after the last chunk) break the pod's connection,
-        // not this response: it is relayed whole.
-        if (!pending?.complete) cutMidResponse(res, err, onFailure);
-        return;
-      }
-      // A pooled socket the pod closed just as we reused it: send an idempotent request once more.
-      if (reusedSocket && !retried && IDEMPOTENT.has(req.method ?? '') && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        forward(req, res, target, onFailure, true);
-        return;
-      }
-      onFailure(upstreamError(err));
-    });
-    proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      pending = proxyRes;
-      // RFC 9110 8.6: no Content-Length on a 204 (HTTP/2 clients reset such a stream as malformed).
-      if (proxyRes.statusCode === 204) delete proxyRes.headers['content-length'];
-      const problem = finalStatusProblem(proxyRes.statusCode, proxyRes.httpVersionMajor) ?? prepareResponseHeaders(proxyRes.headers) ?? writeHead(res, proxyRes);
-      if (problem !== undefined) {
-        refuse(problem);
-        return;
-      }
-      proxyRes.on('error', (err) => {
-        if (!res.destroyed) cutMidResponse(res, err, onFailure);
-      });
-      proxyRes.pipe(res);
-    });
-    // A 101 to a request that asked for no upgrade: the pod's socket is handed over here and closed; nothing opens.
-    proxyReq.on('upgrade', (_proxyRes: IncomingMessage, upstream: Socket) => {
-      upstream.destroy();
-      refuse('101 Switching Protocols to a request that asked for no upgrade');
-    });
-    // The client went away before the answer was complete: tear the pod's request down too.
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
-    req.on('error', () => proxyReq.destroy());
-    req.pipe(proxyReq);
-    if (options.responseTimeoutMs > 0) armResponseDeadline(proxyReq, req, options.responseTimeoutMs);
+  function web(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure): void {
+    new HttpForward(req, res, target, onFailure, pool, options.responseTimeoutMs, false).start();
   }
 
   function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target, outcome: UpgradeOutcome): void {

@@ -1,48 +1,115 @@
-// Keep-alive connection pools to pods, one per pod *generation*: a pod's host port can be freed and handed to
-// another pod, so a pool must never outlive the route it was made for.
-import { Agent } from 'node:http';
+// Keep-alive connection pools to pods (undici), one per pod *generation*: a pod's host port can be freed and
+// handed to another pod, so a pool must never outlive the route it was made for.
+import { createRequire } from 'node:module';
+import { Pool, type Dispatcher } from 'undici';
+import { UpstreamInvalidResponseError } from '../shared/errors.ts';
 import type { Route } from '../shared/route.ts';
 
 /**
- * Idle pooled sockets are closed after this long. Node servers close idle keep-alive sockets after 5 s; closing
- * ours first avoids sending a request on a socket the pod is closing at that very moment.
+ * Idle pooled sockets are closed after this long at most, and 2 s before the pod's own `Keep-Alive: timeout=` when
+ * that is sooner (undici reads it). Node servers close idle keep-alive sockets after 5 s; closing ours first avoids
+ * sending a request on a socket the pod is closing at that very moment.
  */
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
+/** Before any configuration: undici's own default is 10 s. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
-interface Pool {
+interface Entry {
   generation: number;
-  agent: Agent;
+  pool: Pool;
+}
+
+/**
+ * Two answers undici's HTTP/1.1 parser takes differently from node:http, and the gateway's rules want node:http's:
+ * a `100 Continue` nobody asked for (RFC 9110 15.2: a client must parse and may ignore any 1xx) makes undici drop
+ * the connection, and a status line of another HTTP version (`HTTP/2.0 200`) reaches handlers as if it were
+ * HTTP/1.1, with no way for them to tell. The parser is undici's internal class; its prototype is reached through
+ * the first pooled connection (before that connection has read a byte) and adjusted once, for every pool:
+ * a 100 then goes the way of every other 1xx (skipped), and any version but 1.x is refused. The undici version is
+ * pinned exactly in package.json because of this; test/hostile-pod.test.ts has a case for each. Only this package's
+ * undici is affected (Node's own fetch bundles another copy).
+ */
+const undiciInternals = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kSocket: symbol; kParser: symbol };
+
+interface H1Parser {
+  llhttp: { llhttp_get_http_major(ptr: number): number };
+  ptr: number;
+  socket: { destroy(err: Error): void };
+  onHeadersComplete(statusCode: number, upgrade: boolean, shouldKeepAlive: boolean): number;
+}
+
+let parserAdjusted = false;
+
+function adjustParser(parser: H1Parser): void {
+  const proto = Object.getPrototypeOf(parser) as H1Parser;
+  const original = proto.onHeadersComplete;
+  // Another undici than the pinned one: leave it as it is rather than fail in the request path (an unasked 100
+  // then answers 502, an HTTP/2.0 status line passes its other checks; test/hostile-pod.test.ts says so).
+  if (typeof original !== 'function' || typeof parser.llhttp?.llhttp_get_http_major !== 'function') return;
+  proto.onHeadersComplete = function (this: H1Parser, statusCode, upgrade, shouldKeepAlive) {
+    const major = this.llhttp.llhttp_get_http_major(this.ptr);
+    if (major !== 1) {
+      this.socket.destroy(new UpstreamInvalidResponseError(`HTTP/${major} is not HTTP/1.x`));
+      return -1;
+    }
+    // 102 takes undici's path for a 1xx: skipped, the connection kept; handlers ignore every 1xx anyway.
+    return original.call(this, statusCode === 100 && !upgrade ? 102 : statusCode, upgrade, shouldKeepAlive);
+  };
+}
+
+function onConnect(_origin: URL, targets: readonly Dispatcher[]): void {
+  if (parserAdjusted) return;
+  const client = targets[targets.length - 1] as unknown as Record<symbol, Record<symbol, unknown> | null | undefined>;
+  const parser = client[undiciInternals.kSocket]?.[undiciInternals.kParser] as H1Parser | undefined;
+  if (!parser) return;
+  parserAdjusted = true;
+  adjustParser(parser);
+}
+
+function origin(route: Route): string {
+  return route.host.includes(':') ? `http://[${route.host}]:${route.port}` : `http://${route.host}:${route.port}`;
 }
 
 export class UpstreamPool {
-  private readonly pools = new Map<string, Pool>();
-  private readonly maxFreeSockets: number;
+  private readonly pools = new Map<string, Entry>();
+  private connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
 
-  constructor(maxFreeSockets: number) {
-    this.maxFreeSockets = maxFreeSockets;
+  /**
+   * `maxFreeSockets` (UPSTREAM_MAX_FREE_SOCKETS) is accepted for the configuration's sake; undici keeps no cap on
+   * idle sockets, it closes each after FREE_SOCKET_TIMEOUT_MS of idleness instead.
+   */
+  constructor(_maxFreeSockets: number) {}
+
+  /** UPSTREAM_CONNECT_TIMEOUT_MS, set by the proxy (which owns the timeouts) before its first request; 0: none. */
+  setConnectTimeout(ms: number): void {
+    this.connectTimeoutMs = ms;
   }
 
-  agentFor(route: Route): Agent {
-    const pool = this.pools.get(route.slug);
-    if (pool && pool.generation === route.generation) return pool.agent;
-    if (pool) retire(pool.agent);
-    const agent = new Agent({
-      keepAlive: true,
-      maxFreeSockets: this.maxFreeSockets,
-      timeout: FREE_SOCKET_TIMEOUT_MS,
-      // Reuse the most recently used socket: the least likely to have been closed by the pod meanwhile.
-      scheduling: 'lifo',
+  poolFor(route: Route): Pool {
+    const entry = this.pools.get(route.slug);
+    if (entry && entry.generation === route.generation) return entry.pool;
+    if (entry) retire(entry.pool);
+    const pool = new Pool(origin(route), {
+      connectTimeout: this.connectTimeoutMs,
+      keepAliveTimeout: FREE_SOCKET_TIMEOUT_MS,
+      keepAliveMaxTimeout: FREE_SOCKET_TIMEOUT_MS,
+      // Timeouts are set per request by the proxy (the response timeout) or not at all (the body: streams).
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      // One request at a time per connection, as browsers and node:http do.
+      pipelining: 1,
     });
-    this.pools.set(route.slug, { generation: route.generation, agent });
-    return agent;
+    if (!parserAdjusted) pool.on('connect', onConnect);
+    this.pools.set(route.slug, { generation: route.generation, pool });
+    return pool;
   }
 
   /** The pod's route changed or went away: in-flight requests finish, idle sockets close, nothing is reused. */
   retire(slug: string): void {
-    const pool = this.pools.get(slug);
-    if (!pool) return;
+    const entry = this.pools.get(slug);
+    if (!entry) return;
     this.pools.delete(slug);
-    retire(pool.agent);
+    retire(entry.pool);
   }
 
   get size(): number {
@@ -54,8 +121,7 @@ export class UpstreamPool {
   }
 }
 
-function retire(agent: Agent): void {
-  // With keepAlive off the agent destroys each socket when its request ends instead of pooling it.
-  (agent as Agent & { keepAlive: boolean }).keepAlive = false;
-  for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
+function retire(pool: Pool): void {
+  // close(): no new requests, the ones under way finish, then every socket closes.
+  pool.close().catch(() => {});
 }

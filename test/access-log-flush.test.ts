@@ -1,0 +1,87 @@
+// The access log is written through an asynchronous, buffered destination: a gateway process that is stopped with
+// SIGTERM right after answering must still have written one access line per request it answered.
+import { Agent, createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import { RedisRouteStore } from '../shared/redis-route-store.ts';
+import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
+import { startRedis, type RedisServer } from './support/redis-server.ts';
+import { waitFor } from './support/wait.ts';
+
+const REQUESTS = 2000;
+const CONCURRENCY = 20;
+const HOST = 'pod-logged.localhost';
+
+let redis: RedisServer;
+let writerClient: ReturnType<typeof createRedis>;
+let pod: Server;
+let gw: ChildGateway | undefined;
+
+function get(url: string, path: string, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { headers: { host: HOST }, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  writerClient = createRedis(redis.url);
+  await waitReady(writerClient);
+  pod = createServer((req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  await new Promise<void>((r) => pod.listen(0, '127.0.0.1', () => r()));
+  const writer = new RedisRouteStore(writerClient);
+  const written = await writer.put({
+    slug: 'logged',
+    host: '127.0.0.1',
+    port: (pod.address() as AddressInfo).port,
+    status: 'running',
+    generation: await writer.nextGeneration(),
+    defaultPort: 3000,
+    updatedAt: new Date().toISOString(),
+    access: { default: 'public', ports: {} },
+  });
+  if (!written) throw new Error('route not written');
+});
+afterAll(async () => {
+  await gw?.kill();
+  pod?.closeAllConnections();
+  await new Promise<void>((r) => (pod ? pod.close(() => r()) : r()));
+  writerClient?.disconnect();
+  await redis?.stop();
+});
+
+describe('access log on SIGTERM', () => {
+  it('has one line per answered request once the process has exited', { timeout: 90_000 }, async () => {
+    gw = await spawnGateway({ REDIS_URL: redis.url, ACCESS_LOG: 'true', ACCESS_CONCEAL_PODS: 'false' });
+    const stdioClosed = new Promise<void>((r) => gw!.child.once('close', () => r()));
+    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    await waitFor(async () => (await get(gw!.url, '/ready', agent)) === 200, { timeoutMs: 30_000, what: 'the route in the gateway' });
+
+    let next = 0;
+    const statuses: number[] = [];
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < REQUESTS) statuses.push(await get(gw!.url, `/n/${next++}`, agent));
+      }),
+    );
+    agent.destroy();
+    expect(statuses.filter((s) => s === 200)).toHaveLength(REQUESTS);
+    // Signalled at once: lines still buffered in the process must reach stdout before it exits.
+    gw.child.kill('SIGTERM');
+    expect(await gw.exited).toEqual({ code: 0, signal: null });
+    await stdioClosed;
+    const paths = new Set(gw.logs.filter((l) => l.msg === 'request' && String(l.path).startsWith('/n/')).map((l) => l.path));
+    expect(paths.size).toBe(REQUESTS);
+    expect(gw.otherStdout).toEqual([]);
+  });
+});
