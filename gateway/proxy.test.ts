@@ -75,7 +75,7 @@ beforeAll(async () => {
   pod = await hashingPod();
   await h.route('bodies', pod.port);
   const pair = await createSelfSignedCertificate('proxy-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway, {
+  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
     port: 0,
     host: '127.0.0.1',
     http2: true,
