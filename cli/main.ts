@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `podgate` (bin/podgate runs it with Node >= 22.12): parses the command line, runs the command,
+// Entry point of `podgate` (bin/podgate runs it with Node >= 22.19): parses the command line, runs the command,
 // and turns what went wrong into a message on stderr and an exit code: 1 for a refused or failed call (with the
 // API's message, code and field), 2 for usage.
 import { CommanderError } from 'commander';

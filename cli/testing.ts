@@ -14,7 +14,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/** The environment children get: PATH (a Node >= 22.12 is first on it under vitest), HOME, and `env`. */
+/** The environment children get: PATH (a Node >= 22.19 is first on it under vitest), HOME, and `env`. */
 export function childEnv(home: string, env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: home, ...env };
 }

