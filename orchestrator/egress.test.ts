@@ -17,7 +17,7 @@ import { installEgressPolicy, listChain, plannedRules, removeEgressPolicy } from
 import { DEFAULT_EGRESS_DENY, parseCidr, parseCidrList, type Cidr, type EgressNames } from './egress-rules.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { removePods, testPodImage, uniqueSlug } from './testing.ts';
+import { POD_RUNTIME, removePods, testPodImage, uniqueSlug } from './testing.ts';
 
 const sh = promisify(execFile);
 const id = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 5)}`.slice(-6);
@@ -94,7 +94,7 @@ async function spec(stem: string): Promise<PodContainerSpec> {
   let hostPort = await ports.allocate(slug);
   while (!(await isPortBindable('127.0.0.1', hostPort))) hostPort = await ports.allocate(slug);
   return {
-    slug, generation: 1, image, runtime: 'runsc', bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
+    slug, generation: 1, image, runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
     env: { POD_SLUG: slug },
     labels: { [LABELS.generation]: '1', [LABELS.hostPort]: String(hostPort) },
     ...tierLimits('dev.small', 2),
@@ -236,7 +236,7 @@ describe('pods under the egress policy', () => {
     extraContainers.push(name);
     const container = await docker.createContainer({
       name, Image: image, Entrypoint: ['sleep', '600'],
-      HostConfig: { Runtime: 'runsc', NetworkMode: name, Dns: [addr(2)] },
+      HostConfig: { Runtime: POD_RUNTIME, NetworkMode: name, Dns: [addr(2)] },
     });
     await container.start();
     const run = async (cmd: string[]) => {
