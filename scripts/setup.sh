@@ -75,7 +75,8 @@ if [ -s "$DAEMON_JSON" ]; then
   jq -e 'type == "object"' >/dev/null 2>&1 <<<"$current" || die "$DAEMON_JSON is not a JSON object; fix it by hand (it is left untouched)"
 fi
 # Debian 12's runsc breaks statx (`ls -la`, `stat` fail in pods): the registered one is kept only if new enough.
-RUNSC_PATH="$(bash "$root/scripts/runsc.sh" "$(jq -r '.runtimes.runsc.path // empty' <<<"$current")" /usr/bin/runsc)"
+previous_runsc_path="$(jq -r '.runtimes.runsc.path // empty' <<<"$current")"
+RUNSC_PATH="$(bash "$root/scripts/runsc.sh" "$previous_runsc_path" /usr/bin/runsc)"
 runsc_runtime="$(jq -cn --arg path "$RUNSC_PATH" '{path: $path, runtimeArgs: ["--network=host", "--overlay2=none"]}')"
 if ! jq -e --argjson want "$runsc_runtime" '.runtimes.runsc == $want' >/dev/null <<<"$current"; then
   is_root || die "$DAEMON_JSON needs the runsc runtime; run scripts/setup.sh as root"
@@ -109,6 +110,12 @@ if docker_answers; then
   if [ "$daemon_json_changed" = 1 ]; then
     log "reloading the running dockerd (SIGHUP) for the new runtime"
     pkill -HUP -x dockerd || die "a Docker daemon answers but no dockerd process could be signalled; restart it by hand"
+    # Docker runs `runsc exec` with the binary registered now, and another runsc cannot talk to a sandbox the
+    # previous one started: such containers run on, but exec into them fails until they are restarted.
+    if [ -n "$previous_runsc_path" ] && [ "$previous_runsc_path" != "$RUNSC_PATH" ]; then
+      old_sandboxes="$(docker ps -q | xargs -r docker inspect --format '{{ .HostConfig.Runtime }}' | grep -cxF runsc || true)"
+      [ "$old_sandboxes" = 0 ] || log "WARNING: $old_sandboxes running container(s) started under $previous_runsc_path: exec into them (the pod exec API) fails until each is restarted (stop and start the pod)"
+    fi
   fi
   # Address pools are read only at dockerd's start, and restarting it here would stop every running pod.
   [ "$pools_changed" = 0 ] || log "WARNING: restart Docker to apply the new address pools (until then, about 30 pods per host)"
