@@ -3,7 +3,7 @@
 // duration, how many pods served both their services (app, terminal) to the first request after the create call
 // returned, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
 // Real parts: redis-server, Docker with gVisor (runsc), podgate/pod:dev, orchestrator and gateway in this process.
-//   node bench/pod-start.ts [--pods 8]
+//   node bench/pod-start.ts [--pods 8]   (PODGATE_POD_RUNTIME picks the Docker runtime, default runsc)
 import { request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -11,7 +11,7 @@ import { silentLogger } from '../shared/log.ts';
 import { startRedis } from '../test/support/redis-server.ts';
 import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testPodImage } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, removePods, testPodImage } from '../test/support/orchestrator.ts';
 import { loadGatewayConfig, runGateway } from '../gateway/main.ts';
 import { percentile } from './stats.ts';
 
@@ -60,7 +60,7 @@ const prefix = `bench${process.pid}:`;
 const orch = await startOrchestrator(
   loadConfig({
     ADMIN_TOKEN: TOKEN, ORCHESTRATOR_PORT: '0', REDIS_URL: redis.url, REDIS_PREFIX: prefix, POD_IMAGE: image,
-    POD_PORT_RANGE: '38300-38399', POD_NAMESPACE: `bench-${process.pid}`, RECONCILE_INTERVAL: '1h',
+    POD_PORT_RANGE: '38300-38399', POD_NAMESPACE: `bench-${process.pid}`, RECONCILE_INTERVAL: '1h', POD_RUNTIME,
   }),
   { logger: pino({ level: 'info' }, { write: (line: string) => collectPhases(line) }) },
 );

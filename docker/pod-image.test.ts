@@ -13,10 +13,9 @@ import { WebSocket } from 'ws';
 import { shellOverWebSocket, terminalSession } from '../test/support/pod-shell.ts';
 import { vscodeImage, VSCODE_PORT } from '../test/support/vscode.ts';
 import { waitFor } from '../test/support/wait.ts';
+import { POD_IMAGE, POD_RUNTIME } from '../test/support/orchestrator.ts';
 
 const run = promisify(execFile);
-/** PODGATE_POD_IMAGE tests another tag (build-image.sh builds that tag when it reads the same variable). */
-const POD_IMAGE = process.env.PODGATE_POD_IMAGE ?? 'podgate/pod:dev';
 /** code-server starts in about 15 s under gVisor on an idle 2-core machine; give a busy one room. */
 const VSCODE_READY_TIMEOUT_MS = 180_000;
 const BUILD_SCRIPT = fileURLToPath(new URL('./build-image.sh', import.meta.url));
@@ -125,7 +124,7 @@ async function startPod(env: string[] = [], image = POD_IMAGE, key: string | nul
     Labels: { [TEST_LABEL]: runId },
     ExposedPorts: { '80/tcp': {} },
     HostConfig: {
-      Runtime: 'runsc',
+      Runtime: POD_RUNTIME,
       // An empty HostPort lets Docker pick a free one: no race with other tests for a port we guessed.
       PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
     },

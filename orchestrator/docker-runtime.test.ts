@@ -9,7 +9,7 @@ import { DockerRuntime, POD_STORAGE_BYTES, storageLimitSupport } from './docker-
 import { newRouterKey } from './pods.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
 
 const docker = new Docker();
 const runtime = new DockerRuntime(docker, { namespace: `rt-${process.pid}-${Date.now().toString(36)}` });
@@ -50,7 +50,7 @@ async function spec(stem: string, extra: Partial<PodContainerSpec> = {}): Promis
     slug,
     generation: 1,
     image,
-    runtime: 'runsc',
+    runtime: POD_RUNTIME,
     bindAddress: '127.0.0.1',
     hostPort,
     defaultPort: 3000,
@@ -63,7 +63,7 @@ async function spec(stem: string, extra: Partial<PodContainerSpec> = {}): Promis
 
 describe('DockerRuntime', () => {
   it('knows the runsc runtime and says how to register a missing one', async () => {
-    await runtime.checkRuntime('runsc');
+    await runtime.checkRuntime(POD_RUNTIME);
     const err = await runtime.checkRuntime('no-such-runtime').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServiceUnavailableError);
     expect((err as Error).message).toMatch(/daemon\.json/);
@@ -83,7 +83,7 @@ describe('DockerRuntime', () => {
       await runtime.start(s.slug); // already running is fine
 
       const info = await docker.getContainer(`podgate-${s.slug}`).inspect();
-      expect(info.HostConfig.Runtime).toBe('runsc');
+      expect(info.HostConfig.Runtime).toBe(POD_RUNTIME);
       expect(info.HostConfig.NetworkMode).toBe(`podgate-${s.slug}`);
       expect(info.HostConfig.NanoCpus).toBe(1e9);
       expect(info.HostConfig.Memory).toBe(1024 ** 3);

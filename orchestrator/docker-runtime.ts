@@ -75,7 +75,8 @@ export function dockerMessage(err: unknown): string {
 export function runtimeMissingMessage(runtime: string, available: string[]): string {
   const how =
     runtime === 'runsc'
-      ? 'install gVisor (apt-get install runsc), add {"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=host"]}}} ' +
+      ? 'run scripts/setup.sh as root (it installs gVisor 20240729 or newer: older runsc breaks `ls -la` and `stat` in pods), or add ' +
+        '{"runtimes":{"runsc":{"path":"<runsc 20240729 or newer>","runtimeArgs":["--network=host","--overlay2=none"]}}} ' +
         'to /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))'
       : `register it under "runtimes" in /etc/docker/daemon.json and reload the daemon (kill -HUP $(pidof dockerd))`;
   return `the Docker daemon has no runtime "${runtime}" (it has: ${available.join(', ') || 'none'}): ${how}`;

@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../test/support/wait.ts';
 import { LABELS } from './container-runtime.ts';
-import { removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 
@@ -60,7 +60,7 @@ describe('orchestrator start with the egress policy', () => {
     try {
       // A pod as an older orchestrator made it: Docker names its bridge br-<id>.
       await docker.createNetwork({ Name: name, Driver: 'bridge', Labels: labels });
-      await docker.createContainer({ name, Image: await testPodImage(), Labels: labels, HostConfig: { Runtime: 'runsc', NetworkMode: name } });
+      await docker.createContainer({ name, Image: await testPodImage(), Labels: labels, HostConfig: { Runtime: POD_RUNTIME, NetworkMode: name } });
       const run = orchestrator({ PATH: process.env.PATH ?? '', POD_EGRESS_POLICY: 'on', POD_NAMESPACE: namespace });
       try {
         await waitFor(() => run.output().includes('does not apply to these pods'), { timeoutMs: 30_000, what: 'the warning' });

@@ -18,7 +18,7 @@ import { DEFAULT_EGRESS_DENY, parseCidr, parseCidrList, type Cidr, type EgressNa
 import { newRouterKey } from './pods.ts';
 import { isPortBindable, MemoryPortAllocator } from './port-allocator.ts';
 import { tierLimits } from './spec.ts';
-import { removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, removePods, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const sh = promisify(execFile);
 const id = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 5)}`.slice(-6);
@@ -95,7 +95,7 @@ async function spec(stem: string): Promise<PodContainerSpec> {
   let hostPort = await ports.allocate(slug);
   while (!(await isPortBindable('127.0.0.1', hostPort))) hostPort = await ports.allocate(slug);
   return {
-    slug, generation: 1, image, runtime: 'runsc', bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
+    slug, generation: 1, image, runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
     // The in-pod router refuses to start without its key.
     env: { POD_SLUG: slug, PODGATE_ROUTER_KEY: newRouterKey() },
     labels: { [LABELS.generation]: '1', [LABELS.hostPort]: String(hostPort) },
@@ -238,7 +238,7 @@ describe('pods under the egress policy', () => {
     extraContainers.push(name);
     const container = await docker.createContainer({
       name, Image: image, Entrypoint: ['sleep', '600'],
-      HostConfig: { Runtime: 'runsc', NetworkMode: name, Dns: [addr(2)] },
+      HostConfig: { Runtime: POD_RUNTIME, NetworkMode: name, Dns: [addr(2)] },
     });
     await container.start();
     const run = async (cmd: string[]) => {

@@ -21,7 +21,7 @@ import { MemoryExecLog } from './exec-log.ts';
 import { isPortBindable } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
-import { POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, POOLS_EXHAUSTED_TEXT, removePods, testPodImage, uniqueSlug, withNetworkCreateError } from '../test/support/orchestrator.ts';
 
 const TOKEN = 'pods-test-token-0123456789';
 const namespace = `pods-${process.pid}-${Date.now().toString(36)}`;
@@ -73,7 +73,7 @@ function setup(docker: Docker, range: { first: number; last: number }, links: Ac
   const routes = new RedisRouteStore(redis, { prefix: `${namespace}:` });
   const ports = new RedisPortAllocator(redis, range, { prefix: `${namespace}:${range.first}:` });
   const config = {
-    runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: image,
+    runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: image,
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
   const table = new PodTable();

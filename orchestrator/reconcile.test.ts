@@ -14,7 +14,7 @@ import { HOST_BOUND_OWNER } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { HOST_BOUND_QUARANTINE_MS, ORPHAN_NETWORK_GRACE_MS, PORT_GRACE_MS, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
-import { uniqueSlug } from '../test/support/orchestrator.ts';
+import { POD_RUNTIME, uniqueSlug } from '../test/support/orchestrator.ts';
 
 const docker = new Docker();
 const namespace = `rc-${process.pid}-${Date.now().toString(36)}`;
@@ -40,7 +40,7 @@ function setup(now: () => number) {
   const ports = new RedisPortAllocator(redis, { first: 38600, last: 38699 }, { prefix: `${namespace}:`, now: () => Date.now() });
   const table = new PodTable();
   const config = {
-    runtime: 'runsc', bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
+    runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
     readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
   };
   const pods = new PodService({ runtime, routes, ports, execLog: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), links: new RedisAccessStore(redis, { prefix: `${namespace}:` }), table, logger, config, isBindable: async () => true });

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for podgate, idempotently and without questions (CI runs it on a fresh machine):
 #   1. Debian packages (Docker, gVisor, Redis, pebble, nginx, wrk, debootstrap, Chromium, ...), installed only if missing,
-#   2. gVisor registered as Docker runtime `runsc` in /etc/docker/daemon.json (merged, other keys kept), and
+#   2. a gVisor runsc new enough (scripts/runsc.sh: the machine's own when it is, else the pinned Debian 13 build in
+#      /usr/local/lib/podgate/runsc/<release>/), registered as Docker runtime `runsc` in /etc/docker/daemon.json
+#      (merged, other keys kept), and
 #      address pools for one network per pod (PODGATE_DOCKER_ADDRESS_POOL, default 10.200.0.0/16 in /28s),
 #   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
 #   4. Node >= 22.19 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
@@ -29,7 +31,6 @@ APT_PACKAGES=(
   ca-certificates curl openssl procps tar util-linux
 )
 DAEMON_JSON=/etc/docker/daemon.json
-RUNSC_PATH=/usr/bin/runsc
 DOCKERD_LOG="${PODGATE_DOCKERD_LOG:-/var/log/podgate-dockerd.log}"
 # dockerd starts in a few seconds; a fresh machine's first start (iptables, containerd) can take longer.
 DOCKER_READY_TIMEOUT_SECONDS=90
@@ -69,16 +70,22 @@ fi
 # --- 2. gVisor runtime in daemon.json --------------------------------------------------------------------------------
 # --network=host: gVisor's own network stack cannot start on these kernels; its host-network mode inside the
 # container's network namespace works, port publishing included.
+# --overlay2=none: newer runsc overlays the root filesystem with a file store of the sandbox by default, so files
+# written outside volumes would vanish at a restart (and `df /` shows nonsense); without it, writes reach the
+# container's own filesystem and survive stop/start as with runc.
 daemon_json_changed=0
-runsc_runtime="$(jq -cn --arg path "$RUNSC_PATH" '{path: $path, runtimeArgs: ["--network=host"]}')"
 current='{}'
 if [ -s "$DAEMON_JSON" ]; then
   current="$(cat "$DAEMON_JSON")"
   jq -e 'type == "object"' >/dev/null 2>&1 <<<"$current" || die "$DAEMON_JSON is not a JSON object; fix it by hand (it is left untouched)"
 fi
+# Debian 12's runsc breaks statx (`ls -la`, `stat` fail in pods): the registered one is kept only if new enough.
+previous_runsc_path="$(jq -r '.runtimes.runsc.path // empty' <<<"$current")"
+RUNSC_PATH="$(bash "$root/scripts/runsc.sh" "$previous_runsc_path" /usr/bin/runsc)"
+runsc_runtime="$(jq -cn --arg path "$RUNSC_PATH" '{path: $path, runtimeArgs: ["--network=host", "--overlay2=none"]}')"
 if ! jq -e --argjson want "$runsc_runtime" '.runtimes.runsc == $want' >/dev/null <<<"$current"; then
   is_root || die "$DAEMON_JSON needs the runsc runtime; run scripts/setup.sh as root"
-  log "registering gVisor (runsc --network=host) in $DAEMON_JSON"
+  log "registering gVisor ($RUNSC_PATH --network=host --overlay2=none) as runtime runsc in $DAEMON_JSON"
   mkdir -p "$(dirname "$DAEMON_JSON")"
   jq --argjson want "$runsc_runtime" '.runtimes = ((.runtimes // {}) + {runsc: $want})' <<<"$current" >"$DAEMON_JSON.tmp"
   mv "$DAEMON_JSON.tmp" "$DAEMON_JSON"
@@ -108,6 +115,12 @@ if docker_answers; then
   if [ "$daemon_json_changed" = 1 ]; then
     log "reloading the running dockerd (SIGHUP) for the new runtime"
     pkill -HUP -x dockerd || die "a Docker daemon answers but no dockerd process could be signalled; restart it by hand"
+    # Docker runs `runsc exec` with the binary registered now, and another runsc cannot talk to a sandbox the
+    # previous one started: such containers run on, but exec into them fails until they are restarted.
+    if [ -n "$previous_runsc_path" ] && [ "$previous_runsc_path" != "$RUNSC_PATH" ]; then
+      old_sandboxes="$(docker ps -q | xargs -r docker inspect --format '{{ .HostConfig.Runtime }}' | grep -cxF runsc || true)"
+      [ "$old_sandboxes" = 0 ] || log "WARNING: $old_sandboxes running container(s) started under $previous_runsc_path: exec into them (the pod exec API) fails until each is restarted (stop and start the pod)"
+    fi
   fi
   # Address pools are read only at dockerd's start, and restarting it here would stop every running pod.
   [ "$pools_changed" = 0 ] || log "WARNING: restart Docker to apply the new address pools (until then, about 30 pods per host)"

@@ -15,7 +15,7 @@ import { loadConfig, type OrchestratorConfig } from '../orchestrator/config.ts';
 import { LABELS } from '../orchestrator/container-runtime.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { portKeys } from '../orchestrator/redis-port-allocator.ts';
-import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
+import { POD_RUNTIME, removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { PUBLIC, send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 import { generateKey, startSshAgent, startSshd, type SshAgent, type Sshd, type SshKey } from './support/sshd.ts';
 import { waitFor } from './support/wait.ts';
@@ -139,7 +139,7 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
       expect(acceptedLogins(goodKey)).toBeGreaterThan(loginsBefore);
 
       const container = await docker.getContainer(`podgate-${slug}`).inspect();
-      expect(container.HostConfig.Runtime).toBe('runsc');
+      expect(container.HostConfig.Runtime).toBe(POD_RUNTIME);
       expect(container.State.Running).toBe(true);
       expect(container.Config.Labels).toMatchObject({
         [LABELS.managed]: 'true',
@@ -235,7 +235,7 @@ describe('Docker over DOCKER_HOST=ssh://', () => {
       const loginsBefore = acceptedLogins(goodKey);
       const { slug, hostPort } = await createPod(orch, 'ssh-key');
       expect(acceptedLogins(goodKey)).toBeGreaterThan(loginsBefore);
-      expect((await docker.getContainer(`podgate-${slug}`).inspect()).HostConfig.Runtime).toBe('runsc');
+      expect((await docker.getContainer(`podgate-${slug}`).inspect()).HostConfig.Runtime).toBe(POD_RUNTIME);
       await deletePod(orch, config, slug, hostPort);
       await stopOrchestrator(orch);
     },

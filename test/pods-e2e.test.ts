@@ -10,7 +10,7 @@ import { shellOverWebSocket } from './support/pod-shell.ts';
 import { waitFor } from './support/wait.ts';
 import { loadConfig, type OrchestratorConfig } from '../orchestrator/config.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
-import { removePods, testPodImage, uniqueSlug } from './support/orchestrator.ts';
+import { POD_RUNTIME, removePods, testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { loadGatewayConfig, runGateway, type GatewayProcess } from '../gateway/main.ts';
 
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -73,6 +73,7 @@ beforeAll(async () => {
     POD_IMAGE: image,
     POD_NAMESPACE: `e2e-${process.pid}-${Date.now().toString(36)}`,
     RECONCILE_INTERVAL: '1h',
+    POD_RUNTIME,
   });
   orch = await startOrchestrator(orchConfig, { logger: silentLogger() });
   gw = await startGw();

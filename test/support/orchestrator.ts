@@ -8,6 +8,11 @@ import { loadConfig, type OrchestratorConfig } from '../../orchestrator/config.t
 const run = promisify(execFile);
 /** PODGATE_POD_IMAGE picks another tag (an image under test beside the shared one); build-image.sh reads it too. */
 export const POD_IMAGE = process.env.PODGATE_POD_IMAGE ?? 'podgate/pod:dev';
+/**
+ * The Docker runtime pod tests start containers with: PODGATE_POD_RUNTIME picks another registered one (a gVisor
+ * build under test beside the machine's `runsc`).
+ */
+export const POD_RUNTIME = process.env.PODGATE_POD_RUNTIME ?? 'runsc';
 const BUILD_SCRIPT = fileURLToPath(new URL('../../docker/build-image.sh', import.meta.url));
 /** debootstrap + docker build on a cold machine. */
 const BUILD_TIMEOUT_MS = 170_000;
@@ -72,6 +77,7 @@ export function testOrchestratorConfig(env: Record<string, string | undefined>):
     POD_NAMESPACE: `test-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
     POD_READY_TIMEOUT: '60s',
     RECONCILE_INTERVAL: '1h',
+    POD_RUNTIME,
     ...env,
   });
 }
