@@ -421,7 +421,8 @@ describe('TLS with pebble through the real gateway', () => {
   it('issues, lists and deletes from the command line through the admin API', async () => {
     const run = (token: string, args: string[]) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, ['gateway/tls/cli.ts', ...args], {
+        // `npm run certs` is `podgate certs`: the gateway's own variables are what it reads.
+        const child = spawn('bin/podgate', ['certs', ...args], {
           env: { ...process.env, ADMIN_URL: adminUrl, GATEWAY_ADMIN_TOKEN: token, ADMIN_TOKEN: '' },
         });
         let out = '';
@@ -431,10 +432,11 @@ describe('TLS with pebble through the real gateway', () => {
         child.on('exit', (code) => resolve({ code, out, err }));
       });
     const cli = (...args: string[]) => run(ADMIN_TOKEN, args);
-    const issued = await cli('issue', 'pod-cli.example.test');
+    const issued = await cli('--json', 'issue', 'pod-cli.example.test');
     expect(issued).toMatchObject({ code: 0 });
-    expect(issued.out).toMatch(/^pod-cli\.example\.test\tvalid\t/);
-    expect((await cli('list')).out).toContain('*.pod-app.example.test\tvalid');
+    expect(JSON.parse(issued.out)).toMatchObject({ id: 'pod-cli.example.test', status: 'valid' });
+    const listed = JSON.parse((await cli('--json', 'list')).out) as { certificates: { id: string; status: string }[] };
+    expect(listed.certificates).toContainEqual(expect.objectContaining({ id: '*.pod-app.example.test', status: 'valid' }));
     expect(await cli('delete', 'pod-cli.example.test')).toMatchObject({ code: 0 });
     expect(await cli('delete', 'pod-cli.example.test')).toMatchObject({ code: 1, err: expect.stringMatching(/no certificate/) });
     expect((await cli('frobnicate')).code).toBe(2);
