@@ -20,6 +20,24 @@ async function table(store: RouteStore, onChange?: (slug: string, prev?: Route, 
   return t;
 }
 
+/** A store whose contents can be swapped under the table, as a Redis that restarts empty or from an old dump. */
+function swappable(first: MemoryRouteStore) {
+  let store = first;
+  const source: RouteStore = {
+    get: (s) => store.get(s),
+    scan: () => store.scan(),
+    put: (r) => store.put(r),
+    delete: (s, g) => store.delete(s, g),
+    nextGeneration: () => store.nextGeneration(),
+    subscribe: (sub) => store.subscribe(sub),
+    epochs: () => store.epochs(),
+    beginEpochPass: (h) => store.beginEpochPass(h),
+    endEpochPass: (h, t) => store.endEpochPass(h, t),
+    close: () => store.close(),
+  };
+  return { source, swap: (next: MemoryRouteStore) => (store = next), get store() { return store; } };
+}
+
 describe('RouteTable', () => {
   it('loads existing routes at start and follows events', async () => {
     const store = new MemoryRouteStore();
@@ -56,25 +74,14 @@ describe('RouteTable', () => {
   });
 
   it('a resync never lets a lower generation win (a store restored from an old snapshot), and takes newer ones', async () => {
-    let store = new MemoryRouteStore();
-    await store.put(route('a', 100, { port: 30100 }));
-    await store.put(route('b', 100, { port: 30200 }));
-    const source: RouteStore = {
-      get: (s) => store.get(s),
-      scan: () => store.scan(),
-      put: (r) => store.put(r),
-      delete: (s, g) => store.delete(s, g),
-      nextGeneration: () => store.nextGeneration(),
-      subscribe: (sub) => store.subscribe(sub),
-      epochs: () => store.epochs(),
-      beginEpochPass: (h) => store.beginEpochPass(h),
-      endEpochPass: (h, t) => store.endEpochPass(h, t),
-      close: () => store.close(),
-    };
-    const t = await table(source);
-    store = new MemoryRouteStore(); // the old snapshot: a's port was freed since, b was republished
-    await store.put(route('a', 2, { port: 30002 }));
-    await store.put(route('b', 101, { port: 30201 }));
+    const first = new MemoryRouteStore();
+    await first.put(route('a', 100, { port: 30100 }));
+    await first.put(route('b', 100, { port: 30200 }));
+    const swapped = swappable(first);
+    const t = await table(swapped.source);
+    const old = swapped.swap(new MemoryRouteStore()); // the old snapshot: a's port was freed since, b was republished
+    await old.put(route('a', 2, { port: 30002 }));
+    await old.put(route('b', 101, { port: 30201 }));
     await t.resync();
     expect(t.lookup('a')?.port).toBe(30100);
     expect(t.lookup('b')?.port).toBe(30201);
@@ -101,23 +108,6 @@ describe('RouteTable', () => {
   });
 
   describe('a store that lost its data, told from deletions by the writer\'s epoch', () => {
-    /** A store whose contents can be swapped under the table, as a Redis that restarts empty or from an old dump. */
-    function swappable(first: MemoryRouteStore) {
-      let store = first;
-      const source: RouteStore = {
-        get: (s) => store.get(s),
-        scan: () => store.scan(),
-        put: (r) => store.put(r),
-        delete: (s, g) => store.delete(s, g),
-        nextGeneration: () => store.nextGeneration(),
-        subscribe: (sub) => store.subscribe(sub),
-        epochs: () => store.epochs(),
-        beginEpochPass: (h) => store.beginEpochPass(h),
-        endEpochPass: (h, t) => store.endEpochPass(h, t),
-        close: () => store.close(),
-      };
-      return { source, swap: (next: MemoryRouteStore) => (store = next), get store() { return store; } };
-    }
     // Separate memory stores count generations from the clock (milliseconds), as a Redis that lost its data
     // counts from its own: a later epoch is a later millisecond.
     const assertEpoch = async (store: RouteStore, host: string) => {
