@@ -54,6 +54,24 @@ export function runCertStoreContract(name: string, newStore: () => Promise<CertS
       expect(await store.getCertificate('a.example.test')).toBeUndefined();
     });
 
+    it('remembers deletions until the id is stored again, and restores only what is neither there nor deleted', async () => {
+      const lost = certificate('lost.example.test');
+      expect(await store.restoreCertificate(lost)).toBe(true);
+      expect((await store.getCertificate('lost.example.test'))?.id).toBe('lost.example.test');
+      // Never over a certificate the store holds (a newer one another replica stored meanwhile).
+      await store.putCertificate(certificate('lost.example.test', { origin: 'on-demand' }));
+      expect(await store.restoreCertificate(lost)).toBe(false);
+      expect((await store.getCertificate('lost.example.test'))?.origin).toBe('on-demand');
+      // Never what was deleted on purpose.
+      await store.deleteCertificate('lost.example.test');
+      expect(await store.deletedCertificateIds()).toEqual(new Set(['lost.example.test']));
+      expect(await store.restoreCertificate(lost)).toBe(false);
+      expect(await store.getCertificate('lost.example.test')).toBeUndefined();
+      // Issued again: no longer counted as deleted.
+      await store.putCertificate(lost);
+      expect(await store.deletedCertificateIds()).toEqual(new Set());
+    });
+
     it('answers challenges until they are deleted or expire', async () => {
       await store.putChallenge('tok-1234567890abcdef', 'tok.thumb', 60_000);
       await store.putChallenge('tok-short-123456789', 'x', 1);

@@ -71,8 +71,20 @@ export interface CertStore {
 
   getCertificate(id: string): Promise<CertificateRecord | undefined>;
   listCertificates(): Promise<CertificateRecord[]>;
+  /** Store (or replace) a certificate; an id stored again is no longer counted as deleted. */
   putCertificate(record: CertificateRecord): Promise<void>;
+  /** Delete a certificate, remembering that it was deleted on purpose (deletedCertificateIds). */
   deleteCertificate(id: string): Promise<boolean>;
+  /**
+   * Ids deleted on purpose and not stored again since. A reader holding a certificate the store no longer lists
+   * tells a deletion (an id here) from the store losing its data (a Redis restarted empty: not here either).
+   */
+  deletedCertificateIds(): Promise<Set<string>>;
+  /**
+   * Store `record` back unless the store holds a certificate of that id or the id was deleted on purpose; true
+   * when it was stored (and announced). How a reader returns what a store lost without overwriting anything newer.
+   */
+  restoreCertificate(record: CertificateRecord): Promise<boolean>;
 
   /** HTTP-01 answers, readable by every replica; they expire by themselves. */
   putChallenge(token: string, keyAuthorization: string, ttlMs: number): Promise<void>;
@@ -98,6 +110,8 @@ export function certKeys(prefix: string) {
     accounts: `${prefix}tls:accounts`,
     /** hash: certificate id -> JSON CertificateRecord */
     certificates: `${prefix}tls:certs`,
+    /** hash: certificate id -> epoch ms of its deletion, until the id is stored again */
+    deleted: `${prefix}tls:certs:deleted`,
     /** string with expiry: HTTP-01 key authorization */
     challenge: (token: string) => `${prefix}tls:challenge:${token}`,
     /** string with expiry: lock owner */

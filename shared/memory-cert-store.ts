@@ -10,6 +10,8 @@ interface Expiring {
 export class MemoryCertStore implements CertStore {
   private readonly accounts = new Map<string, AcmeAccount>();
   private readonly certificates = new Map<string, CertificateRecord>();
+  /** Ids deleted on purpose and not stored again since. */
+  private readonly deleted = new Set<string>();
   private readonly challenges = new Map<string, Expiring>();
   private readonly locks = new Map<string, Expiring>();
   private readonly windows = new Map<string, Expiring>();
@@ -45,13 +47,26 @@ export class MemoryCertStore implements CertStore {
 
   async putCertificate(record: CertificateRecord): Promise<void> {
     this.certificates.set(record.id, record);
+    this.deleted.delete(record.id);
     this.publish(record.id);
   }
 
   async deleteCertificate(id: string): Promise<boolean> {
     const existed = this.certificates.delete(id);
+    this.deleted.add(id);
     if (existed) this.publish(id);
     return existed;
+  }
+
+  async deletedCertificateIds(): Promise<Set<string>> {
+    return new Set(this.deleted);
+  }
+
+  async restoreCertificate(record: CertificateRecord): Promise<boolean> {
+    if (this.deleted.has(record.id) || this.certificates.has(record.id)) return false;
+    this.certificates.set(record.id, record);
+    this.publish(record.id);
+    return true;
   }
 
   async putChallenge(token: string, keyAuthorization: string, ttlMs: number): Promise<void> {

@@ -23,6 +23,14 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`;
 // KEYS: accounts hash. ARGV: directory URL, account JSON. HSETNX then read back: one round trip, one winner.
+/** Stores a certificate back unless one of its id exists or it was deleted on purpose; announces it when stored. */
+const RESTORE_CERTIFICATE = `
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return 1
+`;
+
 const PUT_ACCOUNT_IF_ABSENT = `
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])`;
@@ -83,13 +91,28 @@ export class RedisCertStore implements CertStore {
     await this.redis
       .multi()
       .hset(this.keys.certificates, record.id, JSON.stringify(record))
+      .hdel(this.keys.deleted, record.id)
       .publish(this.keys.events, record.id)
       .exec();
   }
 
   async deleteCertificate(id: string): Promise<boolean> {
-    const result = await this.redis.multi().hdel(this.keys.certificates, id).publish(this.keys.events, id).exec();
+    const result = await this.redis
+      .multi()
+      .hdel(this.keys.certificates, id)
+      .hset(this.keys.deleted, id, String(Date.now()))
+      .publish(this.keys.events, id)
+      .exec();
     return result?.[0]?.[1] === 1;
+  }
+
+  async deletedCertificateIds(): Promise<Set<string>> {
+    return new Set(await this.redis.hkeys(this.keys.deleted));
+  }
+
+  async restoreCertificate(record: CertificateRecord): Promise<boolean> {
+    const keys = [this.keys.certificates, this.keys.deleted, this.keys.events];
+    return Number(await this.redis.eval(RESTORE_CERTIFICATE, keys.length, ...keys, record.id, JSON.stringify(record))) === 1;
   }
 
   async putChallenge(token: string, keyAuthorization: string, ttlMs: number): Promise<void> {

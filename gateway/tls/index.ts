@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { Hono } from 'hono';
-import type { CertStore } from '../../shared/cert-store.ts';
+import type { CertificateRecord, CertStore } from '../../shared/cert-store.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -163,11 +163,28 @@ export async function createTls(gatewayConfig: TlsGatewayConfig, config: TlsConf
     }
   }
 
+  /**
+   * Re-read every certificate. One the store no longer lists was either deleted on purpose (its id is among the
+   * deletions: dropped here too) or lost with the store's data (a Redis restarted empty): an unexpired one of those
+   * is kept and written back, so HTTPS keeps working and every replica, and the renewer, have it again.
+   */
   async function reload(): Promise<void> {
-    const records = await store.listCertificates();
+    const [records, deleted] = await Promise.all([store.listCertificates(), store.deletedCertificateIds()]);
     const seen = new Set(records.map((r) => r.id));
     for (const record of records) load(record.id, record);
-    for (const id of index.ids()) if (!seen.has(id)) index.remove(id);
+    const lost: CertificateRecord[] = [];
+    for (const id of index.ids()) {
+      if (seen.has(id)) continue;
+      const held = index.get(id);
+      if (!held || deleted.has(id) || Date.parse(held.notAfter) <= now()) index.remove(id);
+      else lost.push(held);
+    }
+    if (lost.length === 0) return;
+    const restored = await Promise.all(lost.map((record) => store.restoreCertificate(record)));
+    log.warn(
+      { ids: lost.map((r) => r.id), restored: restored.filter(Boolean).length },
+      'the certificate store lost certificates this gateway holds (none was deleted): serving them on and writing them back',
+    );
   }
 
   const safeReload = () =>

@@ -446,6 +446,36 @@ describe('TLS with pebble through the real gateway', () => {
     expect(await run('wrong-token-0123456789abcdef', ['list'])).toMatchObject({ code: 1, err: expect.stringMatching(/bearer token/) });
   });
 
+  it('a store that lost its certificates gets them back from the gateway; one deleted on purpose stays gone', async () => {
+    const redisClient = await client();
+    const kept = 'pod-app.example.test';
+    const dropped = 'pod-dropped.example.test';
+    const pair = await createSelfSignedCertificate(dropped);
+    const at = Date.now();
+    await new RedisCertStore(redisClient, { prefix: PREFIX }).putCertificate({
+      id: dropped, names: [dropped], certPem: pair.certPem, keyPem: pair.keyPem,
+      notBefore: new Date(at).toISOString(), notAfter: new Date(at + 30 * 86_400_000).toISOString(), issuedAt: new Date(at).toISOString(),
+      origin: 'admin', renewal: { failures: 0 },
+    });
+    await waitFor(async () => servedBy(await peerCertificate(dropped)) === dropped, { what: 'the stored certificate to be served' });
+    const before = servedBy(await peerCertificate(kept));
+    expect(before).toMatch(/^Pebble/);
+    // Deleted on purpose while this gateway missed the event (no PUBLISH): the next reload drops it.
+    await redisClient.multi().hdel(`${PREFIX}tls:certs`, dropped).hset(`${PREFIX}tls:certs:deleted`, dropped, String(Date.now())).exec();
+    await tls.reload();
+    expect(servedBy(await peerCertificate(dropped))).toBe('podgate default certificate');
+    const storedIds = async () => ((await admin('GET', '/v1/certificates')).json.certificates as { id: string }[]).map((c) => c.id).sort();
+    const held = await storedIds();
+    expect(held.length).toBeGreaterThan(1);
+    // Then the store loses all its certificates (a Redis restarted empty, as far as the certificates go).
+    await redisClient.del(`${PREFIX}tls:certs`, `${PREFIX}tls:certs:deleted`);
+    await tls.reload();
+    expect(servedBy(await peerCertificate(kept))).toBe(before);
+    // Every certificate the gateway held is in the store again, for the other replicas and the renewer.
+    expect(await storedIds()).toEqual(held);
+    expect((await admin('GET', `/v1/certificates/${dropped}`)).status).toBe(404);
+  });
+
   it('keeps serving the old certificate when the CA fails, and says so in the list and logs', async () => {
     const host = 'localhost-3000.pod-app.example.test';
     const before = await peerCertificate(host);
