@@ -178,6 +178,36 @@ describe('GET /v1/openapi.json', () => {
     expect(orchestratorDoc.paths?.['/healthz']?.get?.security).toEqual([]);
   });
 
+  it("real answers, errors included, are what the documents say", async () => {
+    const check = async (doc: OpenApiDocument, base: string, method: string, path: string, token: string | undefined, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const op = operationFor(doc, method, path.split('?')[0]!);
+      const documented = op?.responses?.[String(res.status)];
+      expect(documented, `${method} ${path} answered ${res.status}, which is not documented`).toBeDefined();
+      const schema = documented.content?.['application/json']?.schema;
+      if (schema) expect(schemaProblem(doc, schema, await res.json()), `${method} ${path} ${res.status}`).toBeUndefined();
+      return res.status;
+    };
+    const o = (method: string, path: string, body?: unknown) => check(orchestratorDoc, orchestratorUrl, method, path, ADMIN_TOKEN, body);
+    expect(await check(orchestratorDoc, orchestratorUrl, 'GET', '/healthz', undefined)).toBe(200);
+    expect(await o('POST', '/v1/pods/myapp/links', { port: 7681, label: 'for Ana' })).toBe(201);
+    expect(await o('GET', '/v1/pods/myapp/links')).toBe(200);
+    expect(await o('POST', '/v1/pods/myapp/links', { port: 0 })).toBe(400);
+    expect(await o('GET', '/v1/pods/Not_A_Slug/links')).toBe(400);
+    expect(await o('GET', '/v1/routes')).toBe(200);
+    expect(await o('GET', '/v1/reconcile')).toBe(200);
+    const g = (method: string, path: string, body?: unknown) => check(gatewayDoc, gatewayUrl, method, path, GATEWAY_TOKEN, body);
+    expect(await check(gatewayDoc, gatewayUrl, 'GET', '/healthz', undefined)).toBe(200);
+    expect(await check(gatewayDoc, gatewayUrl, 'GET', '/readyz', undefined)).toBe(200);
+    expect(await g('GET', '/v1/certificates')).toBe(200);
+    expect(await g('GET', '/v1/certificates/missing.example.test')).toBe(404);
+    expect(await g('POST', '/v1/certificates', { names: ['elsewhere.example.com'] })).toBe(400);
+  });
+
   it('the structural check and the schema validation catch what they are for', () => {
     const broken = structuredClone(orchestratorDoc) as Obj;
     broken.openapi = '3.0.3';
