@@ -8,7 +8,6 @@ import type { OpenAPIV3_1 } from 'openapi-types';
 import { z } from 'zod';
 
 export type OpenApiDocument = OpenAPIV3_1.Document;
-export type RouteDoc = ReturnType<typeof describeRoute>;
 
 /** Where each admin listener serves its document, under /v1 and so behind the same bearer token as the rest. */
 export const OPENAPI_PATH = '/v1/openapi.json';
@@ -18,11 +17,9 @@ export const BEARER_SCHEME = 'bearerAuth';
 export const ErrorSchema = z
   .object({
     error: z.object({
-      /** Stable and machine-readable: `invalid_request`, `unauthorized`, `pod_not_found`, ... */
-      code: z.string(),
-      message: z.string(),
-      /** The request field a 400 is about (`services[1].port`, `query.limit`, `body`). */
-      field: z.string().optional(),
+      code: z.string().describe('Stable and machine-readable: `invalid_request`, `unauthorized`, `pod_not_found`, ...'),
+      message: z.string().describe('For people: what is wrong, naming the setting or field'),
+      field: z.string().optional().describe('The request field a 400 is about (`services[1].port`, `query.limit`, `body`)'),
     }),
   })
   .meta({ id: 'Error', description: 'Every error: `{"error":{"code","message","field"?}}`' });
