@@ -11,9 +11,10 @@
 // access store, whose events reach every gateway.
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
-import type { AccessStore } from '../shared/access-store.ts';
+import { AccessLinkSchema, type AccessStore } from '../shared/access-store.ts';
 import { AccessTokens, LinkIdSchema, newLinkId, TOKEN_QUERY } from '../shared/access-token.ts';
 import { NotFoundError } from '../shared/errors.ts';
+import { describeRoute, errorResponses, jsonRequestBody, jsonResponse, pathParameters } from '../shared/openapi.ts';
 import { AccessPolicySchema, PortSchema, PRIVATE_BY_DEFAULT, SlugSchema, type AccessPolicy } from '../shared/route.ts';
 import { jsonBody } from './api.ts';
 import { parseDuration } from './config.ts';
@@ -51,6 +52,51 @@ export const PutAccessSchema = z.strictObject({
   default: AccessPolicySchema.shape.default,
   ports: AccessPolicySchema.shape.ports,
 });
+
+/** A minted link as `POST /v1/pods/:slug/links` answers it: the only answer that carries its token. */
+export const CreatedLinkSchema = AccessLinkSchema.extend({
+  /** The pod's URL with the token. */
+  url: z.string(),
+  token: z.string(),
+}).meta({ id: 'CreatedLink' });
+const AccessAnswerSchema = z.object({ access: AccessPolicySchema });
+
+const slugParameter = pathParameters({ slug: SlugSchema });
+/** The OpenAPI entries of these routes (shared/openapi.ts). */
+const docs = {
+  createLink: describeRoute({
+    summary: 'Mint an access link (its URL and token are shown only in this answer)',
+    parameters: slugParameter,
+    requestBody: jsonRequestBody(CreateLinkSchema.meta({ id: 'CreateLink' }), false),
+    responses: { 201: jsonResponse('The link', CreatedLinkSchema), ...errorResponses(400, 401, 404) },
+  }),
+  listLinks: describeRoute({
+    summary: "The pod's live links (never their tokens)",
+    parameters: slugParameter,
+    responses: { 200: jsonResponse('The links', z.object({ links: z.array(AccessLinkSchema.meta({ id: 'AccessLink' })) })), ...errorResponses(400, 401) },
+  }),
+  revokeLink: describeRoute({
+    summary: 'Revoke one link',
+    parameters: pathParameters({ slug: SlugSchema, id: LinkIdSchema }),
+    responses: { 204: { description: 'Revoked' }, ...errorResponses(400, 401, 404) },
+  }),
+  revokeLinks: describeRoute({
+    summary: 'Revoke every link of the pod issued so far (allowed for deleted pods too)',
+    parameters: slugParameter,
+    responses: { 204: { description: 'Revoked' }, ...errorResponses(400, 401) },
+  }),
+  getAccess: describeRoute({
+    summary: "The pod's visibility",
+    parameters: slugParameter,
+    responses: { 200: jsonResponse('Its access policy', AccessAnswerSchema), ...errorResponses(400, 401, 404) },
+  }),
+  putAccess: describeRoute({
+    summary: "Change the pod's visibility (republished as a new route generation)",
+    parameters: slugParameter,
+    requestBody: jsonRequestBody(PutAccessSchema.meta({ id: 'PutAccess' })),
+    responses: { 200: jsonResponse('The policy now enforced', AccessAnswerSchema), ...errorResponses(400, 401, 404) },
+  }),
+};
 
 /** What the access API needs from the pod lifecycle. */
 export interface PodAccessControl {
@@ -112,7 +158,7 @@ export function createAccessApi(deps: AccessApiDeps): Hono {
   const now = deps.now ?? Date.now;
   const app = new Hono();
 
-  app.post('/v1/pods/:slug/links', async (c) => {
+  app.post('/v1/pods/:slug/links', docs.createLink, async (c) => {
     const slug = slugOf(c);
     const body = parseOrThrow(CreateLinkSchema, await jsonBody(c));
     await pods.linkable(slug); // 404 for an unknown pod
@@ -130,15 +176,16 @@ export function createAccessApi(deps: AccessApiDeps): Hono {
     };
     await store.addLink(link);
     const url = `${podUrl(slug, body.port, urls)}?${TOKEN_QUERY}=${token}`;
-    return c.json({ ...link, url, token }, 201);
+    const created: z.output<typeof CreatedLinkSchema> = { ...link, url, token };
+    return c.json(created, 201);
   });
 
-  app.get('/v1/pods/:slug/links', async (c) => {
+  app.get('/v1/pods/:slug/links', docs.listLinks, async (c) => {
     const slug = slugOf(c);
     return c.json({ links: await store.listLinks(slug, now()) });
   });
 
-  app.delete('/v1/pods/:slug/links/:id', async (c) => {
+  app.delete('/v1/pods/:slug/links/:id', docs.revokeLink, async (c) => {
     const slug = slugOf(c);
     const id = parseOrThrow(LinkIdSchema, c.req.param('id'), 'id');
     if (!(await store.revokeLink(slug, id, now()))) throw new NotFoundError(`pod ${JSON.stringify(slug)} has no live link ${JSON.stringify(id)}`);
@@ -146,15 +193,15 @@ export function createAccessApi(deps: AccessApiDeps): Hono {
   });
 
   // Works for pods that are gone too: revoking what a deleted pod's links could still open is always allowed.
-  app.delete('/v1/pods/:slug/links', async (c) => {
+  app.delete('/v1/pods/:slug/links', docs.revokeLinks, async (c) => {
     // +1 ms: a token issued in this very millisecond, before the call, is void too.
     await store.revokePod(slugOf(c), now() + 1);
     return c.body(null, 204);
   });
 
-  app.get('/v1/pods/:slug/access', (c) => c.json({ access: pods.policy(slugOf(c)) }));
+  app.get('/v1/pods/:slug/access', docs.getAccess, (c) => c.json({ access: pods.policy(slugOf(c)) }));
 
-  app.put('/v1/pods/:slug/access', async (c) => {
+  app.put('/v1/pods/:slug/access', docs.putAccess, async (c) => {
     const slug = slugOf(c);
     const policy = parseOrThrow(PutAccessSchema, await jsonBody(c));
     await pods.setPolicy(slug, policy);

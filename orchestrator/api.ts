@@ -2,22 +2,21 @@
 // through shared/errors.ts toHttpError, as {"error":{"code","message","field"?}}.
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { z } from 'zod';
 import { adminTokenDigest, tokenMatches } from '../shared/admin-token.ts';
 import { PodgateError, toHttpError, UnauthorizedError, ValidationError, NotFoundError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
+import { OPENAPI_PATH, openApiHandler, openApiRouteDoc } from '../shared/openapi.ts';
 import { SlugSchema } from '../shared/route.ts';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { PodService } from './pods.ts';
 import type { Reconciler } from './reconcile.ts';
 import type { GatewayAdmin } from './config.ts';
+import { docs, LogQuerySchema, ORCHESTRATOR_API_INFO, WaitQuerySchema } from './openapi.ts';
 import { parseOrThrow } from './spec.ts';
 import { createDashboard, DASHBOARD_PATH } from './ui/dashboard.ts';
 
 /** A pod spec is small; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 1024 * 1024;
-const DEFAULT_LOG_LIMIT = 100;
-const MAX_LOG_LIMIT = 1000;
 
 export interface ApiDeps {
   pods: PodService;
@@ -31,11 +30,6 @@ export interface ApiDeps {
   /** Where an unexpected error (a bug, answered as an opaque 500) is logged. */
   logger: Logger;
 }
-
-const LogQuerySchema = z.object({
-  limit: z.coerce.number().int().min(1).max(MAX_LOG_LIMIT).default(DEFAULT_LOG_LIMIT),
-});
-const WaitQuerySchema = z.object({ wait: z.enum(['true', 'false']).default('true') });
 
 /** The request body as JSON; an empty body is `{}`, anything unparsable a 400 naming `body`. */
 export async function jsonBody(c: Context): Promise<unknown> {
@@ -68,7 +62,7 @@ export function createApi(deps: ApiDeps): Hono {
     throw new NotFoundError('no such endpoint');
   });
 
-  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/healthz', docs.healthz, (c) => c.json({ ok: true }));
 
   app.use('/v1/*', async (c, next) => {
     if (!tokenMatches(c.req.header('authorization'), expected)) {
@@ -87,39 +81,42 @@ export function createApi(deps: ApiDeps): Hono {
     }),
   );
 
-  app.post('/v1/pods', async (c) => {
+  app.post('/v1/pods', docs.createPod, async (c) => {
     const { wait } = parseOrThrow(WaitQuerySchema, c.req.query(), 'query');
     const pod = await pods.create(await jsonBody(c), { wait: wait === 'true' });
     return c.json(pod, wait === 'true' ? 201 : 202);
   });
-  app.get('/v1/pods', (c) => c.json({ pods: pods.list() }));
-  app.get('/v1/pods/:slug', (c) => c.json(pods.get(slugParam(c))));
-  app.post('/v1/pods/:slug/start', async (c) => c.json(await pods.start(slugParam(c))));
-  app.post('/v1/pods/:slug/stop', async (c) => c.json(await pods.stop(slugParam(c))));
-  app.post('/v1/pods/:slug/restart', async (c) => c.json(await pods.restart(slugParam(c))));
-  app.delete('/v1/pods/:slug', async (c) => {
+  app.get('/v1/pods', docs.listPods, (c) => c.json({ pods: pods.list() }));
+  app.get('/v1/pods/:slug', docs.getPod, (c) => c.json(pods.get(slugParam(c))));
+  app.post('/v1/pods/:slug/start', docs.startPod, async (c) => c.json(await pods.start(slugParam(c))));
+  app.post('/v1/pods/:slug/stop', docs.stopPod, async (c) => c.json(await pods.stop(slugParam(c))));
+  app.post('/v1/pods/:slug/restart', docs.restartPod, async (c) => c.json(await pods.restart(slugParam(c))));
+  app.delete('/v1/pods/:slug', docs.deletePod, async (c) => {
     const slug = slugParam(c);
     await pods.delete(slug);
     return c.body(null, 204);
   });
-  app.post('/v1/pods/:slug/exec', async (c) => {
+  app.post('/v1/pods/:slug/exec', docs.exec, async (c) => {
     const slug = slugParam(c);
     return c.json(await pods.exec(slug, await jsonBody(c)));
   });
-  app.get('/v1/pods/:slug/logs', async (c) => {
+  app.get('/v1/pods/:slug/logs', docs.logs, async (c) => {
     const slug = slugParam(c);
     const { limit } = parseOrThrow(LogQuerySchema, c.req.query(), 'query');
     return c.json({ entries: await pods.logs(slug, limit) });
   });
   // Without the pods' router keys: they are for the gateways (which read the route table itself), not for display.
-  app.get('/v1/routes', async (c) =>
+  app.get('/v1/routes', docs.routes, async (c) =>
     c.json({ routes: (await allRoutes(routes)).sort((a, b) => a.slug.localeCompare(b.slug)).map(({ routerKey: _key, ...route }) => route) }),
   );
-  app.get('/v1/reconcile', (c) => c.json({ last: deps.reconciler?.last ?? null }));
-  app.post('/v1/reconcile', async (c) => {
+  app.get('/v1/reconcile', docs.lastReconcile, (c) => c.json({ last: deps.reconciler?.last ?? null }));
+  app.post('/v1/reconcile', docs.reconcile, async (c) => {
     if (!deps.reconciler) throw new NotFoundError('reconcile is not running');
     return c.json(await deps.reconciler.reconcile());
   });
+  // Under /v1, so behind the bearer token like every other admin call (it holds no secret, but the admin surface
+  // stays closed to anyone without the token).
+  app.get(OPENAPI_PATH, openApiRouteDoc, openApiHandler(app, ORCHESTRATOR_API_INFO));
   if (deps.accessApi) app.route('/', deps.accessApi);
   app.route(DASHBOARD_PATH, createDashboard({ api: app, adminToken: deps.adminToken, gateway: deps.gatewayAdmin }));
   return app;

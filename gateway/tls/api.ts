@@ -14,6 +14,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { adminTokenDigest, tokenMatches } from '../../shared/admin-token.ts';
 import { toHttpError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
+import { certificateDocs as docs } from '../admin-openapi.ts';
 import type { CertificateManager } from './manager.ts';
 
 /** Requests larger than this are not certificate requests. */
@@ -66,14 +67,14 @@ export function createCertificatesApi(manager: CertificateManager, log: Logger, 
     '/v1/*',
     bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => answerError(c, new ValidationError('body', `larger than ${MAX_BODY_BYTES} bytes`), log) }),
   );
-  app.get('/v1/certificates', async (c) => {
+  app.get('/v1/certificates', docs.list, async (c) => {
     try {
       return c.json({ certificates: (await manager.list()).map((r) => manager.view(r)) });
     } catch (err) {
       return answerError(c, err, log);
     }
   });
-  app.post('/v1/certificates', async (c) => {
+  app.post('/v1/certificates', docs.issue, async (c) => {
     try {
       const record = await manager.issue(await readNames(c), 'admin');
       return c.json(manager.view(record), 201);
@@ -81,21 +82,21 @@ export function createCertificatesApi(manager: CertificateManager, log: Logger, 
       return answerError(c, err, log);
     }
   });
-  app.get('/v1/certificates/:id', async (c) => {
+  app.get('/v1/certificates/:id', docs.get, async (c) => {
     try {
       return c.json(manager.view(await manager.get(c.req.param('id'))));
     } catch (err) {
       return answerError(c, err, log);
     }
   });
-  app.post('/v1/certificates/:id/renew', async (c) => {
+  app.post('/v1/certificates/:id/renew', docs.renew, async (c) => {
     try {
       return c.json(manager.view(await manager.renew(c.req.param('id'))));
     } catch (err) {
       return answerError(c, err, log);
     }
   });
-  app.delete('/v1/certificates/:id', async (c) => {
+  app.delete('/v1/certificates/:id', docs.delete, async (c) => {
     try {
       await manager.delete(c.req.param('id'));
       return c.body(null, 204);
@@ -107,8 +108,9 @@ export function createCertificatesApi(manager: CertificateManager, log: Logger, 
 }
 
 /**
- * The certificates API where it can be served: with no admin token configured it is not served at all, and its
- * paths answer 404 saying which setting turns it on (health, readiness and metrics are unaffected).
+ * The certificates API where it can be served: with no admin token configured it is not served at all, and every
+ * /v1 path (the API and the OpenAPI document) answers 404 saying which setting turns it on (health, readiness and
+ * metrics are unaffected).
  */
 export function certificatesAdmin(manager: CertificateManager, log: Logger, adminToken: string | undefined): Hono {
   if (adminToken !== undefined) return createCertificatesApi(manager, log, adminToken);
@@ -116,7 +118,6 @@ export function certificatesAdmin(manager: CertificateManager, log: Logger, admi
   const off = new Hono();
   const answer = (c: Context) =>
     c.json({ error: { code: 'not_found', message: 'the certificates API is off: set GATEWAY_ADMIN_TOKEN on the gateway to serve it' } }, 404);
-  off.all('/v1/certificates', answer);
-  off.all('/v1/certificates/*', answer);
+  off.all('/v1/*', answer);
   return off;
 }
