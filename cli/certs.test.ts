@@ -15,7 +15,7 @@ import { loadGatewayConfig } from '../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../gateway/main.ts';
 import { loadTlsConfig } from '../gateway/tls/config.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
-import { childEnv, podgate, type CliResult } from './testing.ts';
+import { childEnv, podgate, type CliResult } from '../test/support/cli.ts';
 
 const TOKEN = 'cli-certs-admin-token-0123456789';
 const log = silentLogger();

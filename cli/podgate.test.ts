@@ -10,7 +10,7 @@ import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../orchestrator/main.ts';
 import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
-import { childEnv, podgate, podgateOnTerminal, podgateRunning, type CliResult } from './testing.ts';
+import { childEnv, podgate, podgateOnTerminal, podgateRunning, type CliResult } from '../test/support/cli.ts';
 
 const TOKEN = 'cli-e2e-token-0123456789abcdef';
 const slugs = new Set<string>();

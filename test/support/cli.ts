@@ -3,8 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const BIN = fileURLToPath(new URL('../bin/podgate', import.meta.url));
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const BIN = fileURLToPath(new URL('../../bin/podgate', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Calls answer within seconds; pods create waits for a gVisor pod (about a second here, minutes when loaded). */
 const RUN_TIMEOUT_MS = 150_000;
 
