@@ -53,6 +53,11 @@ export interface OrchestratorConfig {
   namespace: string;
   /** Docker runtime for pods; `runsc` (gVisor) unless explicitly weakened. */
   runtime: string;
+  /**
+   * POD_SUDO: the pod user may become root inside its sandbox (passwordless sudo, apt-get install). Off: pods keep
+   * only NET_BIND_SERVICE and run with no-new-privileges.
+   */
+  sudo: boolean;
   /** Host address the pod's single port is published on. */
   bindAddress: string;
   /** Address gateways use to reach pod ports (written into routes). */
@@ -127,6 +132,7 @@ const EnvSchema = z.object({
   POD_HOST_ADDRESS: z.string().min(1).max(253).default('127.0.0.1'),
   POD_PORT_RANGE: z.string().default(DEFAULT_PORT_RANGE),
   POD_IMAGE: z.string().min(1).default('podgate/pod:dev'),
+  POD_SUDO: z.enum(['on', 'off'], { error: 'POD_SUDO must be on or off (on: the pod user may sudo inside its sandbox)' }).default('on'),
   POD_NAMESPACE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, . _ -').default('default'),
   POD_READY_TIMEOUT: z.string().default(`${DEFAULT_READY_TIMEOUT_MS}ms`),
   ADMIN_TOKEN: z.string().min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`),
@@ -299,6 +305,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     namespace: e.POD_NAMESPACE,
     runtime: e.POD_RUNTIME,
+    sudo: e.POD_SUDO === 'on',
     bindAddress: e.POD_BIND_ADDRESS,
     hostAddress: e.POD_HOST_ADDRESS,
     portRange,

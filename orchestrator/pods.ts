@@ -116,6 +116,8 @@ export class PodTable {
 
 export interface PodServiceConfig {
   runtime: string;
+  /** The pod user may become root inside its sandbox (POD_SUDO). */
+  sudo: boolean;
   bindAddress: string;
   hostAddress: string;
   defaultImage: string;
@@ -326,6 +328,7 @@ export class PodService {
       generation: record.generation,
       image: spec.image,
       runtime: config.runtime,
+      sudo: config.sudo,
       bindAddress: config.bindAddress,
       hostPort: record.hostPort!,
       defaultPort: spec.defaultPort,
