@@ -56,7 +56,12 @@ export interface PodContainerSpec {
    * Off: no capability but NET_BIND_SERVICE and no-new-privileges (see podSecurity in docker-runtime.ts).
    */
   sudo: boolean;
+  /** PEM certificates the pod's Node trusts besides its own (POD_CA_FILE), at POD_CA_PATH. */
+  ca?: string | undefined;
 }
+
+/** Where a pod finds POD_CA_FILE's certificates (NODE_EXTRA_CA_CERTS points here). */
+export const POD_CA_PATH = '/etc/podgate/extra-ca.pem';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 

@@ -1,4 +1,5 @@
 // DockerRuntime against the real Docker daemon with gVisor (runsc).
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
@@ -242,6 +243,35 @@ describe('DockerRuntime', () => {
     // Debian's archive, through the pod's network (the egress policy allows the internet and DNS).
     const apt = await sh('sudo apt-get -qq update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; echo \'{"a":1}\' | jq -c .a', 240_000);
     expect(apt.stdout, apt.stderr).toBe('1\n');
+    await runtime.remove(s.slug);
+  }, 300_000);
+
+  it('POD_CA_FILE\'s certificates are in the pod before it starts, and its Node trusts them', async () => {
+    const ca = '-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n';
+    const s = await spec('ca', { ca });
+    await runtime.create(s);
+    await runtime.start(s.slug);
+    const r = await runtime.exec(s.slug, ['bash', '-c', 'echo "$NODE_EXTRA_CA_CERTS"; stat -c "%u %a" "$NODE_EXTRA_CA_CERTS"; cat "$NODE_EXTRA_CA_CERTS"'], { timeoutMs: 20_000, outputLimit: 4096 });
+    expect(r.stdout).toBe(`/etc/podgate/extra-ca.pem\n0 644\n${ca}`);
+    await runtime.remove(s.slug);
+  });
+
+  // The node template's image (docker/build-image.sh --with-templates), where it is built: `npm install` from the
+  // registry inside a gVisor pod, through this host's CA (its way to the registry may present a private one).
+  const nodeImage = process.env.PODGATE_NODE_IMAGE ?? 'podgate/pod:node';
+  const hostCa = [process.env.NODE_EXTRA_CA_CERTS, process.env.SSL_CERT_FILE, '/etc/ssl/certs/ca-certificates.crt'].find((p) => p && (() => { try { return readFileSync(p, 'utf8').includes('BEGIN CERTIFICATE'); } catch { return false; } })());
+  it.skipIf(!hostCa)(`npm install works in a pod of ${nodeImage} (skipped where that image is not built on this pod image)`, async (ctx) => {
+    // Built on this pod image (its label says so): it has /workspace, owned by dev.
+    const labels = await docker.getImage(nodeImage).inspect().then((i) => i.Config.Labels ?? {}, () => undefined);
+    if (labels?.['podgate.sudo'] === undefined) ctx.skip();
+    const s = await spec('npm', { image: nodeImage, ca: readFileSync(hostCa!, 'utf8') });
+    await runtime.create(s);
+    await runtime.start(s.slug);
+    const sh = (script: string, timeoutMs = 60_000) => runtime.exec(s.slug, ['bash', '-c', script], { timeoutMs, outputLimit: 65536 });
+    await waitFor(async () => (await sh('true')).exitCode === 0, { what: 'a shell in the pod', timeoutMs: 60_000, intervalMs: 250 });
+    const npm = await sh('set -e; cd /workspace; npm init -y >/dev/null; npm install --no-audit --no-fund --loglevel=error express@4 >/dev/null; node -e "require(\'express\'); console.log(\'ok\')"; find node_modules -type f | wc -l', 240_000);
+    expect(npm.stdout.split('\n')[0], npm.stderr).toBe('ok');
+    expect(Number(npm.stdout.split('\n')[1])).toBeGreaterThan(300);
     await runtime.remove(s.slug);
   }, 300_000);
 

@@ -9,6 +9,7 @@ import {
   IMAGE_SUDO_LABEL,
   IMAGE_SUDO_VALUE,
   LABELS,
+  POD_CA_PATH,
   POD_ROUTER_PORT,
   podBridgeName,
   podResourceName,
@@ -214,6 +215,7 @@ export class DockerRuntime implements ContainerRuntime {
     });
     const volume = podVolumeName(spec.slug);
     let volumeMade = false;
+    let made: Docker.Container | undefined;
     try {
       // Docker answers a create of an existing volume with that volume: a leftover (a deleted pod's, before reconcile
       // removes it, or someone else's) must never become a new pod's workspace.
@@ -227,7 +229,11 @@ export class DockerRuntime implements ContainerRuntime {
           name,
           Image: spec.image,
           Hostname: spec.slug,
-          Env: Object.entries({ ...spec.env, ...(sudo ? { PODGATE_SUDO: '1' } : {}) }).map(([k, v]) => `${k}=${v}`),
+          Env: Object.entries({
+            ...spec.env,
+            ...(sudo ? { PODGATE_SUDO: '1' } : {}),
+            ...(spec.ca ? { NODE_EXTRA_CA_CERTS: POD_CA_PATH } : {}),
+          }).map(([k, v]) => `${k}=${v}`),
           Labels: { ...spec.labels, ...ownLabels, ...(sudo ? { [LABELS.podUser]: sudo } : {}) },
           // Root only for the entrypoint's first moment: it starts the sudo daemon and drops to the image's user.
           ...(sudo ? { User: '0:0' } : {}),
@@ -258,6 +264,9 @@ export class DockerRuntime implements ContainerRuntime {
         this.storageOptRefused = true;
         return createWith(false);
       });
+      // Into the container's own filesystem before it starts: no host mount, and readable by every process.
+      made = container;
+      if (spec.ca) await this.call('put ca', () => container.putArchive(singleFileTar(POD_CA_PATH.slice(1), spec.ca!), { path: '/' }));
       const info = await container.inspect();
       return {
         id: info.Id,
@@ -268,6 +277,7 @@ export class DockerRuntime implements ContainerRuntime {
       };
     } catch (err) {
       // Nothing left behind: the volume and the network were made for this container only.
+      if (made) await made.remove({ force: true }).catch(() => {});
       if (volumeMade) await this.removeVolume(volume).catch(() => {});
       await network.remove().catch(() => {});
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a container named ${name} already exists on the Docker host`);
@@ -461,6 +471,29 @@ export class DockerRuntime implements ContainerRuntime {
       stream.destroy();
     };
   }
+}
+
+/** A tar archive (ustar) of one file, root-owned, mode 0644: what Docker's putArchive takes. */
+export function singleFileTar(name: string, content: string): Buffer {
+  const data = Buffer.from(content, 'utf8');
+  const header = Buffer.alloc(512);
+  const field = (offset: number, length: number, value: string) => header.write(value, offset, length, 'ascii');
+  const octal = (offset: number, length: number, value: number) => field(offset, length, value.toString(8).padStart(length - 1, '0') + '\0');
+  field(0, 100, name);
+  octal(100, 8, 0o644);
+  octal(108, 8, 0);
+  octal(116, 8, 0);
+  octal(124, 12, data.length);
+  octal(136, 12, Math.floor(Date.now() / 1000));
+  field(148, 8, '        ');
+  field(156, 1, '0');
+  field(257, 6, 'ustar\0');
+  field(263, 2, '00');
+  let sum = 0;
+  for (const b of header) sum += b;
+  field(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  const padding = Buffer.alloc((512 - (data.length % 512)) % 512);
+  return Buffer.concat([header, data, padding, Buffer.alloc(1024)]);
 }
 
 /** Keeps the first `limit` bytes of a stream and notes whether more came. */

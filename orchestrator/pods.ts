@@ -118,6 +118,8 @@ export interface PodServiceConfig {
   runtime: string;
   /** The pod user may become root inside its sandbox (POD_SUDO). */
   sudo: boolean;
+  /** POD_CA_FILE's certificates, trusted by every pod's Node. */
+  podCa?: string | undefined;
   bindAddress: string;
   hostAddress: string;
   defaultImage: string;
@@ -329,6 +331,7 @@ export class PodService {
       image: spec.image,
       runtime: config.runtime,
       sudo: config.sudo,
+      ca: config.podCa,
       bindAddress: config.bindAddress,
       hostPort: record.hostPort!,
       defaultPort: spec.defaultPort,
