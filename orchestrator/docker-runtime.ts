@@ -1,6 +1,7 @@
 // ContainerRuntime on Docker (dockerode). One bridge network per pod (Docker isolates bridge networks from each
 // other), one container per pod under the configured runtime (gVisor's runsc by default), its in-pod router's
-// port 80 published on one host port. Everything it creates carries the podgate labels, so reconcile can find it.
+// port 80 published on one host port, and one volume per pod at /workspace that lives exactly as long as the pod.
+// Everything it creates carries the podgate labels, so reconcile can find it.
 import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ConflictError, ServiceUnavailableError } from '../shared/errors.ts';
