@@ -233,16 +233,21 @@ describe('DockerRuntime', () => {
       timeoutMs: 60_000, intervalMs: 200, what: 'the sudo pod to be ready',
     });
     // Exec, the router and the services run as dev with no capability; only the sudo daemon is root. Root in the pod
-    // is bounded by the container's set (CHOWN DAC_OVERRIDE FOWNER SETGID SETUID NET_BIND_SERVICE = 0x4cb).
+    // is bounded by the container's set (CHOWN DAC_OVERRIDE FOWNER KILL SETGID SETUID NET_BIND_SERVICE = 0x4eb).
     const who = await sh('id -un; echo "$HOME"; grep -E "CapEff|CapBnd" /proc/self/status | cut -f2; ps -eo user=,comm= | tr -s " " | sort -u | grep -v "^dev "');
-    expect(who.stdout).toBe('dev\n/home/dev\n0000000000000000\n00000000000004cb\nroot s6-ipcserverd\nroot tini\n');
+    expect(who.stdout).toBe('dev\n/home/dev\n0000000000000000\n00000000000004eb\nroot s6-ipcserverd\nroot tini\n');
     const nginx = await sh('ps -o user= -C nginx | sort -u');
     expect(nginx.stdout).toBe('dev\n');
     const sudo = await sh('cd /workspace && sudo -n true && sudo id -un && sudo pwd && sudo -n grep CapEff /proc/self/status | cut -f2 && echo x | sudo cat && sudo sh -c "exit 7"; echo "exit $?"');
-    expect(sudo.stdout).toBe('root\n/workspace\n00000000000004cb\nx\nexit 7\n');
+    expect(sudo.stdout).toBe('root\n/workspace\n00000000000004eb\nx\nexit 7\n');
     // Debian's archive, through the pod's network (the egress policy allows the internet and DNS).
     const apt = await sh('sudo apt-get -qq update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; echo \'{"a":1}\' | jq -c .a', 240_000);
     expect(apt.stdout, apt.stderr).toBe('1\n');
+    // docker stop still reaches every process (tini, root, signals dev's): a clean exit, not a kill after the grace.
+    await runtime.stop(s.slug, 20);
+    const stopped = await docker.getContainer(`podgate-${s.slug}`).inspect();
+    expect(stopped.State.ExitCode).toBe(0);
+    expect(await runtime.logsTail(s.slug, 5)).toContain('podgate: stopping');
     await runtime.remove(s.slug);
   }, 300_000);
 

@@ -52,10 +52,11 @@ const POD_CAP_ADD = ['NET_BIND_SERVICE'];
  * 20240729, each one left out in turn): apt's download methods drop to its _apt user (SETUID, SETGID; also the
  * entrypoint's drop from root to the pod user), apt writes lists it does not own (DAC_OVERRIDE), chowns and chmods
  * its partial files (CHOWN, FOWNER: without them apt warns and downloads unsandboxed, and dpkg cannot give unpacked
- * files their owners). FSETID is not needed. Nothing else of Docker's default set: no NET_RAW, MKNOD, SYS_CHROOT,
- * KILL, SETFCAP, SETPCAP, AUDIT_WRITE.
+ * files their owners), and tini, root as PID 1, forwards docker stop's SIGTERM to the pod user's processes (KILL: without
+ * it tini dies with EPERM and the pod exits 1 instead of stopping cleanly). FSETID is not needed. Nothing else of
+ * Docker's default set: no NET_RAW, MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, AUDIT_WRITE.
  */
-export const POD_SUDO_CAP_ADD = ['NET_BIND_SERVICE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID'];
+export const POD_SUDO_CAP_ADD = ['NET_BIND_SERVICE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID', 'KILL'];
 
 /** Capabilities and security options of a pod container. */
 export function podSecurity(sudo: boolean): { CapDrop: string[]; CapAdd: string[]; SecurityOpt: string[] } {
