@@ -62,7 +62,7 @@ export const POD_SUDO_CAP_ADD = ['NET_BIND_SERVICE', 'CHOWN', 'DAC_OVERRIDE', 'F
 export function podSecurity(sudo: boolean): { CapDrop: string[]; CapAdd: string[]; SecurityOpt: string[] } {
   // With sudo the boundary is gVisor itself, the egress policy and the absence of host mounts, not the pod user.
   // no-new-privileges goes with it (it would stop sudo wherever setuid works, as under runc); gVisor ignores setuid
-  // bits anyway (google/gvisor#212), which is why the pod's sudo is a root daemon (docker/README.md).
+  // bits anyway (google/gvisor#212), which is why the pod's sudo is a root daemon (docker/rootfs/usr/local/bin/sudo).
   return sudo
     ? { CapDrop: ['ALL'], CapAdd: POD_SUDO_CAP_ADD, SecurityOpt: [] }
     : { CapDrop: ['ALL'], CapAdd: POD_CAP_ADD, SecurityOpt: ['no-new-privileges'] };
@@ -254,8 +254,8 @@ export class DockerRuntime implements ContainerRuntime {
             RestartPolicy: { Name: 'no' },
             LogConfig: { Type: 'json-file', Config: CONTAINER_LOG_OPTS },
             ...podSecurity(sudo !== undefined),
-            // The pod's work outlives its container (recreated on a busy port, after an image upgrade): its own
-            // volume, which Docker fills on first use with the image's /workspace (owner and mode included).
+            // The pod's work lives apart from the container's filesystem, on the pod's own volume, which Docker fills
+            // on first use with the image's /workspace (owner and mode included: no chown at run time).
             Mounts: [{ Type: 'volume', Source: volume, Target: WORKSPACE_PATH }],
             ...(storageOpt ? { StorageOpt: { size: String(POD_STORAGE_BYTES) } } : {}),
           },
