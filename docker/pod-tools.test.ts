@@ -54,7 +54,7 @@ beforeAll(async () => {
   while (!(await isPortBindable('127.0.0.1', hostPort))) hostPort = await ports.allocate(slug);
   const spec: PodContainerSpec = {
     slug, generation: 1, image, runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostPort, defaultPort: 3000,
-    env: { POD_SLUG: slug, PODGATE_ROUTER_KEY: newRouterKey() }, labels: {}, ...tierLimits('dev.small', 2),
+    env: { POD_SLUG: slug, PODGATE_ROUTER_KEY: newRouterKey() }, labels: {}, ...tierLimits('dev.small', 2), sudo: false,
   };
   await runtime.create(spec);
   await runtime.start(slug);

@@ -53,6 +53,16 @@ export interface OrchestratorConfig {
   namespace: string;
   /** Docker runtime for pods; `runsc` (gVisor) unless explicitly weakened. */
   runtime: string;
+  /**
+   * POD_SUDO: the pod user may become root inside its sandbox (passwordless sudo, apt-get install). Off: pods keep
+   * only NET_BIND_SERVICE and run with no-new-privileges.
+   */
+  sudo: boolean;
+  /**
+   * POD_CA_FILE's PEM certificates, put into every pod and trusted by its Node (NODE_EXTRA_CA_CERTS): for a host
+   * whose way to the npm registry presents a private CA (a TLS-inspecting proxy). Unset: none.
+   */
+  podCa: string | undefined;
   /** Host address the pod's single port is published on. */
   bindAddress: string;
   /** Address gateways use to reach pod ports (written into routes). */
@@ -127,6 +137,8 @@ const EnvSchema = z.object({
   POD_HOST_ADDRESS: z.string().min(1).max(253).default('127.0.0.1'),
   POD_PORT_RANGE: z.string().default(DEFAULT_PORT_RANGE),
   POD_IMAGE: z.string().min(1).default('podgate/pod:dev'),
+  POD_CA_FILE: z.string().optional().transform((s) => s || undefined),
+  POD_SUDO: z.enum(['on', 'off'], { error: 'POD_SUDO must be on or off (on: the pod user may sudo inside its sandbox)' }).default('on'),
   POD_NAMESPACE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, . _ -').default('default'),
   POD_READY_TIMEOUT: z.string().default(`${DEFAULT_READY_TIMEOUT_MS}ms`),
   ADMIN_TOKEN: z.string().min(MIN_ADMIN_TOKEN_LENGTH, `at least ${MIN_ADMIN_TOKEN_LENGTH} characters`),
@@ -233,6 +245,18 @@ function opensshKeyEncrypted(base64: string): boolean {
   return raw.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1') !== 'none';
 }
 
+/** POD_CA_FILE, read at start so a wrong path stops it naming the setting. @throws ConfigError naming POD_CA_FILE */
+export function readPodCa(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('POD_CA_FILE', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError('POD_CA_FILE', `${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return text;
+}
+
 /**
  * The key file of DOCKER_SSH_IDENTITY, checked enough that a wrong file stops the start instead of every Docker
  * call failing: readable, a private key (OpenSSH or PEM), not protected by a passphrase (nobody could type it).
@@ -299,6 +323,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     namespace: e.POD_NAMESPACE,
     runtime: e.POD_RUNTIME,
+    sudo: e.POD_SUDO === 'on',
+    podCa: e.POD_CA_FILE === undefined ? undefined : readPodCa(e.POD_CA_FILE),
     bindAddress: e.POD_BIND_ADDRESS,
     hostAddress: e.POD_HOST_ADDRESS,
     portRange,

@@ -19,10 +19,23 @@ export const LABELS = {
    * the same one. Readable by whoever can use the Docker API, who can read the container's environment as well.
    */
   routerKey: 'podgate.router-key',
+  /** The image's user, set when the container runs as root for sudo: exec runs commands as this user. */
+  podUser: 'podgate.pod-user',
 } as const;
+
+/**
+ * An image label saying the image's entrypoint can give its user root (POD_SUDO): started as root with
+ * PODGATE_SUDO=1, it starts the in-pod sudo daemon and runs everything else as the image's user. Images without it
+ * always get the hardened container.
+ */
+export const IMAGE_SUDO_LABEL = 'podgate.sudo';
+export const IMAGE_SUDO_VALUE = 's6-sudod';
 
 /** The in-pod router listens here; it is the only port a pod publishes. */
 export const POD_ROUTER_PORT = 80;
+
+/** Where the pod's own volume is mounted: the pod's working directory, kept for as long as the pod exists. */
+export const WORKSPACE_PATH = '/workspace';
 
 export interface PodContainerSpec {
   slug: string;
@@ -38,7 +51,17 @@ export interface PodContainerSpec {
   nanoCpus: number;
   cpuShares: number;
   memoryBytes: number;
+  /**
+   * The pod user may become root inside the sandbox (sudo): the capabilities apt and sudo need, and setuid allowed.
+   * Off: no capability but NET_BIND_SERVICE and no-new-privileges (see podSecurity in docker-runtime.ts).
+   */
+  sudo: boolean;
+  /** PEM certificates the pod's Node trusts besides its own (POD_CA_FILE), at POD_CA_PATH. */
+  ca?: string | undefined;
 }
+
+/** Where a pod finds POD_CA_FILE's certificates (NODE_EXTRA_CA_CERTS points here). */
+export const POD_CA_PATH = '/etc/podgate/extra-ca.pem';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
@@ -82,18 +105,26 @@ export interface PodNetwork {
   bridge?: string | undefined;
 }
 
+export interface PodVolume {
+  name: string;
+  slug: string | undefined;
+}
+
 export interface ContainerRuntime {
   /** Throws ServiceUnavailableError (saying how to fix it) if the daemon lacks `runtime`. */
   checkRuntime(runtime: string): Promise<void>;
   /** CPUs of the Docker host (limits are clamped to it). */
   hostCpus(): Promise<number>;
   imageExists(image: string): Promise<boolean>;
-  /** Create the pod's own network and its container (not started). Leaves nothing behind if it fails. */
+  /**
+   * Create the pod's own network, its workspace volume (mounted at WORKSPACE_PATH) and its container (not started).
+   * Leaves nothing behind if it fails; refuses (ConflictError) if any of them exists already.
+   */
   create(spec: PodContainerSpec): Promise<PodContainer>;
   start(slug: string): Promise<void>;
   /** Stop with a grace period; a stopped container is fine. */
   stop(slug: string, graceSeconds: number): Promise<void>;
-  /** Remove the container and its network; missing ones are fine. */
+  /** Remove the container, its workspace volume and its network; missing ones are fine. */
   remove(slug: string): Promise<void>;
   inspect(slug: string): Promise<PodContainer | undefined>;
   /** Every pod container (all states). */
@@ -102,6 +133,10 @@ export interface ContainerRuntime {
   networks(): Promise<PodNetwork[]>;
   /** Remove one network (an orphan); never touches containers. Missing is fine. */
   removeNetwork(id: string): Promise<void>;
+  /** Every pod workspace volume, with or without a container. */
+  volumes(): Promise<PodVolume[]>;
+  /** Remove one volume (an orphan); Docker refuses while a container uses it. Missing is fine. */
+  removeVolume(name: string): Promise<void>;
   exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult>;
   /** The last lines the container printed (stdout and stderr), to explain why it did not start. */
   logsTail(slug: string, lines: number): Promise<string>;
@@ -112,6 +147,11 @@ export interface ContainerRuntime {
 /** Docker names of a pod's container and network. */
 export function podResourceName(slug: string): string {
   return `podgate-${slug}`;
+}
+
+/** Docker name of a pod's workspace volume (one per slug: the suffix keeps it apart from the container's name). */
+export function podVolumeName(slug: string): string {
+  return `podgate-${slug}-workspace`;
 }
 
 /**

@@ -1,12 +1,16 @@
 // ContainerRuntime on Docker (dockerode). One bridge network per pod (Docker isolates bridge networks from each
 // other), one container per pod under the configured runtime (gVisor's runsc by default), its in-pod router's
-// port 80 published on one host port. Everything it creates carries the podgate labels, so reconcile can find it.
+// port 80 published on one host port, and one volume per pod at /workspace that lives exactly as long as the pod.
+// Everything it creates carries the podgate labels, so reconcile can find it.
 import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ConflictError, ServiceUnavailableError } from '../shared/errors.ts';
 import {
   HostPortBusyError,
+  IMAGE_SUDO_LABEL,
+  IMAGE_SUDO_VALUE,
   LABELS,
+  POD_CA_PATH,
   POD_ROUTER_PORT,
   podBridgeName,
   podResourceName,
@@ -17,7 +21,10 @@ import {
   type PodContainer,
   type PodContainerSpec,
   type PodNetwork,
+  type PodVolume,
   type RuntimeEvent,
+  podVolumeName,
+  WORKSPACE_PATH,
 } from './container-runtime.ts';
 
 /** Docker answers 304 when a container is already in the asked state, 404 when it is gone. */
@@ -35,17 +42,31 @@ const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '2' };
 /** Processes per pod: a fork bomb stays inside its sandbox. */
 const PIDS_LIMIT = 4096;
 /**
- * Capabilities a pod keeps: none but NET_BIND_SERVICE, which gVisor's sandbox needs to bind the router's port 80 in
- * the pod's network namespace (with --network=host, measured: without it nginx's bind() fails with EACCES). Inside
- * the sandbox the pod's processes run as the image's user with no capabilities at all (CapEff 0).
+ * Capabilities a pod keeps without sudo: none but NET_BIND_SERVICE, which gVisor's sandbox needs to bind the
+ * router's port 80 in the pod's network namespace (with --network=host, measured: without it nginx's bind() fails
+ * with EACCES). Inside the sandbox the pod's processes run as the image's user with no capabilities (CapEff 0).
  */
 const POD_CAP_ADD = ['NET_BIND_SERVICE'];
 /**
- * No process in a pod gains privileges by exec (setuid binaries, file capabilities). The pod image has no sudo; an
- * image that needs it cannot use it here, by design: gVisor is the boundary, and root inside it gains nothing the
- * pod's user needs from the orchestrator.
+ * With sudo, root inside the sandbox gets back what `sudo apt-get install` needs, measured under gVisor (runsc
+ * 20240729, each one left out in turn): apt's download methods drop to its _apt user (SETUID, SETGID; also the
+ * entrypoint's drop from root to the pod user), apt writes lists it does not own (DAC_OVERRIDE), chowns and chmods
+ * its partial files (CHOWN, FOWNER: without them apt warns and downloads unsandboxed, and dpkg cannot give unpacked
+ * files their owners), and tini, root as PID 1, forwards docker stop's SIGTERM to the pod user's processes (KILL: without
+ * it tini dies with EPERM and the pod exits 1 instead of stopping cleanly). FSETID is not needed. Nothing else of
+ * Docker's default set: no NET_RAW, MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, AUDIT_WRITE.
  */
-const POD_SECURITY_OPT = ['no-new-privileges'];
+export const POD_SUDO_CAP_ADD = ['NET_BIND_SERVICE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID', 'KILL'];
+
+/** Capabilities and security options of a pod container. */
+export function podSecurity(sudo: boolean): { CapDrop: string[]; CapAdd: string[]; SecurityOpt: string[] } {
+  // With sudo the boundary is gVisor itself, the egress policy and the absence of host mounts, not the pod user.
+  // no-new-privileges goes with it (it would stop sudo wherever setuid works, as under runc); gVisor ignores setuid
+  // bits anyway (google/gvisor#212), which is why the pod's sudo is a root daemon (docker/rootfs/usr/local/bin/sudo).
+  return sudo
+    ? { CapDrop: ['ALL'], CapAdd: POD_SUDO_CAP_ADD, SecurityOpt: [] }
+    : { CapDrop: ['ALL'], CapAdd: POD_CAP_ADD, SecurityOpt: ['no-new-privileges'] };
+}
 /** A pod's writable layer, where the storage driver can limit it (see storageLimitSupport). */
 export const POD_STORAGE_BYTES = 20 * 1024 ** 3;
 /** Docker's refusal when overlay2 sits on xfs mounted without pquota: detected at the first create, then not asked again. */
@@ -194,15 +215,30 @@ export class DockerRuntime implements ContainerRuntime {
       if (POOLS_EXHAUSTED.test(dockerMessage(err))) throw new ServiceUnavailableError(poolsExhaustedMessage(dockerMessage(err)));
       throw err;
     });
+    const volume = podVolumeName(spec.slug);
+    let volumeMade = false;
+    let made: Docker.Container | undefined;
     try {
+      // Docker answers a create of an existing volume with that volume: a leftover (a deleted pod's, before reconcile
+      // removes it, or someone else's) must never become a new pod's workspace.
+      if (await this.volumeExists(volume)) throw new ConflictError(`a volume named ${volume} already exists on the Docker host (a deleted pod's workspace is removed by reconcile; remove it with docker volume rm if it is not wanted)`);
+      await this.call('create volume', () => this.docker.createVolume({ Name: volume, Labels: ownLabels }));
+      volumeMade = true;
+      const sudo = spec.sudo ? await this.sudoUser(spec.image) : undefined;
       const limitStorage = !this.storageOptRefused && storageLimitSupport(await this.info()).supported;
       const createWith = (storageOpt: boolean) => this.call('create container', () =>
         this.docker.createContainer({
           name,
           Image: spec.image,
           Hostname: spec.slug,
-          Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-          Labels: { ...spec.labels, ...ownLabels },
+          Env: Object.entries({
+            ...spec.env,
+            ...(sudo ? { PODGATE_SUDO: '1' } : {}),
+            ...(spec.ca ? { NODE_EXTRA_CA_CERTS: POD_CA_PATH } : {}),
+          }).map(([k, v]) => `${k}=${v}`),
+          Labels: { ...spec.labels, ...ownLabels, ...(sudo ? { [LABELS.podUser]: sudo } : {}) },
+          // Root only for the entrypoint's first moment: it starts the sudo daemon and drops to the image's user.
+          ...(sudo ? { User: '0:0' } : {}),
           ExposedPorts: { [`${POD_ROUTER_PORT}/tcp`]: {} },
           HostConfig: {
             Runtime: spec.runtime,
@@ -217,9 +253,10 @@ export class DockerRuntime implements ContainerRuntime {
             // The orchestrator owns the lifecycle: a container that dies stays down and its route says so.
             RestartPolicy: { Name: 'no' },
             LogConfig: { Type: 'json-file', Config: CONTAINER_LOG_OPTS },
-            CapDrop: ['ALL'],
-            CapAdd: POD_CAP_ADD,
-            SecurityOpt: POD_SECURITY_OPT,
+            ...podSecurity(sudo !== undefined),
+            // The pod's work lives apart from the container's filesystem, on the pod's own volume, which Docker fills
+            // on first use with the image's /workspace (owner and mode included: no chown at run time).
+            Mounts: [{ Type: 'volume', Source: volume, Target: WORKSPACE_PATH }],
             ...(storageOpt ? { StorageOpt: { size: String(POD_STORAGE_BYTES) } } : {}),
           },
         }),
@@ -229,6 +266,9 @@ export class DockerRuntime implements ContainerRuntime {
         this.storageOptRefused = true;
         return createWith(false);
       });
+      // Into the container's own filesystem before it starts: no host mount, and readable by every process.
+      made = container;
+      if (spec.ca) await this.call('put ca', () => container.putArchive(singleFileTar(POD_CA_PATH.slice(1), spec.ca!), { path: '/' }));
       const info = await container.inspect();
       return {
         id: info.Id,
@@ -238,7 +278,9 @@ export class DockerRuntime implements ContainerRuntime {
         created: Math.floor(Date.parse(info.Created) / 1000),
       };
     } catch (err) {
-      // Nothing left behind: the network was made for this container only.
+      // Nothing left behind: the volume and the network were made for this container only.
+      if (made) await made.remove({ force: true }).catch(() => {});
+      if (volumeMade) await this.removeVolume(volume).catch(() => {});
       await network.remove().catch(() => {});
       if (statusOf(err) === CONFLICT) throw new ConflictError(`a container named ${name} already exists on the Docker host`);
       throw err;
@@ -271,6 +313,8 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       if (statusOf(err) !== NOT_FOUND) throw err;
     }
+    // Only now: a volume is removed with its pod and never before (stop, restart and recreate keep it).
+    await this.removeVolume(podVolumeName(slug));
     for (let attempt = 1; ; attempt++) {
       try {
         await this.call('remove network', () => this.docker.getNetwork(name).remove());
@@ -325,9 +369,44 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  /** The user the image runs as, if the image can give it root (IMAGE_SUDO_LABEL); undefined: no sudo for it. */
+  private async sudoUser(image: string): Promise<string | undefined> {
+    const info = await this.call('image inspect', () => this.docker.getImage(image).inspect());
+    const user = info.Config?.User ?? '';
+    if (info.Config?.Labels?.[IMAGE_SUDO_LABEL] !== IMAGE_SUDO_VALUE || user === '' || user === 'root' || user.startsWith('0')) return undefined;
+    return user;
+  }
+
+  private async volumeExists(name: string): Promise<boolean> {
+    try {
+      await this.call('inspect volume', () => this.docker.getVolume(name).inspect());
+      return true;
+    } catch (err) {
+      if (statusOf(err) === NOT_FOUND) return false;
+      throw err;
+    }
+  }
+
+  async volumes(): Promise<PodVolume[]> {
+    const all = await this.call('list volumes', () => this.docker.listVolumes({ filters: { label: this.filter } }));
+    return (all.Volumes ?? []).map((v) => ({ name: v.Name, slug: v.Labels?.[LABELS.slug] }));
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    try {
+      await this.call('remove volume', () => this.docker.getVolume(name).remove());
+    } catch (err) {
+      if (statusOf(err) !== NOT_FOUND) throw err;
+    }
+  }
+
   async exec(slug: string, command: string[], options: ExecOptions): Promise<ExecResult> {
     const container = this.docker.getContainer(podResourceName(slug));
-    const exec = await this.call('exec', () => container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false }));
+    // A container started as root for sudo: commands still run as the pod's user (sudo inside gives root).
+    const user = (await this.inspect(slug))?.labels[LABELS.podUser];
+    const exec = await this.call('exec', () =>
+      container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false, ...(user ? { User: user } : {}) }),
+    );
     const stream = await this.call('exec start', () => exec.start({ hijack: true, stdin: false }));
     const out = new Capture(options.outputLimit);
     const err = new Capture(options.outputLimit);
@@ -394,6 +473,29 @@ export class DockerRuntime implements ContainerRuntime {
       stream.destroy();
     };
   }
+}
+
+/** A tar archive (ustar) of one file, root-owned, mode 0644: what Docker's putArchive takes. */
+export function singleFileTar(name: string, content: string): Buffer {
+  const data = Buffer.from(content, 'utf8');
+  const header = Buffer.alloc(512);
+  const field = (offset: number, length: number, value: string) => header.write(value, offset, length, 'ascii');
+  const octal = (offset: number, length: number, value: number) => field(offset, length, value.toString(8).padStart(length - 1, '0') + '\0');
+  field(0, 100, name);
+  octal(100, 8, 0o644);
+  octal(108, 8, 0);
+  octal(116, 8, 0);
+  octal(124, 12, data.length);
+  octal(136, 12, Math.floor(Date.now() / 1000));
+  field(148, 8, '        ');
+  field(156, 1, '0');
+  field(257, 6, 'ustar\0');
+  field(263, 2, '00');
+  let sum = 0;
+  for (const b of header) sum += b;
+  field(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  const padding = Buffer.alloc((512 - (data.length % 512)) % 512);
+  return Buffer.concat([header, data, padding, Buffer.alloc(1024)]);
 }
 
 /** Keeps the first `limit` bytes of a stream and notes whether more came. */

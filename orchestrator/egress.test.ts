@@ -100,6 +100,7 @@ async function spec(stem: string): Promise<PodContainerSpec> {
     env: { POD_SLUG: slug, PODGATE_ROUTER_KEY: newRouterKey() },
     labels: { [LABELS.generation]: '1', [LABELS.hostPort]: String(hostPort) },
     ...tierLimits('dev.small', 2),
+    sudo: false,
   };
 }
 

@@ -62,6 +62,13 @@ async function containerExists(s: string): Promise<boolean> {
 async function networkExists(s: string): Promise<boolean> {
   return docker.getNetwork(`podgate-${s}`).inspect().then(() => true, () => false);
 }
+async function volumeExists(s: string): Promise<boolean> {
+  return docker.getVolume(`podgate-${s}-workspace`).inspect().then(() => true, () => false);
+}
+/** The file the workspace tests leave in a pod's /workspace, read back through the exec API. */
+async function workspaceFile(s: string): Promise<string> {
+  return (await api('POST', `/v1/pods/${s}/exec`, { command: 'cat /workspace/kept.txt' })).json.stdout;
+}
 
 beforeAll(async () => {
   [redis, image] = await Promise.all([startRedis(), testPodImage()]);
@@ -198,6 +205,11 @@ describe('pod lifecycle', () => {
     expect(logs.json.entries[0].durationMs).toBeGreaterThanOrEqual(0);
     expect((await api('GET', `/v1/pods/${s}/logs?limit=0`)).status).toBe(400);
 
+    // The developer's work: on the pod's own volume, as the pod user; it stays through stop, start and restart.
+    const wrote = await api('POST', `/v1/pods/${s}/exec`, { command: 'pwd; id -un; echo mine > kept.txt' });
+    expect(wrote.json.stdout).toBe('/workspace\ndev\n');
+    expect(await volumeExists(s)).toBe(true);
+
     const gen1 = route!.generation;
     const stopped = await api('POST', `/v1/pods/${s}/stop`);
     expect(stopped.json.status).toBe('stopped');
@@ -221,12 +233,14 @@ describe('pod lifecycle', () => {
     expect(restarted.json.status).toBe('running');
     expect(restarted.json.hostPort).toBe(pod.hostPort);
     expect((await orch.routes.get(s))?.routerKey).toBe(key);
+    expect(await workspaceFile(s)).toBe('mine\n');
 
     expect((await api('DELETE', `/v1/pods/${s}`)).status).toBe(204);
     expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
     expect(await orch.routes.get(s)).toBeUndefined();
     expect(await containerExists(s)).toBe(false);
     expect(await networkExists(s)).toBe(false);
+    expect(await volumeExists(s)).toBe(false);
     const owners = await createRedisOwners();
     expect(Object.values(owners).some((v) => v.startsWith(`${s}|`))).toBe(false);
   });
@@ -239,6 +253,7 @@ describe('pod lifecycle', () => {
     expect(r.json.error.message).toMatch(/breaks/);
     expect(await containerExists(s)).toBe(false);
     expect(await networkExists(s)).toBe(false);
+    expect(await volumeExists(s)).toBe(false);
     expect(await orch.routes.get(s)).toBeUndefined();
     const owners = await createRedisOwners();
     expect(Object.values(owners).some((v) => v.startsWith(`${s}|`))).toBe(false);
@@ -300,10 +315,13 @@ describe('reconcile: Docker is the source of truth', () => {
     await waitFor(async () => (await orch.routes.get(s)) === undefined, { timeoutMs: 20_000, what: 'route removed' });
     expect((await api('GET', `/v1/pods/${s}`)).status).toBe(404);
     await waitFor(async () => !Object.values(await createRedisOwners()).some((v) => v.startsWith(`${s}|`)), { what: 'port released' });
-    // The network stays an orphan until it has been orphaned for a while; reconcile reports it meanwhile.
+    // The network and the workspace stay orphans until orphaned for a while; reconcile reports them meanwhile.
     const report = await orch.reconciler.reconcile();
     expect(report.orphans.some((o) => o.kind === 'network' && o.name === `podgate-${s}`)).toBe(true);
+    expect(report.orphans).toContainEqual({ kind: 'volume', name: `podgate-${s}-workspace`, reason: 'no pod', removed: false });
+    expect(await volumeExists(s)).toBe(true);
     await docker.getNetwork(`podgate-${s}`).remove();
+    await docker.getVolume(`podgate-${s}-workspace`).remove();
   });
 
   it('a restarted orchestrator, and one whose Redis lost its data, loses nothing', async () => {
@@ -316,6 +334,7 @@ describe('reconcile: Docker is the source of truth', () => {
     expect((await orch.routes.get(s))?.access).toEqual({ default: 'public', ports: {} });
     const key = (await orch.routes.get(s))!.routerKey!;
     expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect((await api('POST', `/v1/pods/${s}/exec`, { command: 'echo still > /workspace/kept.txt' })).json.exitCode).toBe(0);
 
     await orch.close();
     orch = await startOrchestrator(config, { logger });
@@ -338,6 +357,10 @@ describe('reconcile: Docker is the source of truth', () => {
     expect(await orch.routes.get(s)).toMatchObject({ status: 'running', port: pod.hostPort, defaultPort: 7681, routerKey: key });
     expect((await viaHostPort(pod.hostPort, `pod-${s}.localhost`, key)).body).toContain('<title>pod terminal</title>');
     expect((await createRedisOwners())[String(pod.hostPort)]).toMatch(new RegExp(`^${s}\\|`));
+
+    // Reconcile after a restart and a loss never touches the workspace of a pod it knows.
+    expect((await orch.reconciler.reconcile()).orphans.map((o) => o.name)).not.toContain(`podgate-${s}-workspace`);
+    expect(await workspaceFile(s)).toBe('still\n');
 
     // Someone deletes the route by hand: it comes back.
     const route = (await orch.routes.get(s))!;

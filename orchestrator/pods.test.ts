@@ -74,7 +74,7 @@ function setup(docker: Docker, range: { first: number; last: number }, links: Ac
   const ports = new RedisPortAllocator(redis, range, { prefix: `${namespace}:${range.first}:` });
   const config = {
     runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: image,
-    readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
+    readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined, sudo: false,
   };
   const table = new PodTable();
   const pods = new PodService({

@@ -116,6 +116,10 @@ export class PodTable {
 
 export interface PodServiceConfig {
   runtime: string;
+  /** The pod user may become root inside its sandbox (POD_SUDO). */
+  sudo: boolean;
+  /** POD_CA_FILE's certificates, trusted by every pod's Node. */
+  podCa?: string | undefined;
   bindAddress: string;
   hostAddress: string;
   defaultImage: string;
@@ -326,6 +330,8 @@ export class PodService {
       generation: record.generation,
       image: spec.image,
       runtime: config.runtime,
+      sudo: config.sudo,
+      ca: config.podCa,
       bindAddress: config.bindAddress,
       hostPort: record.hostPort!,
       defaultPort: spec.defaultPort,

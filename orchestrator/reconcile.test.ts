@@ -11,8 +11,8 @@ import { LABELS } from './container-runtime.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { MemoryExecLog } from './exec-log.ts';
 import { HOST_BOUND_OWNER } from './port-allocator.ts';
-import { PodService, PodTable } from './pods.ts';
-import { HOST_BOUND_QUARANTINE_MS, ORPHAN_NETWORK_GRACE_MS, PORT_GRACE_MS, Reconciler } from './reconcile.ts';
+import { PodService, PodTable, type PodRecord } from './pods.ts';
+import { HOST_BOUND_QUARANTINE_MS, ORPHAN_NETWORK_GRACE_MS, ORPHAN_VOLUME_GRACE_MS, PORT_GRACE_MS, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
 import { POD_RUNTIME, uniqueSlug } from '../test/support/orchestrator.ts';
 
@@ -22,6 +22,7 @@ const logger = pino({ level: 'silent' });
 let server: RedisServer;
 let redis: ReturnType<typeof createRedis>;
 const networks: string[] = [];
+const volumes: string[] = [];
 
 beforeAll(async () => {
   server = await startRedis();
@@ -30,6 +31,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const n of networks) await docker.getNetwork(n).remove().catch(() => {});
+  for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
   redis?.disconnect();
   await server?.stop();
 });
@@ -41,11 +43,11 @@ function setup(now: () => number) {
   const table = new PodTable();
   const config = {
     runtime: POD_RUNTIME, bindAddress: '127.0.0.1', hostAddress: '127.0.0.1', defaultImage: 'podgate/pod:dev',
-    readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined,
+    readyTimeoutMs: 60_000, baseDomains: ['localhost'], publicScheme: 'http' as const, publicPort: undefined, sudo: false,
   };
   const pods = new PodService({ runtime, routes, ports, execLog: new MemoryExecLog({ retentionMs: 1000, maxEntries: 10 }), links: new RedisAccessStore(redis, { prefix: `${namespace}:` }), table, logger, config, isBindable: async () => true });
   const reconciler = new Reconciler({ runtime, routes, ports, table, pods, hostAddress: '127.0.0.1', intervalMs: 3_600_000, logger, now });
-  return { runtime, routes, ports, reconciler };
+  return { runtime, routes, ports, reconciler, table };
 }
 
 describe('Reconciler grace periods', () => {
@@ -62,6 +64,38 @@ describe('Reconciler grace periods', () => {
     const later = await reconciler.reconcile();
     expect(later.orphans).toContainEqual({ kind: 'network', name, reason: 'no pod container', removed: true });
     expect(await docker.getNetwork(name).inspect().then(() => true, () => false)).toBe(false);
+  });
+
+  it('removes the workspace volume of a gone pod once orphaned long enough, never one of a pod it knows', async () => {
+    let now = Date.now();
+    const { reconciler, table } = setup(() => now);
+    const volumeOf = (slug: string) => `podgate-${slug}-workspace`;
+    const labels = (slug: string) => ({ [LABELS.managed]: 'true', [LABELS.namespace]: namespace, [LABELS.slug]: slug });
+    const gone = uniqueSlug('vol-gone');
+    const known = uniqueSlug('vol-known');
+    volumes.push(volumeOf(gone), volumeOf(known));
+    await docker.createVolume({ Name: volumeOf(gone), Labels: labels(gone) });
+    await docker.createVolume({ Name: volumeOf(known), Labels: labels(known) });
+    // A pod this process still knows (its failed creation kept to show the error) keeps its volume however long.
+    const at = new Date(now).toISOString();
+    const record: PodRecord = {
+      slug: known, spec: {} as PodRecord['spec'], state: 'failed', hostPort: undefined, containerId: undefined, generation: 1,
+      routerKey: undefined, routeGeneration: 0, createdAt: at, updatedAt: at, error: 'kept',
+    };
+    table.records.set(known, record);
+    const exists = (name: string) => docker.getVolume(name).inspect().then(() => true, () => false);
+    const first = await reconciler.reconcile();
+    expect(first.orphans).toContainEqual({ kind: 'volume', name: volumeOf(gone), reason: 'no pod', removed: false });
+    expect(first.orphans.map((o) => o.name)).not.toContain(volumeOf(known));
+    // Past the network grace, within the volume's: the developer's work is not removed early.
+    now += ORPHAN_NETWORK_GRACE_MS + 60_000;
+    await reconciler.reconcile();
+    expect(await exists(volumeOf(gone))).toBe(true);
+    now += ORPHAN_VOLUME_GRACE_MS;
+    const later = await reconciler.reconcile();
+    expect(later.orphans).toContainEqual({ kind: 'volume', name: volumeOf(gone), reason: 'no pod', removed: true });
+    expect(await exists(volumeOf(gone))).toBe(false);
+    expect(await exists(volumeOf(known))).toBe(true);
   });
 
   it('frees ports of pods without a container after the grace, and quarantined ports after theirs', async () => {

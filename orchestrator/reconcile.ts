@@ -2,7 +2,7 @@
 // lost events (Redis restarted) and periodically, re-list every pod container and make the rest agree: adopt
 // pods this process does not know, follow state changes made behind its back, republish missing or stale
 // routes, remove routes and free ports of pods that are gone (voiding their links), and report (then remove)
-// orphan networks.
+// orphan networks and the workspace volumes of pods that are gone.
 // Pods with an operation in flight in this process are left alone; the operation owns them.
 import type { Logger } from 'pino';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
@@ -17,6 +17,11 @@ export const PORT_GRACE_MS = 2 * 60_000;
 export const HOST_BOUND_QUARANTINE_MS = 10 * 60_000;
 /** A pod network without its container is removed once seen orphaned for this long (creation makes the network first). */
 export const ORPHAN_NETWORK_GRACE_MS = 60_000;
+/**
+ * A workspace volume whose pod is gone (its container removed and the pod unknown here) is removed once seen so for
+ * this long: it holds the developer's work, so a delete whose volume removal failed is finished late, never early.
+ */
+export const ORPHAN_VOLUME_GRACE_MS = 10 * 60_000;
 /** Events come in bursts (die, stop, destroy): one reconcile per burst. */
 const EVENT_DEBOUNCE_MS = 50;
 /**
@@ -39,7 +44,7 @@ export interface ReconcileReport {
   forgotten: string[];
   claimedPorts: number[];
   releasedPorts: number[];
-  orphans: { kind: 'container' | 'network'; name: string; reason: string; removed: boolean }[];
+  orphans: { kind: 'container' | 'network' | 'volume'; name: string; reason: string; removed: boolean }[];
   /** This host's route-table epoch after the pass; absent when the store lost data during it (another pass follows). */
   epoch?: number | undefined;
 }
@@ -69,6 +74,7 @@ export class Reconciler {
   private unsubscribeRoutes: (() => Promise<void>) | undefined;
   private closed = false;
   private readonly orphanSeen = new Map<string, number>();
+  private readonly orphanVolumeSeen = new Map<string, number>();
   last: ReconcileReport | undefined;
 
   constructor(deps: ReconcilerDeps) {
@@ -286,6 +292,27 @@ export class Reconciler {
       report.orphans.push({ kind: 'network', name: n.name, reason: 'no pod container', removed });
     }
     for (const id of this.orphanSeen.keys()) if (!seen.has(id)) this.orphanSeen.delete(id);
+
+    // 6. Workspace volumes of pods that are gone: never one of a pod with a container, an operation in flight, or a
+    //    record here (reconcile forgets a pod whose container vanished first, in step 2, before its volume goes).
+    const volumes = await runtime.volumes();
+    const seenVolumes = new Set<string>();
+    for (const v of volumes) {
+      if (v.slug && (observed.has(v.slug) || table.locks.busy(v.slug) || table.records.has(v.slug))) continue;
+      seenVolumes.add(v.name);
+      const first = this.orphanVolumeSeen.get(v.name) ?? now;
+      this.orphanVolumeSeen.set(v.name, first);
+      let removed = false;
+      if (now - first >= ORPHAN_VOLUME_GRACE_MS) {
+        removed = await runtime.removeVolume(v.name).then(
+          () => true,
+          () => false,
+        );
+        if (removed) this.orphanVolumeSeen.delete(v.name);
+      }
+      report.orphans.push({ kind: 'volume', name: v.name, reason: 'no pod', removed });
+    }
+    for (const name of this.orphanVolumeSeen.keys()) if (!seenVolumes.has(name)) this.orphanVolumeSeen.delete(name);
 
     // Every route of this host is in the table now: a new epoch lets gateways follow its deletions (again, after a
     // loss), and marks every earlier state of the table as older.

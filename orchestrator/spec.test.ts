@@ -65,6 +65,11 @@ describe('config', () => {
     expect(variableOf({ ORCHESTRATOR_PORT: 'abc' })).toBe('ORCHESTRATOR_PORT');
     expect(variableOf({ REDIS_URL: 'not a url' })).toBe('REDIS_URL');
     expect(variableOf({ ORCHESTRATOR_BIND: 'local host' })).toBe('ORCHESTRATOR_BIND');
+    expect(variableOf({ POD_SUDO: 'yes' })).toBe('POD_SUDO');
+    expect(variableOf({ POD_CA_FILE: '/nonexistent/ca.pem' })).toBe('POD_CA_FILE');
+    expect(variableOf({ POD_CA_FILE: '/etc/hostname' })).toBe('POD_CA_FILE');
+    expect(loadConfig(base)).toMatchObject({ sudo: true, podCa: undefined });
+    expect(loadConfig({ ...base, POD_SUDO: 'off' }).sudo).toBe(false);
     expect(variableOf({ LOG_LEVEL: 'verbose' })).toBe('LOG_LEVEL');
   });
   it('parses durations and ranges', () => {

@@ -39,11 +39,12 @@ export function uniqueSlug(stem: string): string {
   return `t-${stem}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-/** Remove every container and network of the given slugs (afterAll; tolerant of what is already gone). */
+/** Remove every container, workspace volume and network of the given slugs (afterAll; tolerant of what is already gone). */
 export async function removePods(slugs: Iterable<string>): Promise<void> {
   const docker = new Docker();
   for (const slug of slugs) {
     await docker.getContainer(`podgate-${slug}`).remove({ force: true }).catch(() => {});
+    await docker.getVolume(`podgate-${slug}-workspace`).remove().catch(() => {});
     await docker.getNetwork(`podgate-${slug}`).remove().catch(() => {});
   }
 }
