@@ -64,7 +64,7 @@ export const ReconcileReportSchema = z
     forgotten: z.array(z.string()),
     claimedPorts: z.array(z.number().int()),
     releasedPorts: z.array(z.number().int()),
-    orphans: z.array(z.object({ kind: z.enum(['container', 'network']), name: z.string(), reason: z.string(), removed: z.boolean() })),
+    orphans: z.array(z.object({ kind: z.enum(['container', 'network', 'volume']), name: z.string(), reason: z.string(), removed: z.boolean() })),
     /** This host's route-table epoch after the pass; absent when the store lost data during it. */
     epoch: z.number().int().optional(),
   })
