@@ -14,9 +14,10 @@
 #   --with-templates  also build the stack templates' images (orchestrator/templates.ts):
 #                  podgate/pod:node    = podgate/pod:dev + Node 24, npm and pnpm from the npm registry;
 #                  podgate/pod:python  = the pod image on its own debootstrapped base with python3, pip and venv;
-#                  podgate/pod:datascience = the same with Debian's Jupyter notebook as well (service `jupyter`).
+#                  podgate/pod:nextjs  = podgate/pod:node + the Next.js starter of docker/nextjs/ (service `nextjs`);
+#                  podgate/pod:datascience = the python image with Debian's Jupyter notebook as well (service `jupyter`).
 # Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_NODE_IMAGE, PODGATE_PYTHON_IMAGE,
-# PODGATE_DATASCIENCE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
+# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +26,7 @@ BASE_IMAGE="${PODGATE_BASE_IMAGE:-podgate/base:bookworm}"
 VSCODE_IMAGE="${PODGATE_VSCODE_IMAGE:-podgate/pod:vscode}"
 NODE_IMAGE="${PODGATE_NODE_IMAGE:-podgate/pod:node}"
 PYTHON_IMAGE="${PODGATE_PYTHON_IMAGE:-podgate/pod:python}"
+NEXTJS_IMAGE="${PODGATE_NEXTJS_IMAGE:-podgate/pod:nextjs}"
 DATASCIENCE_IMAGE="${PODGATE_DATASCIENCE_IMAGE:-podgate/pod:datascience}"
 # Pinned: code-server requires one Node major (24 for this release) and compiles against it.
 CODE_SERVER_VERSION=4.139.1
@@ -64,11 +66,7 @@ log() { echo "build-image: $*" >&2; }
 die() { echo "build-image: ERROR: $*" >&2; exit 1; }
 
 
-# docker/packages.txt plus any extra packages given as arguments, sorted, comma-separated (debootstrap --include).
-package_list() {
-  { sed -e 's/#.*//' -e 's/[[:space:]]//g' "$here/packages.txt"; printf '%s\n' "$@"; } | awk NF | LC_ALL=C sort -u | paste -sd, -
-}
-packages="$(package_list)"
+packages="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$here/packages.txt" | awk NF | LC_ALL=C sort -u | paste -sd, -)"
 [ -n "$packages" ] || die "docker/packages.txt lists no package"
 
 base_hash_of() { printf '%s\n' "recipe=$BASE_RECIPE" "suite=$SUITE" "packages=$1" | sha256sum | cut -c1-16; }
@@ -132,15 +130,32 @@ take_lock() {
   lock_taken=1
 }
 
+# build_rootfs DIR PACKAGES [APT_PACKAGES [FROM]]: debootstrap with PACKAGES (or a copy of the rootfs FROM, built
+# with them before), then apt-get installs APT_PACKAGES (apt resolves virtual packages and alternatives, which
+# debootstrap --include does not: Jupyter's dependencies need that).
 build_rootfs() {
+  local dir="$1" packages="$2" apt_packages="${3:-}" from="${4:-}"
+  rm -rf "$dir.tmp"
+  if [ -n "$from" ] && [ -d "$from" ]; then
+    log "copying $from into $dir"
+    cp -a "$from" "$dir.tmp"
+  else
+    debootstrap_rootfs "$dir" "$packages"
+  fi
+  finish_rootfs "$dir" "$apt_packages"
+}
+
+debootstrap_rootfs() {
   local dir="$1" packages="$2"
   [ "$(id -u)" = 0 ] || die "debootstrap needs root (run as root or build the base image once as root)"
   command -v debootstrap >/dev/null || die "debootstrap not found (scripts/setup.sh installs it)"
-  rm -rf "$dir.tmp"
   log "debootstrap $SUITE (minbase + $packages) into $dir"
   debootstrap --variant=minbase --include="$packages" "$SUITE" "$dir.tmp" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 ||
     die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
+}
 
+finish_rootfs() {
+  local dir="$1" apt_packages="$2"
   # Security and point-release updates: debootstrap only reads the release suite.
   log "applying bookworm-updates and bookworm-security in the rootfs"
   cat >"$dir.tmp/etc/apt/sources.list" <<EOF
@@ -151,8 +166,14 @@ EOF
   cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
   # Lists and .debs must not land in the image; Docker rewrites resolv.conf at run time.
   if ! { chroot "$dir.tmp" apt-get -qq update && DEBIAN_FRONTEND=noninteractive chroot "$dir.tmp" apt-get -qq -y upgrade; } \
-    >>"$CACHE_DIR/debootstrap.log" 2>&1; then
-    die "apt-get upgrade in the rootfs failed; see $CACHE_DIR/debootstrap.log"
+    >"$CACHE_DIR/apt.log" 2>&1; then
+    die "apt-get upgrade in the rootfs failed; see $CACHE_DIR/apt.log"
+  fi
+  if [ -n "$apt_packages" ]; then
+    log "apt-get install $apt_packages in the rootfs"
+    # shellcheck disable=SC2086 # a space-separated package list
+    DEBIAN_FRONTEND=noninteractive chroot "$dir.tmp" apt-get -qq -y install --no-install-recommends $apt_packages \
+      >>"$CACHE_DIR/apt.log" 2>&1 || die "apt-get install in the rootfs failed; see $CACHE_DIR/apt.log"
   fi
   chroot "$dir.tmp" apt-get -qq clean
   rm -rf "$dir.tmp"/var/lib/apt/lists/* "$dir.tmp"/var/cache/apt/*.bin "$dir.tmp"/var/log/* "$dir.tmp/etc/resolv.conf"
@@ -281,15 +302,12 @@ build_vscode_image() {
 
 # --- stack templates (orchestrator/templates.ts) -----------------------------------------------------------------
 # A Debian template (python, datascience) is the pod image built by docker/Dockerfile.offline on its own
-# debootstrapped base (docker/packages.txt + the template's packages): the same recipe as podgate/pod:dev, with the
-# packages installed by debootstrap and apt, not downloaded in a RUN step. Its base is tagged <base image>-<name>.
+# debootstrapped base (docker/packages.txt, then the template's packages by apt in the rootfs): the same recipe as
+# podgate/pod:dev, with nothing downloaded in a RUN step. Its base is tagged <base image>-<name>.
 build_debian_template() {
   local name="$1" image="$2" extra="$3" started=$SECONDS
-  # shellcheck disable=SC2086 # extra is a space-separated package list
-  local pkgs
-  pkgs="$(package_list $extra)"
   local bhash
-  bhash="$(base_hash_of "$pkgs")"
+  bhash="$(base_hash_of "$packages apt=$extra")"
   local base="$BASE_IMAGE-$name" hash
   hash="$(inputs_hash "$bhash")"
   if [ "$force" = 0 ] && [ "$(label_of "$image" "$POD_LABEL")" = "$hash" ]; then
@@ -299,8 +317,10 @@ build_debian_template() {
   if [ "$force" = 1 ] || [ "$(label_of "$base" "$BASE_LABEL")" != "$bhash" ]; then
     # Not kept after the import: the base image is the cache (its label says what it holds).
     local rootfs="$CACHE_DIR/template-$name-$bhash"
-    rm -rf "$rootfs"
-    build_rootfs "$rootfs" "$pkgs"
+    # Leftovers of a failed build.
+    find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name "template-$name-*" -exec rm -rf {} +
+    # The pod image's own rootfs, when it is still cached, saves a debootstrap.
+    build_rootfs "$rootfs" "$packages" "$extra" "$CACHE_DIR/rootfs-$base_hash"
     log "importing $rootfs as $base"
     tar --numeric-owner -C "$rootfs" -c . |
       docker import --change "LABEL $BASE_LABEL=$bhash" --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
@@ -351,8 +371,44 @@ build_node_image() {
   log "built $NODE_IMAGE (inputs $hash) in $((SECONDS - started)) s"
 }
 
+# podgate/pod:nextjs: the node image plus docker/nextjs/starter/ with its dependencies, installed here by `npm ci`
+# from the npm registry (Next.js's native compiler package for this platform comes with them).
+build_nextjs_image() {
+  local node_dir started=$SECONDS
+  registry_node "$TEMPLATE_NODE_MAJOR"
+  local hash
+  hash="$( (echo "node-image=$(label_of "$NODE_IMAGE" "$POD_LABEL") node=$(node --version)"
+    cd "$here/nextjs" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+  if [ "$force" = 0 ] && [ "$(label_of "$NEXTJS_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$NEXTJS_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  local starter="$CACHE_DIR/nextjs-starter-$hash"
+  if [ "$force" = 1 ] || [ ! -d "$starter" ]; then
+    rm -rf "$starter" "$starter.tmp"
+    cp -a "$here/nextjs/starter" "$starter.tmp"
+    log "installing the Next.js starter's dependencies (npm ci) from the npm registry"
+    (cd "$starter.tmp" && npm ci --no-audit --no-fund) >"$CACHE_DIR/nextjs-install.log" 2>&1 ||
+      die "npm ci of the Next.js starter failed; see $CACHE_DIR/nextjs-install.log"
+    mv "$starter.tmp" "$starter"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'nextjs-starter-*' ! -name "$(basename "$starter")" -exec rm -rf {} +
+  local context="$CACHE_DIR/nextjs-context"
+  rm -rf "$context"
+  mkdir -p "$context"
+  cp "$here/nextjs/Dockerfile" "$context/"
+  cp -al "$starter" "$context/starter" 2>/dev/null || cp -a "$starter" "$context/starter"
+  log "building $NEXTJS_IMAGE from docker/nextjs/Dockerfile"
+  local args=(--file "$context/Dockerfile" --tag "$NEXTJS_IMAGE" --label "$POD_LABEL=$hash" --build-arg "NODE_IMAGE=$NODE_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $NEXTJS_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
 build_templates() {
   build_node_image
+  build_nextjs_image
   build_debian_template python "$PYTHON_IMAGE" "$PYTHON_PACKAGES"
   build_debian_template datascience "$DATASCIENCE_IMAGE" "$DATASCIENCE_PACKAGES"
 }

@@ -62,7 +62,7 @@ describe('pod spec', () => {
     try {
       parsePodSpec({ slug: 'ok', template: 'ruby' });
     } catch (err) {
-      expect((err as ValidationError).message).toContain('custom, node, python, datascience');
+      expect((err as ValidationError).message).toContain('custom, node, python, nextjs, datascience');
     }
     expect.assertions(3);
   });

@@ -43,6 +43,13 @@ export const TEMPLATES = {
     defaultPort: 8000,
     environment: PYTHON_ENV,
   },
+  nextjs: {
+    description: 'Node 24 with a Next.js starter in ~/app whose dev server (npm run dev) serves 3000.',
+    image: 'podgate/pod:nextjs',
+    services: [{ name: 'nextjs', port: 3000 }, TERMINAL],
+    defaultPort: 3000,
+    environment: { NEXT_TELEMETRY_DISABLED: '1' },
+  },
   datascience: {
     description: "Python 3 with Debian's Jupyter notebook on 8888 (no token: the gateway decides who may open it).",
     image: 'podgate/pod:datascience',

@@ -56,11 +56,12 @@ describe('stack templates', () => {
     const r = await w.api('GET', '/v1/templates');
     expect(r.status).toBe(200);
     const list = r.json.templates as { name: string; image: string; services: unknown[]; defaultPort: number }[];
-    expect(list.map((t) => t.name)).toEqual(['custom', 'node', 'python', 'datascience']);
+    expect(list.map((t) => t.name)).toEqual(['custom', 'node', 'python', 'nextjs', 'datascience']);
     const byName = new Map(list.map((t) => [t.name, t]));
     expect(byName.get('custom')).toMatchObject({ image: podImage, services: [], defaultPort: 3000 });
     expect(byName.get('node')).toMatchObject({ image: 'podgate/pod:node', services: [{ name: 'terminal', port: 7681 }], defaultPort: 3000 });
     expect(byName.get('python')).toMatchObject({ image: 'podgate/pod:python', defaultPort: 8000 });
+    expect(byName.get('nextjs')).toMatchObject({ image: 'podgate/pod:nextjs', services: [{ name: 'nextjs', port: 3000 }, { name: 'terminal', port: 7681 }], defaultPort: 3000 });
     expect(byName.get('datascience')).toMatchObject({ image: 'podgate/pod:datascience', services: [{ name: 'jupyter', port: 8888 }, { name: 'terminal', port: 7681 }], defaultPort: 8888 });
     // The API's 401 covers this route like every /v1 route.
     expect((await fetch(`http://127.0.0.1:${w.orch.port}/v1/templates`)).status).toBe(401);
@@ -98,6 +99,23 @@ describe('stack templates', () => {
     const out = await sh(slug, 'id -un; python3 -m venv /tmp/v && /tmp/v/bin/pip --version');
     expect(out).toMatch(/^dev\npip \d+[.\d]* from \/tmp\/v\/lib\/python3[.\d]+\/site-packages\/pip/);
   }, 180_000);
+
+  it("template nextjs: the starter's dev server answers through the gateway on 3000", async () => {
+    const slug = uniqueSlug('tpl-next');
+    const pod = await w.createPod({ slug, template: 'nextjs', access: PUBLIC });
+    expect(pod).toMatchObject({ image: 'podgate/pod:nextjs', defaultPort: 3000 });
+    // The first request compiles the page (slow in gVisor on a busy machine): wait for it with a deadline.
+    let page = { status: 0, body: '' };
+    await waitFor(
+      async () => {
+        page = await send(w.gw.url, podHost(slug, 3000));
+        return page.status === 200;
+      },
+      { what: 'the Next.js page through the gateway', timeoutMs: 150_000, intervalMs: 1000 },
+    );
+    expect(page.body).toContain('Next.js on podgate');
+    expect(page.body).toContain('/_next/');
+  }, 300_000);
 
   it("template datascience: Jupyter's page answers through the gateway without a token prompt", async () => {
     const slug = uniqueSlug('tpl-ds');
