@@ -115,6 +115,11 @@ describe('stack templates', () => {
     );
     expect(page.body).toContain('Next.js on podgate');
     expect(page.body).toContain('/_next/');
+    // A live dev server: an edit in the pod (as dev, who owns ~/app) is what the next request gets.
+    await sh(slug, "sed -i 's/Next.js on podgate/Edited in the pod/' ~/app/app/page.js");
+    await waitFor(async () => (await send(w.gw.url, podHost(slug, 3000))).body.includes('Edited in the pod'), {
+      what: 'the edited page', timeoutMs: 120_000, intervalMs: 1000,
+    });
   }, 300_000);
 
   it("template datascience: Jupyter's page answers through the gateway without a token prompt", async () => {
