@@ -319,8 +319,10 @@ build_debian_template() {
     local rootfs="$CACHE_DIR/template-$name-$bhash"
     # Leftovers of a failed build.
     find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name "template-$name-*" -exec rm -rf {} +
-    # The pod image's own rootfs, when it is still cached, saves a debootstrap.
-    build_rootfs "$rootfs" "$packages" "$extra" "$CACHE_DIR/rootfs-$base_hash"
+    # The pod image's own rootfs, when it is still cached, saves a debootstrap (--force makes a new one).
+    local from="$CACHE_DIR/rootfs-$base_hash"
+    [ "$force" = 0 ] || from=""
+    build_rootfs "$rootfs" "$packages" "$extra" "$from"
     log "importing $rootfs as $base"
     tar --numeric-owner -C "$rootfs" -c . |
       docker import --change "LABEL $BASE_LABEL=$bhash" --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
@@ -376,14 +378,16 @@ build_node_image() {
 build_nextjs_image() {
   local node_dir started=$SECONDS
   registry_node "$TEMPLATE_NODE_MAJOR"
-  local hash
-  hash="$( (echo "node-image=$(label_of "$NODE_IMAGE" "$POD_LABEL") node=$(node --version)"
+  # The starter's install depends on its files and Node; the image on those and the node image below it.
+  local starter_hash hash
+  starter_hash="$( (echo "node=$(node --version)"
     cd "$here/nextjs" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+  hash="$(echo "starter=$starter_hash node-image=$(label_of "$NODE_IMAGE" "$POD_LABEL")" | sha256sum | cut -c1-16)"
   if [ "$force" = 0 ] && [ "$(label_of "$NEXTJS_IMAGE" "$POD_LABEL")" = "$hash" ]; then
     [ "$quiet" = 1 ] || log "$NEXTJS_IMAGE is up to date (inputs $hash)"
     return 0
   fi
-  local starter="$CACHE_DIR/nextjs-starter-$hash"
+  local starter="$CACHE_DIR/nextjs-starter-$starter_hash"
   if [ "$force" = 1 ] || [ ! -d "$starter" ]; then
     rm -rf "$starter" "$starter.tmp"
     cp -a "$here/nextjs/starter" "$starter.tmp"
