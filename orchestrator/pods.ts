@@ -82,6 +82,8 @@ export interface PodView {
   status: PodState;
   host: string;
   hostPort: number | null;
+  /** The stack template the pod was created from (orchestrator/templates.ts). */
+  template: TemplateName;
   image: string;
   tier: string;
   defaultPort: number;
@@ -627,6 +629,7 @@ export class PodService {
       status: r.state,
       host: config.hostAddress,
       hostPort: r.hostPort ?? null,
+      template: r.spec.template,
       image: r.spec.image,
       tier: r.spec.tier,
       defaultPort: r.spec.defaultPort,

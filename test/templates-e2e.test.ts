@@ -79,7 +79,7 @@ describe('stack templates', () => {
   it('template node: Node 24, npm and pnpm work as the pod user dev', async () => {
     const slug = uniqueSlug('tpl-node');
     const pod = await w.createPod({ slug, template: 'node' });
-    expect(pod).toMatchObject({ image: 'podgate/pod:node', defaultPort: 3000 });
+    expect(pod).toMatchObject({ template: 'node', image: 'podgate/pod:node', defaultPort: 3000 });
     expect(pod.services.map((s: { name: string }) => s.name)).toEqual(['terminal']);
     const out = await sh(slug, 'id -un; node --version; npm --version; pnpm --version');
     const [user, node, npm, pnpm] = out.trim().split('\n');
@@ -95,7 +95,7 @@ describe('stack templates', () => {
   it('template python: python3 makes a venv with pip', async () => {
     const slug = uniqueSlug('tpl-py');
     const pod = await w.createPod({ slug, template: 'python' });
-    expect(pod).toMatchObject({ image: 'podgate/pod:python', defaultPort: 8000 });
+    expect(pod).toMatchObject({ template: 'python', image: 'podgate/pod:python', defaultPort: 8000 });
     const out = await sh(slug, 'id -un; python3 -m venv /tmp/v && /tmp/v/bin/pip --version');
     expect(out).toMatch(/^dev\npip \d+[.\d]* from \/tmp\/v\/lib\/python3[.\d]+\/site-packages\/pip/);
   }, 180_000);
