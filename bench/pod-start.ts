@@ -3,7 +3,9 @@
 // duration, how many pods served both their services (app, terminal) to the first request after the create call
 // returned, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
 // Real parts: redis-server, Docker with gVisor (runsc), podgate/pod:dev, orchestrator and gateway in this process.
-//   node bench/pod-start.ts [--pods 8]   (PODGATE_POD_RUNTIME picks the Docker runtime, default runsc)
+//   node bench/pod-start.ts [--pods 8] [--template node]   (PODGATE_POD_RUNTIME picks the Docker runtime, default runsc)
+// With --template the pods are created from that stack template (orchestrator/templates.ts) and served means all of
+// the template's services answer (its first one is the one timed); without, the quick start's pod.
 import { request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -13,9 +15,14 @@ import { loadConfig } from '../orchestrator/config.ts';
 import { startOrchestrator } from '../orchestrator/main.ts';
 import { POD_RUNTIME, removePods, testPodImage } from '../test/support/orchestrator.ts';
 import { loadGatewayConfig, runGateway } from '../gateway/main.ts';
+import { TEMPLATES, TEMPLATE_NAMES, type TemplateName } from '../orchestrator/templates.ts';
 import { percentile } from './stats.ts';
 
-const { values } = parseArgs({ options: { pods: { type: 'string', default: '8' } } });
+const { values } = parseArgs({ options: { pods: { type: 'string', default: '8' }, template: { type: 'string' } } });
+if (values.template !== undefined && !TEMPLATE_NAMES.includes(values.template as TemplateName)) {
+  throw new Error(`--template: one of ${TEMPLATE_NAMES.join(', ')}`);
+}
+const TEMPLATE = values.template as TemplateName | undefined;
 const PODS = Math.min(Math.max(Number(values.pods) || 8, 2), 30);
 const TOKEN = 'bench-token-0123456789abcdef';
 /** A pod not serving by then counts as failed (the run goes on). */
@@ -23,6 +30,12 @@ const FIRST_BYTE_DEADLINE_MS = 60_000;
 const POLL_MS = 10;
 /** The quick start's pod (README): the demo app and the web terminal. */
 const QUICK_START_SERVICES = [{ name: 'app', port: 3000 }, { name: 'terminal', port: 7681 }];
+const templateServices = TEMPLATE === undefined ? [] : TEMPLATES[TEMPLATE].services;
+/** A template with services of its own runs those; otherwise the quick start's. */
+const SERVICES = templateServices.length > 0 ? templateServices : QUICK_START_SERVICES;
+const serviceHost = (slug: string, port: number) => `localhost-${port}.pod-${slug}.localhost`;
+/** Served: a page or a redirect to one (Jupyter answers / with 302 to /tree). */
+const served = (status: number) => status >= 200 && status < 400;
 
 function status(port: number, host: string): Promise<number> {
   return new Promise((resolve) => {
@@ -75,7 +88,7 @@ const api = (method: string, path: string, body?: unknown) =>
 const firstByte: number[] = [];
 const createCall: number[] = [];
 const stopTo503: number[] = [];
-/** Pods whose app and terminal both answered 200 to the first request after the create call returned. */
+/** Pods whose services all answered (2xx/3xx) the first request after the create call returned. */
 let servedAtOnce = 0;
 const slugs: string[] = [];
 let failures = 0;
@@ -83,9 +96,11 @@ try {
   for (let i = 0; i < PODS; i++) {
     const slug = `bench-${process.pid.toString(36)}-${i}`;
     slugs.push(slug);
-    const host = `pod-${slug}.localhost`;
+    const host = serviceHost(slug, SERVICES[0]!.port);
     const t0 = performance.now();
-    const res = await api('POST', '/v1/pods', { slug, access: { default: 'public' }, services: QUICK_START_SERVICES });
+    const res = await api('POST', '/v1/pods', {
+      slug, access: { default: 'public' }, ...(TEMPLATE ? { template: TEMPLATE } : {}), ...(templateServices.length > 0 ? {} : { services: QUICK_START_SERVICES }),
+    });
     const t1 = performance.now();
     if (res.status !== 201) {
       failures++;
@@ -95,15 +110,15 @@ try {
     // What a user who opens the pod as soon as the API answered gets: both services at once, or a 502 of one
     // still starting. (The gateway learns the running route a few ms after the API answered: wait for that.)
     if (await until(async () => gw.gateway.table.lookup(slug)?.status === 'running', 5_000)) {
-      const first = await Promise.all([status(gwPort, host), status(gwPort, `localhost-7681.pod-${slug}.localhost`)]);
-      if (first.every((s) => s === 200)) servedAtOnce++;
-      else console.error(`pod ${i}: right after the create call: app ${first[0]}, terminal ${first[1]}`);
+      const first = await Promise.all(SERVICES.map((s) => status(gwPort, serviceHost(slug, s.port))));
+      if (first.every(served)) servedAtOnce++;
+      else console.error(`pod ${i}: right after the create call: ${SERVICES.map((s, j) => `${s.name} ${first[j]}`).join(', ')}`);
     }
-    const served = await until(async () => (await status(gwPort, host)) === 200, FIRST_BYTE_DEADLINE_MS);
+    const answered = await until(async () => served(await status(gwPort, host)), FIRST_BYTE_DEADLINE_MS);
     const t2 = performance.now();
-    if (!served) {
+    if (!answered) {
       failures++;
-      console.error(`pod ${i}: no 200 through the gateway within ${FIRST_BYTE_DEADLINE_MS} ms`);
+      console.error(`pod ${i}: no answer (2xx/3xx) through the gateway within ${FIRST_BYTE_DEADLINE_MS} ms`);
     } else {
       createCall.push(t1 - t0);
       firstByte.push(t2 - t0);
@@ -125,6 +140,7 @@ try {
 const round = (n: number) => Math.round(n);
 const warm = firstByte.slice(1);
 const result = {
+  template: TEMPLATE ?? null,
   pods: PODS,
   failures,
   servedAtOnceAfterCreate: `${servedAtOnce}/${PODS - failures}`,

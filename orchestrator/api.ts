@@ -86,6 +86,7 @@ export function createApi(deps: ApiDeps): Hono {
     const pod = await pods.create(await jsonBody(c), { wait: wait === 'true' });
     return c.json(pod, wait === 'true' ? 201 : 202);
   });
+  app.get('/v1/templates', docs.templates, (c) => c.json({ templates: pods.templates() }));
   app.get('/v1/pods', docs.listPods, (c) => c.json({ pods: pods.list() }));
   app.get('/v1/pods/:slug', docs.getPod, (c) => c.json(pods.get(slugParam(c))));
   app.post('/v1/pods/:slug/start', docs.startPod, async (c) => c.json(await pods.start(slugParam(c))));

@@ -5,10 +5,11 @@ import { z } from 'zod';
 import { describeRoute, errorResponses, jsonRequestBody, jsonResponse, OPEN, pathParameters, queryParameters } from '../shared/openapi.ts';
 import { RouteSchema, SlugSchema } from '../shared/route.ts';
 import { ExecLogEntrySchema } from './exec-log.ts';
-import { ExecRequestSchema, type ExecOutcome, type PodView } from './pods.ts';
+import { ExecRequestSchema, type ExecOutcome, type PodView, type TemplateView } from './pods.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { POD_STATES } from './route-builder.ts';
 import { PodSpecSchema } from './spec.ts';
+import { TEMPLATE_NAMES } from './templates.ts';
 
 export const ORCHESTRATOR_API_INFO = {
   title: 'podgate orchestrator admin API',
@@ -34,6 +35,7 @@ export const PodViewSchema = z
     host: z.string(),
     hostPort: z.number().int().nullable(),
     image: z.string(),
+    template: z.enum(TEMPLATE_NAMES),
     tier: z.string(),
     defaultPort: z.number().int(),
     generation: z.number().int(),
@@ -46,6 +48,17 @@ export const PodViewSchema = z
     services: z.array(ServiceViewSchema),
   })
   .meta({ id: 'Pod' });
+
+export const TemplateViewSchema = z
+  .object({
+    name: z.enum(TEMPLATE_NAMES),
+    description: z.string(),
+    image: z.string(),
+    services: z.array(z.object({ name: z.string(), port: z.number().int() })),
+    defaultPort: z.number().int(),
+    environment: z.record(z.string(), z.string()),
+  })
+  .meta({ id: 'Template' });
 
 export const ExecOutcomeSchema = ExecLogEntrySchema.omit({ id: true }).extend({ timedOut: z.boolean() }).meta({ id: 'ExecOutcome' });
 const ExecLogEntry = ExecLogEntrySchema.meta({ id: 'ExecLogEntry' });
@@ -76,7 +89,8 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const _podView: Same<z.output<typeof PodViewSchema>, PodView> = true;
 const _exec: Same<z.output<typeof ExecOutcomeSchema>, ExecOutcome> = true;
 const _report: Same<z.output<typeof ReconcileReportSchema>, ReconcileReport> = true;
-void [_podView, _exec, _report];
+const _template: Same<z.output<typeof TemplateViewSchema>, TemplateView> = true;
+void [_podView, _exec, _report, _template];
 
 const slug = pathParameters({ slug: SlugSchema });
 const podErrors = errorResponses(400, 401, 404, 409, 503);
@@ -93,6 +107,10 @@ export const docs = {
       202: jsonResponse('Accepted (wait=false): provisioning', PodViewSchema),
       ...errorResponses(400, 401, 409, 429, 502, 503),
     },
+  }),
+  templates: describeRoute({
+    summary: 'The stack templates a spec may name (`template`)',
+    responses: { 200: jsonResponse('The templates', z.object({ templates: z.array(TemplateViewSchema) })), ...errorResponses(401) },
   }),
   listPods: describeRoute({ summary: 'Every pod', responses: { 200: jsonResponse('The pods', z.object({ pods: z.array(PodViewSchema) })), ...errorResponses(401) } }),
   getPod: describeRoute({ summary: 'One pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...errorResponses(400, 401, 404) } }),

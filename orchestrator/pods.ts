@@ -17,6 +17,7 @@ import type { ExecLog, ExecLogEntry } from './exec-log.ts';
 import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
 import { waitReady } from './readiness.ts';
 import { canDo, desiredRoute, stateFromContainer, toRoute, type PodOperation, type PodState } from './route-builder.ts';
+import { TEMPLATES, TEMPLATE_NAMES, type TemplateName } from './templates.ts';
 import { CommandSchema, DEFAULT_HOOK_TIMEOUT_MS, MAX_HOOK_TIMEOUT_MS, parseOrThrow, parsePodSpec, tierLimits, type PodSpec } from './spec.ts';
 
 /** Seconds a pod gets to shut down on stop before Docker kills it. */
@@ -59,6 +60,16 @@ export interface PodRecord {
   lifetimeBegun?: Promise<void>;
 }
 
+/** A stack template as GET /v1/templates shows it: what a spec with `template: <name>` and nothing else gets. */
+export interface TemplateView {
+  name: TemplateName;
+  description: string;
+  image: string;
+  services: { name: string; port: number }[];
+  defaultPort: number;
+  environment: Record<string, string>;
+}
+
 export interface ServiceView {
   name: string;
   port: number;
@@ -71,6 +82,8 @@ export interface PodView {
   status: PodState;
   host: string;
   hostPort: number | null;
+  /** The stack template the pod was created from (orchestrator/templates.ts). */
+  template: TemplateName;
   image: string;
   tier: string;
   defaultPort: number;
@@ -202,12 +215,28 @@ export class PodService {
     return this.deps.table.records;
   }
 
+  /** The stack templates, with the image each one resolves to on this orchestrator. */
+  templates(): TemplateView[] {
+    return TEMPLATE_NAMES.map((name) => {
+      const t = TEMPLATES[name];
+      return {
+        name,
+        description: t.description,
+        image: ('image' in t ? t.image : undefined) ?? this.deps.config.defaultImage,
+        services: t.services.map((s) => ({ ...s })),
+        defaultPort: t.defaultPort,
+        environment: { ...t.environment },
+      };
+    });
+  }
+
   /**
    * Create a pod. With `wait` (the default) it resolves once the pod is running and ready; without, it
    * resolves at once with the pending pod and provisioning goes on (its failure is kept on the pod).
    */
   async create(input: unknown, options: { wait?: boolean } = {}): Promise<PodView> {
     const wait = options.wait ?? true;
+    // The template is already applied: parsePodSpec fills what the spec leaves to it (orchestrator/templates.ts).
     const parsed = parsePodSpec(input);
     const spec: ResolvedSpec = { ...parsed, image: parsed.image ?? this.deps.config.defaultImage };
     const slug = spec.slug;
@@ -606,6 +635,7 @@ export class PodService {
       status: r.state,
       host: config.hostAddress,
       hostPort: r.hostPort ?? null,
+      template: r.spec.template,
       image: r.spec.image,
       tier: r.spec.tier,
       defaultPort: r.spec.defaultPort,

@@ -16,7 +16,8 @@ function fieldOf(input: unknown): string {
 
 describe('pod spec', () => {
   it('fills defaults', () => {
-    expect(parsePodSpec({ slug: 'app' })).toEqual({ slug: 'app', services: [], environment: {}, defaultPort: 3000, tier: 'dev.small', postStart: [], labels: {} });
+    // No template is the custom one: no image (the orchestrator's default), the image's own services, port 3000.
+    expect(parsePodSpec({ slug: 'app' })).toEqual({ slug: 'app', template: 'custom', services: [], environment: {}, defaultPort: 3000, tier: 'dev.small', postStart: [], labels: {} });
     const s = parsePodSpec({ slug: 'app', postStart: [{ command: 'npm ci' }] });
     expect(s.postStart[0]).toEqual({ command: ['/bin/sh', '-c', 'npm ci'], timeoutMs: 60_000 });
   });
@@ -34,6 +35,36 @@ describe('pod spec', () => {
     expect(fieldOf({ slug: 'ok', access: { default: 'open' } })).toBe('access.default');
     expect(fieldOf('not an object')).toBe('body');
     expect(fieldOf({ slug: 'ok', image: 'registry.example:5000/team/pod:1.2@sha256:' + 'a'.repeat(64) })).toBe('(valid)');
+  });
+
+  it("fills a template's image, services, port and environment where the spec has none", () => {
+    expect(parsePodSpec({ slug: 'app', template: 'datascience' })).toMatchObject({
+      template: 'datascience',
+      image: 'podgate/pod:datascience',
+      services: [{ name: 'jupyter', port: 8888 }, { name: 'terminal', port: 7681 }],
+      defaultPort: 8888,
+      environment: { PYTHONUNBUFFERED: '1', PIP_DISABLE_PIP_VERSION_CHECK: '1' },
+    });
+  });
+
+  it("lets the spec's own image, services and port win, and lays its environment over the template's", () => {
+    const s = parsePodSpec({
+      slug: 'app', template: 'python', image: 'team/py:3', services: [], defaultPort: 5000, environment: { PYTHONUNBUFFERED: '0', MINE: 'x' },
+    });
+    expect(s).toMatchObject({ image: 'team/py:3', services: [], defaultPort: 5000, environment: { PYTHONUNBUFFERED: '0', PIP_DISABLE_PIP_VERSION_CHECK: '1', MINE: 'x' } });
+    // A stored spec (already resolved) parses to itself.
+    expect(parsePodSpec(s)).toEqual(s);
+  });
+
+  it('refuses an unknown template, naming the field and the known ones', () => {
+    expect(fieldOf({ slug: 'ok', template: 'ruby' })).toBe('template');
+    expect(fieldOf({ slug: 'ok', template: 'toString' })).toBe('template');
+    try {
+      parsePodSpec({ slug: 'ok', template: 'ruby' });
+    } catch (err) {
+      expect((err as ValidationError).message).toContain('custom, node, python, nextjs, datascience');
+    }
+    expect.assertions(3);
   });
 
   it('maps tiers to Docker limits, clamped to the host CPUs', () => {

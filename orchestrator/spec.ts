@@ -1,7 +1,8 @@
 // The pod spec: what an admin asks for (zod, validated at the API border), and the resource tiers it maps to.
 import { z } from 'zod';
 import { ValidationError } from '../shared/errors.ts';
-import { AccessPolicySchema, DEFAULT_POD_PORT, PortSchema, SlugSchema } from '../shared/route.ts';
+import { AccessPolicySchema, PortSchema, SlugSchema } from '../shared/route.ts';
+import { applyTemplate, DEFAULT_TEMPLATE, TEMPLATE_NAMES } from './templates.ts';
 
 const GIB = 1024 ** 3;
 const NANO_CPUS_PER_CPU = 1e9;
@@ -87,13 +88,16 @@ export const PodSpecSchema = z
   .strictObject({
     slug: SlugSchema,
     name: z.string().min(1).max(100).optional(),
+    /** A stack template (orchestrator/templates.ts): it fills image, services, defaultPort and environment. */
+    template: z.enum(TEMPLATE_NAMES, { error: () => `unknown template; known: ${TEMPLATE_NAMES.join(', ')}` }).default(DEFAULT_TEMPLATE),
+    // Absent: the template's. Given: these win over the template's (environment variable by variable).
     image: ImageRef.optional(),
-    services: z.array(ServiceSchema).max(MAX_SERVICES).default([]),
+    services: z.array(ServiceSchema).max(MAX_SERVICES).optional(),
     environment: z
       .record(EnvName, z.string().max(32_768))
       .refine((e) => Object.keys(e).length <= MAX_ENV, `at most ${MAX_ENV} variables`)
-      .default({}),
-    defaultPort: PortSchema.default(DEFAULT_POD_PORT),
+      .optional(),
+    defaultPort: PortSchema.optional(),
     tier: TierNameSchema.default('dev.small'),
     postStart: z.array(HookSchema).max(MAX_HOOKS).default([]),
     /** Who may reach the pod through gateways; absent means private (shared/route.ts). */
@@ -108,9 +112,11 @@ export const PodSpecSchema = z
       .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
       .default({}),
   })
+  .transform((spec) => applyTemplate(spec))
   .superRefine((spec, ctx) => {
     const seenNames = new Set<string>();
     const seenPorts = new Set<number>();
+    if (Object.keys(spec.environment).length > MAX_ENV) ctx.addIssue({ code: 'custom', path: ['environment'], message: `at most ${MAX_ENV} variables` });
     spec.services.forEach((s, i) => {
       if (seenNames.has(s.name)) ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `duplicate service name ${s.name}` });
       if (seenPorts.has(s.port)) ctx.addIssue({ code: 'custom', path: ['services', i, 'port'], message: `duplicate service port ${s.port}` });

@@ -10,7 +10,8 @@
 #   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
 # Prints only what it changes, then one summary line.
 # Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_WITH_VSCODE=1 also builds podgate/pod:vscode (code-server,
-# about 8 minutes the first time); PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
+# about 8 minutes the first time); PODGATE_WITH_TEMPLATES=1 also builds the stack templates' images (podgate/pod:node,
+# :python, :datascience; about 6 minutes the first time); PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -169,6 +170,7 @@ fi
 if [ "${PODGATE_SKIP_IMAGE:-0}" != 1 ]; then
   image_args=(--quiet)
   [ "${PODGATE_WITH_VSCODE:-0}" != 1 ] || image_args+=(--with-vscode)
+  [ "${PODGATE_WITH_TEMPLATES:-0}" != 1 ] || image_args+=(--with-templates)
   bash "$root/docker/build-image.sh" "${image_args[@]}"
 fi
 

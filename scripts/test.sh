@@ -7,6 +7,8 @@ cd "$root"
 
 # The suite drives VS Code too (podgate/pod:vscode: about 2-8 minutes to build the first time, cached after).
 export PODGATE_WITH_VSCODE="${PODGATE_WITH_VSCODE:-1}"
+# And the stack templates (test/templates-e2e.test.ts): about 6 minutes the first time, cached after.
+export PODGATE_WITH_TEMPLATES="${PODGATE_WITH_TEMPLATES:-1}"
 bash scripts/setup.sh
 # shellcheck source=node-env.sh
 source scripts/node-env.sh
