@@ -64,7 +64,8 @@ describe('the web terminal in Chromium, through the gateway', () => {
       expect(cookies.map((c) => c.name)).toContain('podgate_access');
 
       // The prompt shows once the WebSocket is up; then the browser's keystrokes reach bash and its answer comes back.
-      await screenMatching(page, new RegExp(`^dev@${slug}:~\\$ ?$`));
+      // The terminal opens in the pod's workspace.
+      await screenMatching(page, new RegExp(`^dev@${slug}:/workspace\\$ ?$`));
       await page.click('#terminal');
       expect(await typeAndWait(page, 'echo "sum=$((6*7)) term=$TERM"', /^sum=42 term=xterm-256color$/)).toMatch(/^sum=42/m);
 
