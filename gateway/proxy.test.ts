@@ -6,10 +6,8 @@ import { request } from 'node:http';
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../shared/log.ts';
-import { listenHttps, type HttpsListener } from './tls/https-server.ts';
-import { createSelfSignedCertificate } from './tls/self-signed.ts';
-import { startHarness, startUpstream, type Harness, type Upstream } from '../test/support/gateway-harness.ts';
+import type { HttpsListener } from './tls/https-server.ts';
+import { listenHttp2, startHarness, startUpstream, type Harness, type Upstream } from '../test/support/gateway-harness.ts';
 
 const UPLOAD_BYTES = 4 * 1024 * 1024 + 17;
 const HOST = 'pod-bodies.localhost';
@@ -74,15 +72,7 @@ beforeAll(async () => {
   h = await startHarness();
   pod = await hashingPod();
   await h.route('bodies', pod.port);
-  const pair = await createSelfSignedCertificate('proxy-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    http2: true,
-    headersTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 10_000,
-    log: silentLogger(),
-  });
+  tls = await listenHttp2(h.gateway.handler, 'proxy-test');
   session = http2Connect(`https://127.0.0.1:${tls.port}`, { rejectUnauthorized: false });
   session.on('error', () => {});
 });

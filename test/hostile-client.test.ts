@@ -5,10 +5,8 @@ import { connect as http2Connect, type ClientHttp2Session, type OutgoingHttpHead
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../shared/log.ts';
-import { listenHttps, type HttpsListener } from '../gateway/tls/https-server.ts';
-import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
-import { startHarness, startUpstream, type Harness, type Upstream } from './support/gateway-harness.ts';
+import type { HttpsListener } from '../gateway/tls/https-server.ts';
+import { listenHttp2, startHarness, startUpstream, type Harness, type Upstream } from './support/gateway-harness.ts';
 
 const PUBLIC_HOST = 'localhost-3000.pod-half.localhost';
 const PRIVATE_HOST = 'localhost-7681.pod-half.localhost';
@@ -189,15 +187,7 @@ beforeAll(async () => {
   // A pod with a public app port (3000) and a private web terminal (7681).
   await h.route('half', up.port, { access: { default: 'private', ports: { '3000': 'public' } } });
   port = Number(new URL(h.url).port);
-  const pair = await createSelfSignedCertificate('hostile-client-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    http2: true,
-    headersTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 10_000,
-    log: silentLogger(),
-  });
+  tls = await listenHttp2(h.gateway.handler, 'hostile-client-test');
   session = http2Connect(`https://127.0.0.1:${tls.port}`, { rejectUnauthorized: false });
   session.on('error', () => {});
 });

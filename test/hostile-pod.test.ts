@@ -8,11 +8,9 @@ import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisRouteStore } from '../shared/redis-route-store.ts';
-import { silentLogger } from '../shared/log.ts';
-import { listenHttps, type HttpsListener } from '../gateway/tls/https-server.ts';
-import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
+import type { HttpsListener } from '../gateway/tls/https-server.ts';
 import { spawnGateway, type ChildGateway } from './support/child-gateway.ts';
-import { startHarness, startUpstream, type Harness, type Upstream } from './support/gateway-harness.ts';
+import { listenHttp2, startHarness, startUpstream, type Harness, type Upstream } from './support/gateway-harness.ts';
 import { startHostilePod, type HostileAnswer, type HostilePod } from './support/hostile-pod.ts';
 import { startRedis, type RedisServer } from './support/redis-server.ts';
 import { waitFor } from './support/wait.ts';
@@ -227,15 +225,7 @@ beforeAll(async () => {
   healthy = await startUpstream();
   await h.route('hostile', pod.port);
   await h.route('healthy', healthy.port);
-  const pair = await createSelfSignedCertificate('hostile-pod-test');
-  tls = await listenHttps({ key: pair.keyPem, cert: pair.certPem }, h.gateway.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    http2: true,
-    headersTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 10_000,
-    log: silentLogger(),
-  });
+  tls = await listenHttp2(h.gateway.handler, 'hostile-pod-test');
   session = openSession();
 });
 afterAll(async () => {

@@ -4,6 +4,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { loadGatewayConfig } from '../../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../../gateway/main.ts';
+import { listenHttps, type HttpsListener, type RequestHandlers } from '../../gateway/tls/https-server.ts';
+import { createSelfSignedCertificate } from '../../gateway/tls/self-signed.ts';
+import { silentLogger } from '../../shared/log.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { Route } from '../../shared/route.ts';
@@ -130,4 +133,20 @@ export async function closedPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/**
+ * The gateway's HTTPS listener with HTTP/2 (and HTTP/1.1) on a free loopback port, with a fresh self-signed
+ * certificate for `name`: what the tests of HTTP/2 clients talk to.
+ */
+export async function listenHttp2(handlers: RequestHandlers, name: string): Promise<HttpsListener> {
+  const pair = await createSelfSignedCertificate(name);
+  return listenHttps({ key: pair.keyPem, cert: pair.certPem }, handlers, {
+    port: 0,
+    host: '127.0.0.1',
+    http2: true,
+    headersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 10_000,
+    log: silentLogger(),
+  });
 }
