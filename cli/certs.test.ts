@@ -16,6 +16,7 @@ import { startGateway, type RunningGateway } from '../gateway/main.ts';
 import { loadTlsConfig } from '../gateway/tls/config.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
 import { childEnv, podgate, type CliResult } from '../test/support/cli.ts';
+import { loopbackTlsGatewayEnv } from '../test/support/logs.ts';
 
 const TOKEN = 'cli-certs-admin-token-0123456789';
 const log = silentLogger();
@@ -28,11 +29,7 @@ let offUrl: string;
 let home: string;
 
 async function start(extra: Record<string, string>, certStore: MemoryCertStore): Promise<string> {
-  const env = {
-    HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0', HTTPS_HOST: '127.0.0.1', HTTPS_PORT: '0',
-    BASE_DOMAINS: 'example.test', ACCESS_LOG: 'false', ACME_DIRECTORY_URL: 'https://127.0.0.1:9/directory', TLS_ON_DEMAND: 'false',
-    ...extra,
-  };
+  const env = loopbackTlsGatewayEnv(extra);
   const config = loadGatewayConfig(env);
   const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls: { config: loadTlsConfig(env), store: certStore } });
   running.push(gateway);

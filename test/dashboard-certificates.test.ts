@@ -15,6 +15,7 @@ import { ConfigError } from '../shared/errors.ts';
 import { silentLogger } from '../shared/log.ts';
 import { MemoryCertStore } from '../shared/memory-cert-store.ts';
 import { MemoryRouteStore } from '../shared/memory-route-store.ts';
+import { loopbackTlsGatewayEnv } from './support/logs.ts';
 
 const ADMIN_TOKEN = 'dashboard-certs-admin-token-0123456789';
 const GATEWAY_TOKEN = 'dashboard-certs-gateway-token-0123456789';
@@ -25,19 +26,7 @@ let orch: RunningOrchestrator;
 let base: string;
 
 beforeAll(async () => {
-  const env = {
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    ADMIN_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    HTTPS_HOST: '127.0.0.1',
-    HTTPS_PORT: '0',
-    BASE_DOMAINS: 'example.test',
-    ACCESS_LOG: 'false',
-    ACME_DIRECTORY_URL: 'https://127.0.0.1:9/directory',
-    TLS_ON_DEMAND: 'false',
-    GATEWAY_ADMIN_TOKEN: GATEWAY_TOKEN,
-  };
+  const env = loopbackTlsGatewayEnv({ GATEWAY_ADMIN_TOKEN: GATEWAY_TOKEN });
   const log = silentLogger();
   const config = loadGatewayConfig(env);
   gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls: { config: loadTlsConfig(env), store: certStore } });

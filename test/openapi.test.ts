@@ -23,6 +23,7 @@ import { MemoryRouteStore } from '../shared/memory-route-store.ts';
 import { openApiDocument, OPENAPI_PATH, type OpenApiDocument } from '../shared/openapi.ts';
 import { GATEWAY_ADMIN_API_INFO } from '../gateway/admin-openapi.ts';
 import { documentedOperations, openApi31Problems, operationFor, registeredOperations, schemaProblem } from './support/openapi.ts';
+import { loopbackTlsGatewayEnv } from './support/logs.ts';
 
 const ADMIN_TOKEN = 'openapi-admin-token-0123456789abcdef';
 const GATEWAY_TOKEN = 'openapi-gateway-token-0123456789abcd';
@@ -83,20 +84,7 @@ beforeAll(async () => {
   orchestrator = await listen(orchestratorApp);
   orchestratorUrl = `http://127.0.0.1:${(orchestrator.address() as AddressInfo).port}`;
 
-  const env = {
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    ADMIN_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    HTTPS_HOST: '127.0.0.1',
-    HTTPS_PORT: '0',
-    BASE_DOMAINS: 'example.test',
-    ACCESS_LOG: 'false',
-    // Nothing here reaches the CA: an address nothing listens on.
-    ACME_DIRECTORY_URL: 'https://127.0.0.1:9/directory',
-    TLS_ON_DEMAND: 'false',
-    GATEWAY_ADMIN_TOKEN: GATEWAY_TOKEN,
-  };
+  const env = loopbackTlsGatewayEnv({ GATEWAY_ADMIN_TOKEN: GATEWAY_TOKEN });
   gateway = await startGateway(loadGatewayConfig(env), { store: new MemoryRouteStore(), log, tls: { config: loadTlsConfig(env), store: new MemoryCertStore() } });
   gatewayUrl = `http://127.0.0.1:${gateway.adminPort}`;
 

@@ -9,6 +9,7 @@ import { MemoryRouteStore } from '../../shared/memory-route-store.ts';
 import { loadGatewayConfig } from '../config.ts';
 import { startGateway, type RunningGateway } from '../main.ts';
 import { loadTlsConfig } from './config.ts';
+import { loopbackTlsGatewayEnv } from '../../test/support/logs.ts';
 
 const TOKEN = 'certificates-admin-token-0123456789';
 const log = silentLogger();
@@ -20,19 +21,7 @@ interface Running {
 const running: Running[] = [];
 
 async function start(extra: Record<string, string>): Promise<Running> {
-  const env = {
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    ADMIN_HOST: '127.0.0.1',
-    ADMIN_PORT: '0',
-    HTTPS_HOST: '127.0.0.1',
-    HTTPS_PORT: '0',
-    BASE_DOMAINS: 'example.test',
-    ACCESS_LOG: 'false',
-    ACME_DIRECTORY_URL: 'https://127.0.0.1:9/directory',
-    TLS_ON_DEMAND: 'false',
-    ...extra,
-  };
+  const env = loopbackTlsGatewayEnv(extra);
   const config = loadGatewayConfig(env);
   const tls = { config: loadTlsConfig(env), store: new MemoryCertStore() };
   const gateway = await startGateway(config, { store: new MemoryRouteStore(), log, tls });

@@ -21,6 +21,18 @@ export function capturedLogger(level: string): { log: Logger; logs: LogLine[] } 
 }
 
 /** The settings of an in-process test gateway: every listener on 127.0.0.1 port 0, access lines off. */
+/**
+ * A gateway with TLS on every loopback listener (free ports), base domain example.test, no access log and no
+ * on-demand issuance; its ACME directory is an address nothing listens on, so nothing reaches a CA.
+ */
+export function loopbackTlsGatewayEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0', HTTPS_HOST: '127.0.0.1', HTTPS_PORT: '0',
+    BASE_DOMAINS: 'example.test', ACCESS_LOG: 'false', ACME_DIRECTORY_URL: 'https://127.0.0.1:9/directory', TLS_ON_DEMAND: 'false',
+    ...extra,
+  };
+}
+
 export function loopbackGatewayEnv(redisUrl: string): Record<string, string> {
   return { HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redisUrl, ACCESS_LOG: 'false' };
 }
