@@ -1,7 +1,7 @@
 // Runs h2load (Debian's nghttp2-client: HTTP/2 load over TLS) and parses its report and per-request log. The
 // parsers are pure so they are unit-tested on recorded output; the runner only spawns the process.
 import { readFileSync, rmSync } from 'node:fs';
-import { pinned, type Children, type CoreSet } from './processes.ts';
+import { runReport, type Children, type CoreSet } from './processes.ts';
 import { percentile } from './stats.ts';
 
 export interface H2loadResult {
@@ -63,32 +63,12 @@ export interface H2loadOptions {
 const H2LOAD_GRACE_MS = 15_000;
 
 /** Run h2load as one of `children` and parse its report and log. */
-export function runH2load(children: Children, o: H2loadOptions): Promise<H2loadResult> {
+export async function runH2load(children: Children, o: H2loadOptions): Promise<H2loadResult> {
   const args = ['-t1', `-c${o.clients}`, `-m${o.streams}`, `-D${o.seconds}`, '-H', `:authority: ${o.authority}`, `--log-file=${o.logFile}`, o.url];
-  return new Promise((resolve, reject) => {
-    const child = children.start('h2load', pinned(o.cores, ['h2load', ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d: Buffer) => (out += d));
-    child.stderr?.on('data', (d: Buffer) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.seconds * 1000 + H2LOAD_GRACE_MS);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`h2load could not start (scripts/setup.sh installs nghttp2-client): ${e.message}`));
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      try {
-        if (code !== 0) throw new Error(`h2load exited with ${code}: ${err || out}`);
-        const report = parseH2loadOutput(out);
-        const latency = latencyFromLog(readFileSync(o.logFile, 'utf8'));
-        resolve({ ...report, ...latency });
-      } catch (e) {
-        reject(e);
-      } finally {
-        rmSync(o.logFile, { force: true });
-      }
-    });
-  });
+  try {
+    const out = await runReport(children, 'h2load', ['h2load', ...args], o.cores, o.seconds * 1000 + H2LOAD_GRACE_MS, 'scripts/setup.sh installs nghttp2-client');
+    return { ...parseH2loadOutput(out), ...latencyFromLog(readFileSync(o.logFile, 'utf8')) };
+  } finally {
+    rmSync(o.logFile, { force: true });
+  }
 }
-

@@ -60,6 +60,30 @@ export function accepts(port: number): Promise<boolean> {
 const STOP_GRACE_MS = 5000;
 
 /** Every process the bench starts goes through here, so `stopAll` can end them all (also on failure). */
+/**
+ * Run a load generator (wrk, h2load) as one of `children`, pinned to `cores`, and resolve with its report (stdout)
+ * once it exits 0. It is killed when it overruns `timeoutMs`; a failure to start names `installHint`.
+ */
+export function runReport(children: Children, name: string, argv: string[], cores: CoreSet, timeoutMs: number, installHint: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = children.start(name, pinned(cores, argv), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d));
+    child.stderr?.on('data', (d: Buffer) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} could not start (${installHint}): ${e.message}`));
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`${name} exited with ${code}: ${err || out}`));
+      else resolve(out);
+    });
+  });
+}
+
 export class Children {
   private readonly live = new Set<ChildProcess>();
 

@@ -41,7 +41,7 @@ import { accepts, Children, describeCores, freePort, httpGet, pinned, treeCpuSec
 import { describeMachine, httpTable, memoryTable, wsTable, type Comparison, type HttpCaseResult, type WsCaseResult } from './report.ts';
 import { measureRouteLatency, type RouteLatencyResult } from './route-latency.ts';
 import { percentile, ratio } from './stats.ts';
-import { runWrk } from './wrk.ts';
+import { runWrk, type WrkResult } from './wrk.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -184,16 +184,8 @@ async function startGateway(redisUrl: string, o: GatewayOptions): Promise<Gatewa
   return { port, child };
 }
 
-/** What one load run measured, from wrk or h2load. */
-interface Sample {
-  requests: number;
-  requestsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Responses that were not 2xx (or requests that failed): a run with any is not a valid measurement. */
-  non2xx: number;
-  socketErrors: number;
-}
+/** What one load run measured, in wrk's terms (an h2load run is mapped onto them). */
+type Sample = WrkResult;
 
 interface Measured extends Sample {
   /** CPU seconds the process under test (and its children) used during the measured run. */

@@ -1,6 +1,6 @@
 // Runs wrk (the HTTP load generator) and parses its text report. The parser is pure so it is unit-tested on
 // recorded output; the runner only spawns the process.
-import { pinned, type Children, type CoreSet } from './processes.ts';
+import { runReport, type Children, type CoreSet } from './processes.ts';
 
 export interface WrkResult {
   requests: number;
@@ -55,27 +55,8 @@ export interface WrkOptions {
 const WRK_GRACE_MS = 10_000;
 
 /** Run wrk as one of `children` (so an interrupted bench stops it too) and parse its report. */
-export function runWrk(children: Children, options: WrkOptions): Promise<WrkResult> {
+export async function runWrk(children: Children, options: WrkOptions): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', '-H', `Host: ${options.host}`, options.url];
-  return new Promise((resolve, reject) => {
-    const child = children.start('wrk', pinned(options.cores, ['wrk', ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d: Buffer) => (out += d));
-    child.stderr?.on('data', (d: Buffer) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.seconds * 1000 + WRK_GRACE_MS);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`wrk could not start (scripts/setup.sh installs it): ${e.message}`));
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`wrk exited with ${code}: ${err || out}`));
-      try {
-        resolve(parseWrkOutput(out));
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
+  const out = await runReport(children, 'wrk', ['wrk', ...args], options.cores, options.seconds * 1000 + WRK_GRACE_MS, 'scripts/setup.sh installs it');
+  return parseWrkOutput(out);
 }
