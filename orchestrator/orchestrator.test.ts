@@ -265,15 +265,15 @@ describe('pod lifecycle', () => {
   it('a host port Docker finds taken at start is skipped, and the pod starts on another', async () => {
     // As with a remote Docker host, where ports cannot be probed from here: Docker's bind error is the backstop.
     const blocker = createServer();
-    await new Promise<void>((r) => blocker.listen({ host: '127.0.0.1', port: 38400 }, r));
+    await new Promise<void>((resolve, reject) => blocker.once('error', reject).listen({ host: '127.0.0.1', port: 38420 }, resolve));
     const other = await startOrchestrator(
-      { ...config, adminPort: 0, redisUrl: undefined, portRange: { first: 38400, last: 38401 }, namespace: `${config.namespace}-busy` },
+      { ...config, adminPort: 0, redisUrl: undefined, portRange: { first: 38420, last: 38421 }, namespace: `${config.namespace}-busy` },
       { logger, probeHostPorts: false },
     );
     try {
       const s = slug('busy');
       const pod = await other.pods.create({ slug: s });
-      expect(pod).toMatchObject({ status: 'running', hostPort: 38401 });
+      expect(pod).toMatchObject({ status: 'running', hostPort: 38421 });
       await other.pods.delete(s);
     } finally {
       await other.close();

@@ -44,7 +44,7 @@ function podHost(slug: string, port: number): string {
 
 beforeAll(async () => {
   [podImage] = await Promise.all([testPodImage(), templateImages()]);
-  w = await startPodWorld({ image: podImage, portRange: '38730-38749' });
+  w = await startPodWorld({ image: podImage, portRange: '38700-38719' });
 }, BUILD_TIMEOUT_MS + 60_000);
 
 afterAll(async () => {
