@@ -12,8 +12,17 @@ export const SlugSchema = z
 
 export const PortSchema = z.number().int().min(1).max(65535);
 
-export const RouteStatusSchema = z.enum(['running', 'starting', 'stopped']);
+/**
+ * `sleeping`: stopped because idle, woken by the next admitted request (README "Sleep and wake"). Every other
+ * status is not served.
+ */
+export const RouteStatusSchema = z.enum(['running', 'starting', 'stopped', 'sleeping']);
 export type RouteStatus = z.infer<typeof RouteStatusSchema>;
+/**
+ * A route's status as read: a status this reader does not know (written by a newer writer) reads as `stopped`, so
+ * the route still tells its pod exists and nothing is ever proxied to a pod in a state the reader cannot judge.
+ */
+const ReadRouteStatusSchema = z.union([RouteStatusSchema, z.string().min(1).max(64).transform((): RouteStatus => 'stopped')]);
 
 export const DEFAULT_POD_PORT = 3000;
 /** Bound on a route's `ports` list: it is read on TLS handshakes, and each entry may cost a certificate. */
@@ -46,7 +55,7 @@ export const RouteSchema = z.object({
   host: z.string().min(1).max(253),
   /** The pod's single published host port (its in-pod router). */
   port: PortSchema,
-  status: RouteStatusSchema,
+  status: ReadRouteStatusSchema,
   /** Increases on every change of the pod; a lower generation never replaces a higher one. */
   generation: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   /** The in-pod port served for `pod-<slug>.<base>` (no port in the hostname). */

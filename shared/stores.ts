@@ -7,9 +7,11 @@ import type { CertStore } from './cert-store.ts';
 import type { Logger } from './log.ts';
 import { MemoryCertStore } from './memory-cert-store.ts';
 import { MemoryRouteStore } from './memory-route-store.ts';
+import { MemoryPodActivity, type PodActivityStore } from './pod-activity.ts';
 import { createRedis, describeRedis, reportRedisProblems, warnCleartextPassword, type RedisTarget } from './redis.ts';
 import { RedisAccessStore } from './redis-access-store.ts';
 import { RedisCertStore } from './redis-cert-store.ts';
+import { RedisPodActivity } from './redis-pod-activity.ts';
 import { RedisRouteStore } from './redis-route-store.ts';
 import type { RouteStore } from './route-store.ts';
 
@@ -28,13 +30,15 @@ export interface Stores {
   routes: RouteStore;
   access: AccessStore;
   certs: CertStore;
+  /** Pod activity and wake requests (sleep and wake). */
+  activity: PodActivityStore;
   /** Close the stores and the connection. */
   close(): Promise<void>;
 }
 
 export function createStores(config: StoresConfig, log: Logger): Stores {
   if (!config.redis) {
-    const stores = { routes: new MemoryRouteStore(), access: new MemoryAccessStore(), certs: new MemoryCertStore() };
+    const stores = { routes: new MemoryRouteStore(), access: new MemoryAccessStore(), certs: new MemoryCertStore(), activity: new MemoryPodActivity() };
     return { redis: undefined, ...stores, close: () => closeAll(stores) };
   }
   warnCleartextPassword(config.redis, log);
@@ -51,6 +55,7 @@ export function createStores(config: StoresConfig, log: Logger): Stores {
     routes: new RedisRouteStore(redis, { prefix, onInvalid: (where, error) => log.warn({ where, error }, 'invalid route-table entry skipped') }),
     access: new RedisAccessStore(redis, { prefix, onInvalid: (where) => log.warn({ where }, 'invalid access-store entry skipped') }),
     certs: new RedisCertStore(redis, { prefix, onInvalid: (where, error) => log.warn({ where, error }, 'invalid certificate-store entry skipped') }),
+    activity: new RedisPodActivity(redis, { prefix, onInvalid: (where) => log.warn({ where }, 'invalid wake request dropped') }),
   };
   return {
     redis,
@@ -62,6 +67,6 @@ export function createStores(config: StoresConfig, log: Logger): Stores {
   };
 }
 
-async function closeAll(stores: { routes: RouteStore; access: AccessStore; certs: CertStore }): Promise<void> {
-  await Promise.all([stores.routes.close(), stores.access.close(), stores.certs.close()]);
+async function closeAll(stores: Omit<Stores, 'redis' | 'close'>): Promise<void> {
+  await Promise.all([stores.routes.close(), stores.access.close(), stores.certs.close(), stores.activity.close()]);
 }
