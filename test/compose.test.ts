@@ -25,8 +25,12 @@ const POD_PORT_RANGE = '38970-38999';
 const APP_PORT = 3000;
 const run = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`;
 /** docker-compose project names: lowercase letters, digits, dashes and underscores. */
-const PROJECT = `podgate-test-compose-${run}`;
-const NAMESPACE = `compose-${run}`;
+const PROJECT_STEM = 'podgate-test-compose-';
+const NAMESPACE_STEM = 'podgate-test-compose-';
+const PROJECT = `${PROJECT_STEM}${run}`;
+const NAMESPACE = `${NAMESPACE_STEM}${run}`;
+/** A run lasts a few minutes at most (a cold image build included): older projects of this file are leftovers. */
+const STALE_AFTER_SECONDS = 30 * 60;
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const REDIS_PASSWORD = randomBytes(24).toString('hex');
 const docker = new Docker();
@@ -192,12 +196,42 @@ async function tearDown(): Promise<string[]> {
   return problems;
 }
 
+/**
+ * What a run killed before its teardown left (its services restart with the Docker daemon and hold the ports):
+ * projects of this file older than any run lasts, their volumes, and the pods of their namespaces.
+ */
+async function sweepStaleRuns(): Promise<void> {
+  const cutoff = Date.now() / 1000 - STALE_AFTER_SECONDS;
+  const runs = new Set<string>();
+  for (const c of await docker.listContainers({ all: true, filters: { label: ['com.docker.compose.project'] } })) {
+    const project = c.Labels['com.docker.compose.project'] ?? '';
+    if (project.startsWith(PROJECT_STEM) && project !== PROJECT && c.Created < cutoff) runs.add(project.slice(PROJECT_STEM.length));
+  }
+  for (const stale of runs) {
+    const project = { label: [`com.docker.compose.project=${PROJECT_STEM}${stale}`] };
+    const pods = { label: [`${LABELS.namespace}=${NAMESPACE_STEM}${stale}`] };
+    for (const filters of [project, pods]) {
+      for (const c of await docker.listContainers({ all: true, filters })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+      for (const v of (await docker.listVolumes({ filters })).Volumes ?? []) await docker.getVolume(v.Name).remove().catch(() => {});
+      for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
+    }
+  }
+}
+
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'podgate-compose-'));
   await writeFile(join(workDir, 'empty.env'), '');
-  const taken = [];
-  for (const port of Object.values(PORTS)) if (!(await portFree(port))) taken.push(port);
-  if (taken.length) throw new Error(`ports ${taken.join(', ')} are in use: this file needs 38960-38965 (and 38970-38999 for pods)`);
+  await sweepStaleRuns();
+  // These ports are in the kernel's ephemeral range too: a client socket may hold one for a moment.
+  let taken: number[] = [];
+  const free = async () => {
+    taken = [];
+    for (const port of Object.values(PORTS)) if (!(await portFree(port))) taken.push(port);
+    return taken.length === 0;
+  };
+  await waitFor(free, { timeoutMs: 10_000, intervalMs: 500, what: 'free ports' }).catch(() => {
+    throw new Error(`ports ${taken.join(', ')} are in use: this file needs 38960-38965 (and 38970-38999 for pods)`);
+  });
 
   // The images: a no-op (about half a second) when their inputs are unchanged; scripts/setup.sh builds them too.
   const [build, podImage] = await Promise.all([exec('bash', [BUILD_SCRIPT, '--compose', '--quiet'], BUILD_TIMEOUT_MS), testPodImage()]);
