@@ -323,6 +323,39 @@ describe('docker-compose.yml on this machine', () => {
       expect((await viaGateway(PORTS.gateway1, host)).status).toBe(200);
     }));
 
+  it('the app image holds the sources and the production dependencies, no tests, no dev tools, no .env', async () => {
+    const image = process.env.PODGATE_APP_IMAGE ?? 'podgate/app:dev';
+    const script = [
+      'ls -A /app',
+      'echo ---',
+      'find /app -path /app/node_modules -prune -o -name "*.test.ts" -print',
+      'echo ---',
+      'ls /app/node_modules/hono /app/node_modules/vitest /app/node_modules/typescript 2>&1 | grep -c "No such file"',
+      'id -un',
+    ].join('; ');
+    const r = await exec('docker', ['run', '--rm', '--network', 'none', image, 'sh', '-c', script], 60_000);
+    expect(r.code, r.stderr).toBe(0);
+    const [listing, tests, rest] = r.stdout.split('---\n');
+    expect(listing!.split('\n').filter(Boolean).sort()).toEqual(['config', 'gateway', 'main.ts', 'node_modules', 'orchestrator', 'package-lock.json', 'package.json', 'shared']);
+    expect(tests).toBe('');
+    // hono there; vitest and typescript (devDependencies) not; the process is not root.
+    expect(rest!.trim().split('\n')).toEqual(['2', 'podgate']);
+  });
+
+  it('the upstream variant (docker-compose.upstream.yml) builds the app from Dockerfile.podgate and runs redis:7', async () => {
+    const r = await exec('docker-compose', ['--env-file', join(workDir, 'empty.env'), '-p', PROJECT, '-f', join(ROOT, 'docker-compose.yml'),
+      '-f', join(ROOT, 'docker-compose.upstream.yml'), 'config'], 30_000, { ...composeEnv, PODGATE_APP_IMAGE: undefined, PODGATE_REDIS_IMAGE: undefined });
+    expect(r.code, r.stderr).toBe(0);
+    const config = r.stdout;
+    for (const service of ['orchestrator', 'gateway-1', 'gateway-2']) {
+      const block = config.slice(config.indexOf(`  ${service}:\n`)).split(/\n  \S/)[0]!;
+      expect(block, service).toContain('dockerfile: docker/Dockerfile.podgate');
+      expect(block, service).toContain('image: podgate/app:upstream');
+      expect(block, service).toContain('network_mode: host');
+    }
+    expect(config).toContain('image: redis:7-bookworm');
+  });
+
   it('docker-compose down and the pod cleanup leave no container, volume or network behind', async () => {
     expect(await leftovers()).not.toEqual([]);
     expect(await tearDown()).toEqual([]);
