@@ -453,13 +453,18 @@ deb ${MIRROR%/debian}/debian-security $SUITE-security main
 EOF
   docker run --rm --network none --entrypoint cat "$BASE_IMAGE" /var/lib/dpkg/status >"$work/state/status" ||
     die "cannot read the dpkg status of $BASE_IMAGE"
+  # Debian's archive keys as the base holds them (debootstrap checked them): the machine may be another distribution.
+  rm -rf "$work/trusted.gpg.d"
+  docker run --rm --network none --entrypoint tar "$BASE_IMAGE" -C /etc/apt -c trusted.gpg.d | tar -C "$work" -x ||
+    die "cannot read the archive keys of $BASE_IMAGE"
   : >"$work/state/extended_states"
   # apt downloads as its unprivileged user _apt where that user can write.
   chmod 0755 "$work"
   if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown -R _apt "$work/lists" "$work/archives"; fi
   local apt_own=(-q -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=/dev/null
     -o "Dir::State=$work/state" -o "Dir::State::status=$work/state/status" -o "Dir::State::Lists=$work/lists"
-    -o "Dir::Cache=$work" -o "Dir::Cache::archives=$work/archives" -o Debug::NoLocking=1 -o APT::Install-Recommends=false)
+    -o "Dir::Cache=$work" -o "Dir::Cache::archives=$work/archives" -o "Dir::Etc::trusted=$work/trusted.gpg"
+    -o "Dir::Etc::trustedparts=$work/trusted.gpg.d" -o Debug::NoLocking=1 -o APT::Install-Recommends=false)
   log "fetching Debian packages for $packages (apt, resolved against $BASE_IMAGE)"
   # shellcheck disable=SC2086 # a space-separated package list
   if ! { apt-get "${apt_own[@]}" update && apt-get "${apt_own[@]}" install -y --download-only $packages; } \
