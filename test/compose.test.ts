@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { LABELS } from '../orchestrator/container-runtime.ts';
+import { createRedis, waitReady } from '../shared/redis.ts';
+import type { Redis } from 'ioredis';
 import { testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -32,6 +34,7 @@ const NAMESPACE = `${NAMESPACE_STEM}${run}`;
 /** A run lasts a few minutes at most (a cold image build included): older projects of this file are leftovers. */
 const STALE_AFTER_SECONDS = 30 * 60;
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
+const MARKER_KEY = 'podgate-test:compose-volume';
 const REDIS_PASSWORD = randomBytes(24).toString('hex');
 const docker = new Docker();
 let workDir: string;
@@ -148,6 +151,18 @@ async function listeningAddresses(port: number): Promise<string[]> {
     .split('\n')
     .filter(Boolean)
     .map((line) => line.trim().split(/\s+/)[3]!.replace(/:\d+$/, ''));
+}
+
+/** One command on the compose Redis, with the password. */
+async function redis<T>(command: (client: Redis) => Promise<T>): Promise<T> {
+  const client = createRedis(`redis://:${REDIS_PASSWORD}@127.0.0.1:${PORTS.redis}`);
+  client.on('error', () => {});
+  try {
+    await waitReady(client, 5_000);
+    return await command(client);
+  } finally {
+    client.disconnect();
+  }
 }
 
 async function startedAt(service: string): Promise<string> {
@@ -279,10 +294,8 @@ afterAll(async () => {
 }, 120_000);
 
 describe('docker-compose.yml on this machine', () => {
-  it('Redis wants its password and keeps its data on a volume; every admin port listens on loopback only', async () => {
+  it('Redis wants its password; every admin port listens on loopback only', async () => {
     expect(await redisAnswerWithoutPassword()).toMatch(/^-NOAUTH/);
-    const volume = await docker.getVolume(`${PROJECT}_redis-data`).inspect();
-    expect(volume.Labels?.['com.docker.compose.project']).toBe(PROJECT);
     for (const port of [PORTS.redis, PORTS.orchestrator, PORTS.gateway1Admin, PORTS.gateway2Admin]) {
       expect(await listeningAddresses(port), `port ${port}`).toEqual(['127.0.0.1']);
     }
@@ -321,6 +334,25 @@ describe('docker-compose.yml on this machine', () => {
       expect((await viaGateway(PORTS.gateway1, host)).status).toBe(200);
       await waitFor(async () => (await viaGateway(PORTS.gateway2, host)).status === 200, { timeoutMs: 30_000, intervalMs: 100, what: 'the restarted gateway-2 serving the pod' });
       expect((await viaGateway(PORTS.gateway1, host)).status).toBe(200);
+    }));
+
+  it("Redis's data lives on its volume: a recreated Redis container still holds it, and both gateways serve on", () =>
+    withLogs(async () => {
+      expect(slug, 'the pod of the test before').toBeDefined();
+      // A key of this test's own: the orchestrator would write its routes again into an empty Redis, this nobody.
+      const marker = randomBytes(8).toString('hex');
+      await redis((c) => c.set(MARKER_KEY, marker));
+      const oldId = (await mustCompose(['ps', '-q', 'redis'])).trim();
+      await mustCompose(['up', '-d', '--force-recreate', '--no-deps', 'redis']);
+      const newId = (await mustCompose(['ps', '-q', 'redis'])).trim();
+      expect(newId).not.toBe(oldId);
+      const mounts = (await docker.getContainer(newId).inspect()).Mounts.map((m) => `${m.Name}:${m.Destination}`);
+      expect(mounts).toEqual([`${PROJECT}_redis-data:/data`]);
+      await waitFor(async () => (await redis((c) => c.ping()).catch(() => '')) === 'PONG', { timeoutMs: 30_000, intervalMs: 200, what: 'the new Redis container' });
+      expect(await redis((c) => c.get(MARKER_KEY))).toBe(marker);
+      for (const port of [PORTS.gateway1, PORTS.gateway2]) {
+        await waitFor(async () => (await viaGateway(port, `pod-${slug}.localhost`)).status === 200, { timeoutMs: 30_000, intervalMs: 100, what: `the pod through the gateway on ${port}` });
+      }
     }));
 
   it('the app image holds the sources and the production dependencies, no tests, no dev tools, no .env', async () => {
