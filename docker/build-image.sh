@@ -110,7 +110,8 @@ stage_terminal_assets() {
     mv "$tmp" "$out"
   fi
 }
-stage_terminal_assets
+# The compose images hold no terminal page (and their npm install is their own).
+[ "$compose" = 1 ] || stage_terminal_assets
 if [ "$stage_only" = 1 ]; then
   log "staged the terminal's xterm.js in docker/vendor/terminal/"
   exit 0
