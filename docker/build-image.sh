@@ -133,7 +133,8 @@ inputs_hash() {
     echo "base=$1"
   ) | sha256sum | cut -c1-16
 }
-pod_hash="$(inputs_hash "$base_hash")"
+# (Not needed by --compose, whose run has no staged terminal assets.)
+[ "$compose" = 1 ] || pod_hash="$(inputs_hash "$base_hash")"
 
 label_of() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
