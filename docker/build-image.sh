@@ -21,9 +21,10 @@
 #                                      production node_modules (npm ci --omit=dev) and the project's sources;
 #                  podgate/redis:dev = Debian's redis-server.
 #                  Their Debian packages are resolved against the base's dpkg status and fetched by the machine's apt
-#                  (signatures checked) with lists of its own; the docker build installs them with dpkg.
+#                  with lists and archive keys of their own (the base's); the docker build installs them with dpkg.
 # Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_NODE_IMAGE, PODGATE_PYTHON_IMAGE,
-# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_APP_IMAGE, PODGATE_REDIS_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
+# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_APP_IMAGE, PODGATE_REDIS_IMAGE, PODGATE_CACHE_DIR,
+# PODGATE_DEBIAN_MIRROR override the defaults.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
