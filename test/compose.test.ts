@@ -1,6 +1,7 @@
 // docker-compose.yml as shipped, run for real with Debian's docker-compose 1.29: the offline images
 // (docker/build-image.sh --compose), a password-protected Redis with its volume, the orchestrator creating a gVisor pod
-// on this host's Docker, two gateway replicas serving it, one of them restarted; then everything is taken down again.
+// on this host's Docker, two gateway replicas serving it, one of them restarted, Redis recreated on its volume; then
+// everything is taken down again.
 // The project has a name, a pod namespace and ports of its own (38960-38999), and nothing of it outlives the file.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
