@@ -5,7 +5,7 @@
 #   3. `docker build` docker/Dockerfile.offline (FROM podgate/base:bookworm, no RUN step downloads) as podgate/pod:dev.
 # Each step is skipped when its inputs are unchanged: the images carry the hash of their inputs as a label.
 #
-# Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode] [--with-templates]
+# Usage: docker/build-image.sh [--force] [--quiet] [--with-vscode] [--with-templates] | --compose [--force] [--quiet]
 #   --force        rebuild everything (new debootstrap, new import, docker build --no-cache)
 #   --quiet        print nothing when the image is already up to date
 #   --stage-only   only stage the build context's npm assets (docker/vendor/), for docker/Dockerfile elsewhere
@@ -16,8 +16,15 @@
 #                  podgate/pod:python  = the pod image on its own debootstrapped base with python3, pip and venv;
 #                  podgate/pod:nextjs  = podgate/pod:node + the Next.js starter of docker/nextjs/ (service `nextjs`);
 #                  podgate/pod:datascience = the python image with Debian's Jupyter notebook as well (service `jupyter`).
+#   --compose      only docker-compose.yml's images (not the pod image), both on podgate/base:bookworm (built when stale):
+#                  podgate/app:dev   = gateway and orchestrator: Debian's iptables, Node 24 from the npm registry, the
+#                                      production node_modules (npm ci --omit=dev) and the project's sources;
+#                  podgate/redis:dev = Debian's redis-server.
+#                  Their Debian packages are resolved against the base's dpkg status and fetched by the machine's apt
+#                  with lists and archive keys of their own (the base's); the docker build installs them with dpkg.
 # Environment: PODGATE_POD_IMAGE, PODGATE_BASE_IMAGE, PODGATE_VSCODE_IMAGE, PODGATE_NODE_IMAGE, PODGATE_PYTHON_IMAGE,
-# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_CACHE_DIR, PODGATE_DEBIAN_MIRROR override the defaults.
+# PODGATE_NEXTJS_IMAGE, PODGATE_DATASCIENCE_IMAGE, PODGATE_APP_IMAGE, PODGATE_REDIS_IMAGE, PODGATE_CACHE_DIR,
+# PODGATE_DEBIAN_MIRROR override the defaults.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +35,8 @@ NODE_IMAGE="${PODGATE_NODE_IMAGE:-podgate/pod:node}"
 PYTHON_IMAGE="${PODGATE_PYTHON_IMAGE:-podgate/pod:python}"
 NEXTJS_IMAGE="${PODGATE_NEXTJS_IMAGE:-podgate/pod:nextjs}"
 DATASCIENCE_IMAGE="${PODGATE_DATASCIENCE_IMAGE:-podgate/pod:datascience}"
+APP_IMAGE="${PODGATE_APP_IMAGE:-podgate/app:dev}"
+REDIS_IMAGE="${PODGATE_REDIS_IMAGE:-podgate/redis:dev}"
 # Pinned: code-server requires one Node major (24 for this release) and compiles against it.
 CODE_SERVER_VERSION=4.139.1
 CODE_SERVER_NODE_MAJOR=24
@@ -38,6 +47,12 @@ PNPM_VERSION=10.34.8
 # Debian packages the python templates add to docker/packages.txt.
 PYTHON_PACKAGES="python3 python3-pip python3-venv"
 DATASCIENCE_PACKAGES="$PYTHON_PACKAGES jupyter-notebook python3-notebook"
+# The compose images: the application's Node major, what each adds to the base, and the sources the app image holds.
+APP_NODE_MAJOR=24
+# iptables: the orchestrator installs the pod egress policy in the host's firewall.
+APP_PACKAGES="iptables"
+REDIS_PACKAGES="redis-server"
+APP_SOURCES=(main.ts package.json package-lock.json shared gateway orchestrator config)
 CACHE_DIR="${PODGATE_CACHE_DIR:-/var/cache/podgate}"
 MIRROR="${PODGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
@@ -51,14 +66,16 @@ quiet=0
 with_vscode=0
 with_templates=0
 stage_only=0
+compose=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
+    --compose) compose=1 ;;
     --quiet) quiet=1 ;;
     --stage-only) stage_only=1 ;;
     --with-vscode) with_vscode=1 ;;
     --with-templates) with_templates=1 ;;
-    *) echo "build-image: unknown argument $arg (expected --force, --quiet, --with-vscode, --with-templates or --stage-only)" >&2; exit 2 ;;
+    *) echo "build-image: unknown argument $arg (expected --force, --quiet, --with-vscode, --with-templates, --stage-only or --compose)" >&2; exit 2 ;;
   esac
 done
 
@@ -94,7 +111,8 @@ stage_terminal_assets() {
     mv "$tmp" "$out"
   fi
 }
-stage_terminal_assets
+# The compose images hold no terminal page (and their npm install is their own).
+[ "$compose" = 1 ] || stage_terminal_assets
 if [ "$stage_only" = 1 ]; then
   log "staged the terminal's xterm.js in docker/vendor/terminal/"
   exit 0
@@ -116,7 +134,8 @@ inputs_hash() {
     echo "base=$1"
   ) | sha256sum | cut -c1-16
 }
-pod_hash="$(inputs_hash "$base_hash")"
+# (Not needed by --compose, whose run has no staged terminal assets.)
+[ "$compose" = 1 ] || pod_hash="$(inputs_hash "$base_hash")"
 
 label_of() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
@@ -184,8 +203,8 @@ EOF
   mv "$dir.tmp" "$dir"
 }
 
-build_pod_image() {
-  local started=$SECONDS
+# The debootstrapped base image (podgate/base:bookworm), imported again only when its packages or recipe changed.
+ensure_base() {
   if [ "$force" = 1 ] || [ "$(label_of "$BASE_IMAGE" "$BASE_LABEL")" != "$base_hash" ]; then
     local rootfs="$CACHE_DIR/rootfs-$base_hash"
     if [ "$force" = 1 ] || [ ! -d "$rootfs" ]; then
@@ -198,7 +217,11 @@ build_pod_image() {
     tar --numeric-owner -C "$rootfs" -c . |
       docker import --change "LABEL $BASE_LABEL=$base_hash" --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   fi
+}
 
+build_pod_image() {
+  local started=$SECONDS
+  ensure_base
   log "building $POD_IMAGE from docker/Dockerfile.offline"
   local args=(--file "$here/Dockerfile.offline" --tag "$POD_IMAGE" --label "$POD_LABEL=$pod_hash" --build-arg "BASE=$BASE_IMAGE")
   [ "$force" = 0 ] || args+=(--no-cache)
@@ -417,8 +440,162 @@ build_templates() {
   build_debian_template datascience "$DATASCIENCE_IMAGE" "$DATASCIENCE_PACKAGES"
 }
 
+# --- docker-compose.yml's images (--compose) --------------------------------------------------------------------
+# fetch_debs DIR PACKAGES: the .debs that installing PACKAGES into $BASE_IMAGE takes (only what its dpkg status lacks
+# or holds older), resolved and fetched by the machine's apt from the base's own sources, with a source list, package
+# lists and status of their own (the machine's apt state stays untouched). apt checks every .deb against the signed
+# archive; a docker build then installs them with dpkg, downloading nothing.
+fetch_debs() {
+  local dir="$1" packages="$2" work="$CACHE_DIR/apt-compose"
+  rm -rf "$dir.tmp" "$work/archives"
+  mkdir -p "$dir.tmp" "$work/lists/partial" "$work/archives/partial" "$work/state"
+  cat >"$work/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb ${MIRROR%/debian}/debian-security $SUITE-security main
+EOF
+  docker run --rm --network none --entrypoint cat "$BASE_IMAGE" /var/lib/dpkg/status >"$work/state/status" ||
+    die "cannot read the dpkg status of $BASE_IMAGE"
+  # Debian's archive keys as the base holds them (debootstrap checked them): the machine may be another distribution.
+  rm -rf "$work/trusted.gpg.d"
+  docker run --rm --network none --entrypoint tar "$BASE_IMAGE" -C /etc/apt -c trusted.gpg.d | tar -C "$work" -x ||
+    die "cannot read the archive keys of $BASE_IMAGE"
+  : >"$work/state/extended_states"
+  # apt downloads as its unprivileged user _apt where that user can write.
+  chmod 0755 "$work"
+  if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown -R _apt "$work/lists" "$work/archives"; fi
+  local apt_own=(-q -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=/dev/null
+    -o "Dir::State=$work/state" -o "Dir::State::status=$work/state/status" -o "Dir::State::Lists=$work/lists"
+    -o "Dir::Cache=$work" -o "Dir::Cache::archives=$work/archives" -o "Dir::Etc::trusted=$work/trusted.gpg"
+    -o "Dir::Etc::trustedparts=$work/trusted.gpg.d" -o Debug::NoLocking=1 -o APT::Install-Recommends=false)
+  log "fetching Debian packages for $packages (apt, resolved against $BASE_IMAGE)"
+  # shellcheck disable=SC2086 # a space-separated package list
+  if ! { apt-get "${apt_own[@]}" update && apt-get "${apt_own[@]}" install -y --download-only $packages; } \
+    >"$CACHE_DIR/apt-compose.log" 2>&1; then
+    die "apt-get could not fetch $packages; see $CACHE_DIR/apt-compose.log"
+  fi
+  find "$work/archives" -maxdepth 1 -name '*.deb' -exec mv {} "$dir.tmp/" \;
+  rm -rf "$work/archives"
+  mv "$dir.tmp" "$dir"
+}
+
+# debs_for NAME PACKAGES: prints the cached folder of NAME's .debs (fetched when the base or the list changed).
+debs_for() {
+  local name="$1" packages="$2" hash
+  hash="$(echo "base=$base_hash packages=$packages" | sha256sum | cut -c1-16)"
+  local dir="$CACHE_DIR/debs-$name-$hash"
+  if [ "$force" = 1 ] || [ ! -d "$dir" ]; then
+    rm -rf "$dir"
+    fetch_debs "$dir" "$packages"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name "debs-$name-*" ! -name "debs-$name-$hash" -exec rm -rf {} +
+  echo "$dir"
+}
+
+# The sources the app image holds, without tests: NUL-separated paths relative to the repository.
+app_source_files() {
+  (cd "$here/.." && find "${APP_SOURCES[@]}" -type f ! -name '*.test.ts' ! -name '*.contract.ts' -print0 | LC_ALL=C sort -z)
+}
+
+# The compose images' input hashes (redis_hash, app_hash, modules_hash), and Node $APP_NODE_MAJOR first on PATH.
+compose_hashes() {
+  local node_dir root="$here/.."
+  registry_node "$APP_NODE_MAJOR"
+  local node_version
+  node_version="$(node --version)"
+  redis_hash="$( (echo "base=$base_hash packages=$REDIS_PACKAGES"; sha256sum <"$here/Dockerfile.redis") | sha256sum | cut -c1-16)"
+  modules_hash="$( (echo "node=$node_version"; cd "$root" && sha256sum package.json package-lock.json) | sha256sum | cut -c1-16)"
+  app_hash="$( (echo "base=$base_hash packages=$APP_PACKAGES node=$node_version modules=$modules_hash"
+    sha256sum <"$here/Dockerfile.app"
+    cd "$root" && app_source_files | while IFS= read -r -d '' f; do
+      printf '%s %s ' "$f" "$(stat -c %a "$f")"
+      sha256sum <"$f"
+    done) | sha256sum | cut -c1-16)"
+}
+
+compose_up_to_date() {
+  [ "$force" = 0 ] && [ "$(label_of "$BASE_IMAGE" "$BASE_LABEL")" = "$base_hash" ] &&
+    [ "$(label_of "$REDIS_IMAGE" "$POD_LABEL")" = "$redis_hash" ] && [ "$(label_of "$APP_IMAGE" "$POD_LABEL")" = "$app_hash" ]
+}
+
+build_redis_image() {
+  local started=$SECONDS hash="$redis_hash"
+  if [ "$force" = 0 ] && [ "$(label_of "$REDIS_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$REDIS_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  local debs context="$CACHE_DIR/redis-context"
+  debs="$(debs_for redis "$REDIS_PACKAGES")"
+  rm -rf "$context"
+  mkdir -p "$context"
+  cp "$here/Dockerfile.redis" "$context/Dockerfile"
+  cp -al "$debs" "$context/debs" 2>/dev/null || cp -a "$debs" "$context/debs"
+  log "building $REDIS_IMAGE from docker/Dockerfile.redis"
+  local args=(--file "$context/Dockerfile" --tag "$REDIS_IMAGE" --label "$POD_LABEL=$hash" --build-arg "BASE=$BASE_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $REDIS_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+build_app_image() {
+  local started=$SECONDS root="$here/.." hash="$app_hash"
+  if [ "$force" = 0 ] && [ "$(label_of "$APP_IMAGE" "$POD_LABEL")" = "$hash" ]; then
+    [ "$quiet" = 1 ] || log "$APP_IMAGE is up to date (inputs $hash)"
+    return 0
+  fi
+  # Production dependencies only, from package-lock.json. No install scripts: the one native addon among them
+  # (ssh2's optional crypto binding) has a JavaScript fallback, and compiling it would need a toolchain here.
+  local modules="$CACHE_DIR/app-modules-$modules_hash"
+  if [ "$force" = 1 ] || [ ! -d "$modules" ]; then
+    rm -rf "$modules" "$modules.tmp"
+    mkdir -p "$modules.tmp"
+    cp "$root/package.json" "$root/package-lock.json" "$modules.tmp/"
+    log "installing the production dependencies (npm ci --omit=dev) from the npm registry"
+    (cd "$modules.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund) >"$CACHE_DIR/app-install.log" 2>&1 ||
+      die "npm ci --omit=dev failed; see $CACHE_DIR/app-install.log"
+    mv "$modules.tmp" "$modules"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'app-modules-*' ! -name "$(basename "$modules")" -exec rm -rf {} +
+  local debs context="$CACHE_DIR/app-context"
+  debs="$(debs_for app "$APP_PACKAGES")"
+  # The build context: node_modules and the .debs hard-linked from the cache, the sources copied.
+  rm -rf "$context"
+  mkdir -p "$context/modules" "$context/app"
+  cp "$here/Dockerfile.app" "$context/Dockerfile"
+  cp -al "$debs" "$context/debs" 2>/dev/null || cp -a "$debs" "$context/debs"
+  cp -al "$modules/node_modules" "$context/modules/" 2>/dev/null || cp -a "$modules/node_modules" "$context/modules/"
+  cp "$(readlink -f "$(command -v node)")" "$context/node"
+  (cd "$root" && app_source_files | xargs -0 cp --parents -t "$context/app")
+  log "building $APP_IMAGE from docker/Dockerfile.app"
+  local args=(--file "$context/Dockerfile" --tag "$APP_IMAGE" --label "$POD_LABEL=$hash" --build-arg "BASE=$BASE_IMAGE")
+  [ "$force" = 0 ] || args+=(--no-cache)
+  docker_build "$context" "${args[@]}"
+  rm -rf "$context"
+  log "built $APP_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+build_compose_images() {
+  ensure_base
+  build_redis_image
+  build_app_image
+}
+
 # --- main -----------------------------------------------------------------------------------------------------------
 pod_up_to_date() { [ "$force" = 0 ] && [ "$(label_of "$POD_IMAGE" "$POD_LABEL")" = "$pod_hash" ]; }
+
+if [ "$compose" = 1 ]; then
+  [ "$with_vscode" = 0 ] && [ "$with_templates" = 0 ] || die "--compose builds only the compose images; run --with-vscode/--with-templates separately"
+  compose_hashes
+  if compose_up_to_date; then
+    [ "$quiet" = 1 ] || log "$APP_IMAGE and $REDIS_IMAGE are up to date (inputs $app_hash, $redis_hash)"
+  else
+    take_lock
+    # Another run may have built them while this one waited for the lock.
+    compose_up_to_date || build_compose_images
+  fi
+  exit 0
+fi
 
 if pod_up_to_date; then
   [ "$quiet" = 1 ] || log "$POD_IMAGE is up to date (inputs $pod_hash)"

@@ -7,11 +7,13 @@
 #      address pools for one network per pod (PODGATE_DOCKER_ADDRESS_POOL, default 10.200.0.0/16 in /28s),
 #   3. a Docker daemon: the running one is reused (SIGHUP when daemon.json changed), else dockerd is started,
 #   4. Node >= 22.19 (scripts/node-env.sh) and node_modules (npm ci when missing or older than package-lock.json),
-#   5. the pod image podgate/pod:dev (docker/build-image.sh; a no-op when its inputs are unchanged).
+#   5. the pod image podgate/pod:dev, then docker-compose.yml's images podgate/app:dev and podgate/redis:dev
+#      (docker/build-image.sh, and with --compose; each a no-op when its inputs are unchanged).
 # Prints only what it changes, then one summary line.
-# Environment: PODGATE_SKIP_IMAGE=1 skips step 5; PODGATE_WITH_VSCODE=1 also builds podgate/pod:vscode (code-server,
-# about 8 minutes the first time); PODGATE_WITH_TEMPLATES=1 also builds the stack templates' images (podgate/pod:node,
-# :python, :datascience; about 6 minutes the first time); PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
+# Environment: PODGATE_SKIP_IMAGE=1 skips step 5, PODGATE_SKIP_COMPOSE=1 only its compose images; PODGATE_WITH_VSCODE=1
+# also builds podgate/pod:vscode (code-server, about 8 minutes the first time); PODGATE_WITH_TEMPLATES=1 also builds
+# the stack templates' images (podgate/pod:node, :python, :datascience; about 6 minutes the first time);
+# PODGATE_DOCKERD_LOG (default /var/log/podgate-dockerd.log).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +21,7 @@ cd "$root"
 
 APT_PACKAGES=(
   docker.io runsc            # containers, sandboxed by gVisor
+  docker-compose             # runs docker-compose.yml (Debian's 1.29; its test brings the stack up)
   redis-server               # the shared route table (tests start their own servers)
   redis-sentinel             # Sentinel for the Redis failover test (which starts its own master, replica and sentinels)
   pebble                     # Let's Encrypt's test CA, for the ACME tests
@@ -172,6 +175,8 @@ if [ "${PODGATE_SKIP_IMAGE:-0}" != 1 ]; then
   [ "${PODGATE_WITH_VSCODE:-0}" != 1 ] || image_args+=(--with-vscode)
   [ "${PODGATE_WITH_TEMPLATES:-0}" != 1 ] || image_args+=(--with-templates)
   bash "$root/docker/build-image.sh" "${image_args[@]}"
+  # About 20 s the first time (Debian's iptables and redis-server, npm ci --omit=dev), on the pod image's base.
+  [ "${PODGATE_SKIP_COMPOSE:-0}" = 1 ] || bash "$root/docker/build-image.sh" --compose --quiet
 fi
 
 log "ready: docker $(docker version --format '{{ .Server.Version }}') with runsc, node $(node --version)$([ "${PODGATE_SKIP_IMAGE:-0}" = 1 ] || echo ", image podgate/pod:dev")"
