@@ -87,6 +87,17 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
+const kForward = Symbol('podgate.forward');
+type ForwardedResponse = ServerResponse & { [kForward]?: HttpForward };
+
+function onResponseClose(this: ForwardedResponse): void {
+  this[kForward]?.clientClosed();
+}
+
+function onResponseDrain(this: ForwardedResponse): void {
+  this[kForward]?.drained();
+}
+
 /**
  * One request to a pod on undici's dispatcher API. UPSTREAM_RESPONSE_TIMEOUT_MS is undici's headersTimeout, which
  * bounds the wait on the pod and never on the client: it counts from the request sent, restarts with every piece of
@@ -124,8 +135,11 @@ class HttpForward implements Dispatcher.DispatchHandler {
   }
 
   start(): void {
-    // The client went away before the answer was complete: tear the pod's request down too.
-    this.res.once('close', this.onClientClose);
+    // The client went away before the answer was complete: tear the pod's request down too. One shared listener
+    // finds the request's forward on the response (a retry replaces it there): no closures per request.
+    const res = this.res as ForwardedResponse;
+    if (res[kForward] === undefined) res.on('close', onResponseClose);
+    res[kForward] = this;
     this.pool.poolFor(this.target.route).dispatch(
       {
         path: this.req.url!,
@@ -142,14 +156,18 @@ class HttpForward implements Dispatcher.DispatchHandler {
     );
   }
 
-  private readonly onClientClose = (): void => {
+  /** The client's response closed. */
+  clientClosed(): void {
     if (!this.res.writableFinished && !this.settled) {
       this.settled = true;
       this.controller?.abort(new Error('the client went away'));
     }
-  };
+  }
 
-  private readonly onDrain = (): void => this.controller?.resume();
+  /** The client's response drained after a pause. */
+  drained(): void {
+    this.controller?.resume();
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
@@ -172,7 +190,7 @@ class HttpForward implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.res.once('drain', this.onDrain);
+      this.res.once('drain', onResponseDrain);
     }
   }
 
@@ -195,7 +213,6 @@ class HttpForward implements Dispatcher.DispatchHandler {
       return;
     }
     if (!this.retried && this.body === null && IDEMPOTENT.has(this.req.method!) && staleSocket(err)) {
-      this.res.off('close', this.onClientClose);
       new HttpForward(this.req, this.res, this.target, this.onFailure, this.pool, this.responseTimeoutMs, true).start();
       return;
     }
