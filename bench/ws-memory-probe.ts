@@ -29,6 +29,24 @@ function rss(): number {
   return Number(m?.[1] ?? 0) * 1024;
 }
 
+/** Resident memory of the malloc heap ([heap]) and of the other anonymous mappings (V8's heap among them), bytes. */
+function residentByKind(): { mallocHeap: number; otherAnon: number } {
+  let mallocHeap = 0;
+  let otherAnon = 0;
+  let kind: 'heap' | 'anon' | 'file' = 'file';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (header) {
+      kind = header[2] === '[heap]' ? 'heap' : header[1] === '0' && !header[2]!.startsWith('/') ? 'anon' : 'file';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && kind === 'heap') mallocHeap += Number(rss[1]) * 1024;
+    else if (rss && kind === 'anon') otherAnon += Number(rss[1]) * 1024;
+  }
+  return { mallocHeap, otherAnon };
+}
+
 function snapshotSummary(): Map<string, { bytes: number; count: number }> {
   const file = writeHeapSnapshot(join(tmpdir(), `podgate-probe-${process.pid}.heapsnapshot`));
   const snap = JSON.parse(readFileSync(file, 'utf8')) as {
@@ -59,7 +77,7 @@ function measure() {
   gc!();
   const m = process.memoryUsage();
   const h = getHeapStatistics();
-  return { rss: rss(), heapUsed: m.heapUsed, heapPhysical: h.total_physical_size, external: m.external, arrayBuffers: m.arrayBuffers, v8Malloced: h.malloced_memory };
+  return { rss: rss(), ...residentByKind(), heapUsed: m.heapUsed, heapPhysical: h.total_physical_size, external: m.external, arrayBuffers: m.arrayBuffers, v8Malloced: h.malloced_memory };
 }
 
 const children: ChildProcess[] = [];
@@ -97,7 +115,7 @@ try {
   await new Promise((r) => setTimeout(r, 1000));
   const after = measure();
   const per = (k: keyof typeof before) => Math.round((after[k] - before[k]) / COUNT);
-  process.stdout.write(`${COUNT} idle WebSockets; per tunnel: rss ${per('rss')} B, heapUsed ${per('heapUsed')} B, heap physical ${per('heapPhysical')} B, external ${per('external')} B, arrayBuffers ${per('arrayBuffers')} B, v8 malloced ${per('v8Malloced')} B\n`);
+  process.stdout.write(`${COUNT} idle WebSockets; per tunnel: rss ${per('rss')} B (malloc heap ${per('mallocHeap')} B, other anonymous ${per('otherAnon')} B), heapUsed ${per('heapUsed')} B, heap physical ${per('heapPhysical')} B, external ${per('external')} B, arrayBuffers ${per('arrayBuffers')} B, v8 malloced ${per('v8Malloced')} B\n`);
   process.stdout.write(`rss before ${(before.rss / 1048576).toFixed(1)} MiB, after ${(after.rss / 1048576).toFixed(1)} MiB\n`);
   if (heapBefore) {
     const heapAfter = snapshotSummary();
