@@ -2,7 +2,8 @@
 // echo server as the pod, bench/idle-clients.ts opening N idle WebSockets through the gateway; then, after a GC,
 // process.memoryUsage() and VmRSS per tunnel, and with HEAP=1 a heap snapshot summarised by constructor (shallow
 // bytes and count per tunnel). Bounded: the clients open for at most 120 s and hold for at most 60 s.
-// Usage: node --expose-gc bench/ws-memory-probe.ts [count=2000]   (HEAP=1 for the heap summary)
+// Usage: node --expose-gc bench/ws-memory-probe.ts [count=2000]   (HEAP=1 for the heap summary; SETTLE_MS: wait
+// after opening, default 1000)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -112,7 +113,7 @@ try {
   const before = measure();
   const heapBefore = process.env.HEAP === '1' ? snapshotSummary() : undefined;
   const clients = await open(COUNT);
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, Number(process.env.SETTLE_MS ?? 1000)));
   const after = measure();
   const per = (k: keyof typeof before) => Math.round((after[k] - before[k]) / COUNT);
   process.stdout.write(`${COUNT} idle WebSockets; per tunnel: rss ${per('rss')} B (malloc heap ${per('mallocHeap')} B, other anonymous ${per('otherAnon')} B), heapUsed ${per('heapUsed')} B, heap physical ${per('heapPhysical')} B, external ${per('external')} B, arrayBuffers ${per('arrayBuffers')} B, v8 malloced ${per('v8Malloced')} B\n`);
