@@ -85,8 +85,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const tls = deps.tls
     ? await (await import('./tls/index.ts')).createTls(config, deps.tls.config, { store: deps.tls.store, routes: table, log, issuer: deps.tls.issuer, now: deps.tls.now })
     : undefined;
+  const lookup = (slug: string) => table.lookup(slug);
   const handler = createHandler(config, {
-    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS),
+    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, lookup, config.RETRY_AFTER_SECONDS),
     guard,
     proxy,
     record: createRequestLog(config, metrics, log),
