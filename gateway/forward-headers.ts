@@ -30,6 +30,12 @@ export interface ForwardContext extends Pick<ClientInfo, 'remoteAddress' | 'trus
 function dropConnectionOptions(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
   const connection = headers.connection;
   if (typeof connection !== 'string') return;
+  // Nearly every message says only `keep-alive` (removed with the hop-by-hop headers) or `close`: no list to split.
+  if (connection === 'keep-alive') return;
+  if (connection === 'close') {
+    delete headers.close;
+    return;
+  }
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();
     if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
@@ -72,6 +78,19 @@ const DROPPED_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'http2-set
 
 /** RFC 9110 5.1 field-name: a token. */
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * Names already found to be tokens: a pod sends the same few names in every response, and the check is the costliest
+ * part of a response's header rules. Bounded, so a pod sending a new name each time cannot grow it without end.
+ */
+const KNOWN_NAMES = new Set<string>();
+const KNOWN_NAMES_MAX = 1024;
+
+function isFieldName(name: string): boolean {
+  if (KNOWN_NAMES.has(name)) return true;
+  if (!FIELD_NAME.test(name)) return false;
+  if (KNOWN_NAMES.size < KNOWN_NAMES_MAX) KNOWN_NAMES.add(name);
+  return true;
+}
 /** RFC 9110 5.5 field-value characters: no CR, LF, NUL or other controls except HTAB (obs-text is allowed). */
 const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
@@ -108,7 +127,7 @@ export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = f
       delete headers[name];
       continue;
     }
-    if (!FIELD_NAME.test(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
+    if (!isFieldName(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
     const value = headers[name];
     if (typeof value === 'string') {
       const problem = valueProblem(name, value);

@@ -25,7 +25,7 @@ import { resolveTarget } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
 import type { CertificateIssuer } from './tls/acme.ts';
 import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
-import { createCertificatesAdmin, createTls, type Tls } from './tls/index.ts';
+import type { Tls } from './tls/index.ts';
 import { UpstreamPool } from './upstream-pool.ts';
 import { WebSocketTunnels } from './websockets.ts';
 
@@ -81,11 +81,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       },
     },
   );
+  // Loaded only when TLS is on: the ACME client and its dependencies are about 10 MB of resident memory.
   const tls = deps.tls
-    ? await createTls(config, deps.tls.config, { store: deps.tls.store, routes: table, log, issuer: deps.tls.issuer, now: deps.tls.now })
+    ? await (await import('./tls/index.ts')).createTls(config, deps.tls.config, { store: deps.tls.store, routes: table, log, issuer: deps.tls.issuer, now: deps.tls.now })
     : undefined;
+  const lookup = (slug: string) => table.lookup(slug);
   const handler = createHandler(config, {
-    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, (slug) => table.lookup(slug), config.RETRY_AFTER_SECONDS),
+    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, lookup, config.RETRY_AFTER_SECONDS),
     guard,
     proxy,
     record: createRequestLog(config, metrics, log),
@@ -171,7 +173,7 @@ if (import.meta.main) {
     if (config.GATEWAY_WORKERS > 1 && cluster.isPrimary) {
       // The primary serves the admin listener, so the certificates API lives there; workers serve traffic.
       const stores = tlsConfig.enabled ? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log) : undefined;
-      const certificates = stores ? createCertificatesAdmin(config, tlsConfig, { store: stores.certs, log }) : undefined;
+      const certificates = stores ? (await import('./tls/index.ts')).createCertificatesAdmin(config, tlsConfig, { store: stores.certs, log }) : undefined;
       // A worker that could not start on this configuration said why on stderr; restarting it cannot help.
       const primary = await runPrimary(config, log, certificates?.mountAdmin, () => process.exit(EXIT_CONFIG));
       const stop = async () => {

@@ -1,5 +1,5 @@
-// The HTTP path to pods (undici): request bodies of every framing, HTTP/2 clients uploading, and the one retry of
-// an idempotent request on a pooled connection the pod had closed. Real gateway, real pods on loopback.
+// The HTTP path to pods (undici): request bodies of every framing, HTTP/2 clients uploading, the one retry of an
+// idempotent request on a pooled connection the pod had closed, and the cap on idle pooled connections. Real gateway, real pods on loopback.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
@@ -8,6 +8,7 @@ import { connect as netConnect, createServer as createNetServer, type AddressInf
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpsListener } from './tls/https-server.ts';
 import { listenHttp2, startHarness, startUpstream, type Harness, type Upstream } from '../test/support/gateway-harness.ts';
+import { waitFor } from '../test/support/wait.ts';
 
 const UPLOAD_BYTES = 4 * 1024 * 1024 + 17;
 const HOST = 'pod-bodies.localhost';
@@ -226,5 +227,59 @@ describe('keep-alive to pods', () => {
     } finally {
       await p.close();
     }
+  });
+});
+
+describe('UPSTREAM_MAX_FREE_SOCKETS', () => {
+  const MAX_FREE = 2;
+  const BURST = 10;
+  let capped: Harness;
+  let burstPod: Upstream;
+  /** The pod's open connections from the gateway, and the requests it holds until the whole burst has arrived. */
+  const open = new Set<Socket>();
+  let held: (() => void)[] = [];
+
+  beforeAll(async () => {
+    capped = await startHarness({ UPSTREAM_MAX_FREE_SOCKETS: String(MAX_FREE) });
+    burstPod = await startUpstream((_req, res) => {
+      held.push(() => res.end('ok'));
+      if (held.length === BURST) for (const answer of held.splice(0)) answer();
+    });
+    burstPod.server.on('connection', (s: Socket) => {
+      open.add(s);
+      s.once('close', () => open.delete(s));
+    });
+    await capped.route('burst', burstPod.port);
+  });
+  afterAll(async () => {
+    await capped?.close();
+    await burstPod?.close();
+  });
+
+  function get(path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${capped.url}${path}`, { headers: { host: 'pod-burst.localhost' }, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('closes the connections a burst opened beyond the cap as they become idle, and reuses the ones kept', async () => {
+    held = [];
+    expect(await Promise.all(Array.from({ length: BURST }, (_, i) => get(`/burst-${i}`)))).toEqual(Array(BURST).fill(200));
+    // Closed as each answer completes; the pool's idle timeout alone would close all ten at once, later.
+    await waitFor(() => open.size <= MAX_FREE, { what: `at most ${MAX_FREE} idle connections to the pod` });
+    expect(open.size).toBe(MAX_FREE);
+    const connections = burstPod.connections;
+    // The kept ones serve what comes next: no new connection for two requests at once.
+    held = [];
+    const next = Promise.all([get('/after-1'), get('/after-2')]);
+    await waitFor(() => held.length === 2, { what: 'both requests at the pod' });
+    for (const answer of held.splice(0)) answer();
+    expect(await next).toEqual([200, 200]);
+    expect(burstPod.connections).toBe(connections);
   });
 });

@@ -1,16 +1,18 @@
-// Proxying to pods: HTTP through undici with per-generation keep-alive pools, WebSocket upgrades through
-// http-proxy-3, timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables
+// Proxying to pods: HTTP through undici with per-generation keep-alive pools, WebSocket upgrades on a connection
+// of their own (websocket-upgrade.ts), timeouts, and the translation of socket errors into typed errors. Knows nothing about route tables
 // or Redis: callers hand it a resolved Target.
-import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as http2Constants, type Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { createProxyServer } from 'http-proxy-3';
 import type { Dispatcher } from 'undici';
 import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
 import { finalStatusProblem, prepareResponseHeaders } from './forward-headers.ts';
 import type { Target } from './resolve.ts';
 import type { UpstreamPool } from './upstream-pool.ts';
+import { upgradeToPod, type UpgradeOutcome } from './websocket-upgrade.ts';
+
+export type { UpgradeOutcome };
 
 export interface ProxyOptions {
   connectTimeoutMs: number;
@@ -19,6 +21,7 @@ export interface ProxyOptions {
 }
 
 export interface ProxyHooks {
+  /** The 101 went out: relay both ways between the two sockets from now on. */
   onWebSocketOpen(client: Duplex, upstream: Socket): void;
 }
 
@@ -27,46 +30,6 @@ export interface ProxyHooks {
  * it (the stream is cut). Never called for client aborts.
  */
 export type UpstreamFailure = (err: PodgateError) => void;
-
-/** How one WebSocket upgrade ended: exactly one of these is called, once, so it can write the one access line. */
-export interface UpgradeOutcome {
-  /**
-   * The pod answered: 101 (the tunnel is open) or the status of its plain HTTP refusal, relayed with the standard
-   * reason phrase; or 502 with `invalid` when that refusal was not valid HTTP (the client got a bodiless 502).
-   */
-  answered(status: number, invalid?: PodgateError): void;
-  /** The pod failed before answering: the caller answers the client with `err`. */
-  failed(err: PodgateError): void;
-  /** The client went away before the pod answered; the pod's request is torn down. */
-  abandoned(): void;
-}
-
-/**
- * Passes on the first outcome of an upgrade only. http-proxy-3 reports errors of the tunnel after the 101 to the
- * same callback as failures before it; those are the tunnel ending, not an outcome, and must not be answered (an
- * HTTP error written into a WebSocket stream) nor logged as a second line.
- */
-class FirstOutcome implements UpgradeOutcome {
-  private settled = false;
-  private readonly outcome: UpgradeOutcome;
-  constructor(outcome: UpgradeOutcome) {
-    this.outcome = outcome;
-  }
-  answered(status: number, invalid?: PodgateError): void {
-    if (this.settle()) this.outcome.answered(status, invalid);
-  }
-  failed(err: PodgateError): void {
-    if (this.settle()) this.outcome.failed(err);
-  }
-  abandoned(): void {
-    if (this.settle()) this.outcome.abandoned();
-  }
-  private settle(): boolean {
-    if (this.settled) return false;
-    this.settled = true;
-    return true;
-  }
-}
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
 const TIMED_OUT = new Set(['ECONNECT_TIMEOUT', 'ETIMEDOUT']);
@@ -124,6 +87,17 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
+const kForward = Symbol('podgate.forward');
+type ForwardedResponse = ServerResponse & { [kForward]?: HttpForward };
+
+function onResponseClose(this: ForwardedResponse): void {
+  this[kForward]?.clientClosed();
+}
+
+function onResponseDrain(this: ForwardedResponse): void {
+  this[kForward]?.drained();
+}
+
 /**
  * One request to a pod on undici's dispatcher API. UPSTREAM_RESPONSE_TIMEOUT_MS is undici's headersTimeout, which
  * bounds the wait on the pod and never on the client: it counts from the request sent, restarts with every piece of
@@ -161,8 +135,11 @@ class HttpForward implements Dispatcher.DispatchHandler {
   }
 
   start(): void {
-    // The client went away before the answer was complete: tear the pod's request down too.
-    this.res.once('close', this.onClientClose);
+    // The client went away before the answer was complete: tear the pod's request down too. One shared listener
+    // finds the request's forward on the response (a retry replaces it there): no closures per request.
+    const res = this.res as ForwardedResponse;
+    if (res[kForward] === undefined) res.on('close', onResponseClose);
+    res[kForward] = this;
     this.pool.poolFor(this.target.route).dispatch(
       {
         path: this.req.url!,
@@ -179,14 +156,18 @@ class HttpForward implements Dispatcher.DispatchHandler {
     );
   }
 
-  private readonly onClientClose = (): void => {
+  /** The client's response closed. */
+  clientClosed(): void {
     if (!this.res.writableFinished && !this.settled) {
       this.settled = true;
       this.controller?.abort(new Error('the client went away'));
     }
-  };
+  }
 
-  private readonly onDrain = (): void => this.controller?.resume();
+  /** The client's response drained after a pause. */
+  drained(): void {
+    this.controller?.resume();
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
@@ -209,7 +190,7 @@ class HttpForward implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.res.once('drain', this.onDrain);
+      this.res.once('drain', onResponseDrain);
     }
   }
 
@@ -232,7 +213,6 @@ class HttpForward implements Dispatcher.DispatchHandler {
       return;
     }
     if (!this.retried && this.body === null && IDEMPOTENT.has(this.req.method!) && staleSocket(err)) {
-      this.res.off('close', this.onClientClose);
       new HttpForward(this.req, this.res, this.target, this.onFailure, this.pool, this.responseTimeoutMs, true).start();
       return;
     }
@@ -274,102 +254,7 @@ function writeHead(res: ServerResponse, status: number, headers: IncomingHttpHea
   }
 }
 
-function targetUrl(target: Target) {
-  return { protocol: 'http:', host: target.route.host, port: target.route.port };
-}
-
-/**
- * UPSTREAM_RESPONSE_TIMEOUT_MS for a WebSocket upgrade: from the request sent to the pod's answer (101 or a
- * refusal). A pod that accepted the connection and never answered left the client waiting forever. The timer
- * destroys the pod's request and socket; the error reaches ws()'s callback, which answers 504. The tunnel after a
- * 101 is not timed here (WS_IDLE_TIMEOUT_MS is its own setting).
- */
-function armUpgradeDeadline(proxyReq: ClientRequest, timeoutMs: number): void {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError(`no answer to the WebSocket upgrade within ${timeoutMs} ms`)), timeoutMs);
-    timer.unref();
-  };
-  const stop = () => {
-    clearTimeout(timer);
-    proxyReq.off('finish', arm);
-  };
-  proxyReq.once('finish', arm);
-  proxyReq.once('upgrade', stop);
-  proxyReq.once('response', stop);
-  proxyReq.once('close', stop);
-}
-
 export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks: ProxyHooks) {
-  const proxy = createProxyServer({ xfwd: false, ws: true, connectTimeout: options.connectTimeoutMs });
-
-  /** Upgrades on their way to the pod, by request: proxyReqWs hands over the client's request, not our ws() call. */
-  const upgrading = new WeakMap<IncomingMessage, FirstOutcome>();
-
-  // Our listeners on proxyReq run before http-proxy-3's own (it adds them after emitting proxyReqWs), so header
-  // changes made here are what it writes to the client, for a 101 and for a pod's plain refusal alike.
-  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, client: Duplex) => {
-    const outcome = upgrading.get(req);
-    upgrading.delete(req);
-    // A client that resets its connection while waiting frees the pod's side now, not when (or if) the pod answers.
-    // One that only half-closes goes unseen (its socket is not read before the answer): the response timeout ends it.
-    const onClientClose = () => {
-      outcome?.abandoned();
-      proxyReq.destroy();
-    };
-    client.once('close', onClientClose);
-    if (options.responseTimeoutMs > 0) armUpgradeDeadline(proxyReq, options.responseTimeoutMs);
-    proxyReq.once('upgrade', (res: IncomingMessage, upstream: Socket) => {
-      client.off('close', onClientClose);
-      const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
-      if (problem !== undefined) {
-        // The 502 goes out and the client's socket ends here, before http-proxy-3's own listener writes its 101:
-        // that write then fails on the ended socket (an error its listeners swallow), and with the pod's socket
-        // gone nothing is piped, so nothing opens.
-        upstream.destroy();
-        outcome?.failed(new UpstreamInvalidResponseError(problem));
-        return;
-      }
-      outcome?.answered(101);
-      hooks.onWebSocketOpen(client, upstream);
-    });
-    proxyReq.once('response', (res: IncomingMessage) => {
-      client.off('close', onClientClose);
-      const problem = finalStatusProblem(res.statusCode, res.httpVersionMajor) ?? prepareResponseHeaders(res.headers);
-      if (problem === undefined) {
-        // http-proxy-3 writes this status line itself, with the pod's reason phrase: the standard one replaces it.
-        res.statusMessage = STATUS_CODES[res.statusCode!] ?? 'unknown';
-        outcome?.answered(res.statusCode!);
-        return;
-      }
-      // A refusal the gateway does not relay: http-proxy-3 writes a bodiless 502 head from what is left here; the
-      // pod's body stays paused (never written), and the client's connection ends once that head is out.
-      res.statusCode = 502;
-      res.statusMessage = STATUS_CODES[502]!;
-      res.headers = { 'content-length': '0', connection: 'close' };
-      res.pause();
-      setImmediate(() => {
-        client.end();
-        proxyReq.destroy();
-      });
-      outcome?.answered(502, new UpstreamInvalidResponseError(problem));
-    });
-  });
-
-  if (options.wsIdleTimeoutMs > 0) {
-    // Armed on 'open', once http-proxy-3 has set the upstream socket up: its setupSocket() calls setTimeout(0),
-    // which silently cancelled a timer set earlier (in our 'upgrade' listener, which runs before its own).
-    // Any traffic either way through the tunnel is activity on this socket.
-    proxy.on('open', (upstream: Socket) => upstream.setTimeout(options.wsIdleTimeoutMs, () => upstream.destroy()));
-  }
-
-  // A client that went away is not an upstream failure: http-proxy-3 reports it here; nothing to answer.
-  proxy.on('econnreset', () => {});
-  // Errors of a WebSocket client's socket (a reset tab, a NAT drop) are re-emitted here, and http-proxy-3 throws
-  // them when nobody listens: one such client would take the whole process down. Upstream failures reach the
-  // callbacks given to web() and ws(), so what arrives here is the client's own socket ending: nothing to answer.
-  proxy.on('error', () => {});
-
   pool.setConnectTimeout(options.connectTimeoutMs);
 
   /**
@@ -380,16 +265,12 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
     new HttpForward(req, res, target, onFailure, pool, options.responseTimeoutMs, false).start();
   }
 
+  /** A WebSocket upgrade: the outcome is called once; a 101 hands both sockets to hooks.onWebSocketOpen. */
   function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target, outcome: UpgradeOutcome): void {
-    const first = new FirstOutcome(outcome);
-    upgrading.set(req, first);
-    proxy.ws(req, socket, head, { target: targetUrl(target) }, (err: Error) => {
-      // A client already gone is reported by its 'close' (abandoned), with nobody left to answer.
-      if (!socket.destroyed) first.failed(upstreamError(err));
-    });
+    upgradeToPod({ req, client: socket, head, host: target.route.host, port: target.route.port, outcome, open: hooks.onWebSocketOpen, toError: upstreamError }, options);
   }
 
-  return { web, ws, close: () => proxy.close() };
+  return { web, ws, close: () => {} };
 }
 
 export type PodProxy = ReturnType<typeof createPodProxy>;

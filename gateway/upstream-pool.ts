@@ -1,7 +1,7 @@
 // Keep-alive connection pools to pods (undici), one per pod *generation*: a pod's host port can be freed and
 // handed to another pod, so a pool must never outlive the route it was made for.
 import { createRequire } from 'node:module';
-import { Pool, type Dispatcher } from 'undici';
+import type { Client as UndiciClient, Dispatcher, Pool as UndiciPool } from 'undici';
 import { UpstreamInvalidResponseError } from '../shared/errors.ts';
 import type { Route } from '../shared/route.ts';
 
@@ -29,13 +29,67 @@ interface Entry {
  * pinned exactly in package.json because of this; test/hostile-pod.test.ts has a case for each. Only this package's
  * undici is affected (Node's own fetch bundles another copy).
  */
-const undiciInternals = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kSocket: symbol; kParser: symbol };
+const requireUndici = createRequire(import.meta.url);
+const undiciInternals = requireUndici('undici/lib/core/symbols.js') as { kSocket: symbol; kParser: symbol };
+/**
+ * undici's Pool on its own: its index loads fetch, WebSocket, caches and mocks too, about 13 MB of resident memory
+ * the gateway never uses.
+ */
+const Pool = requireUndici('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+type Pool = UndiciPool;
+const Client = requireUndici('undici/lib/dispatcher/client.js') as typeof UndiciClient;
+type Client = UndiciClient;
 
 interface H1Parser {
   llhttp: { llhttp_get_http_major(ptr: number): number };
   ptr: number;
   socket: { destroy(err: Error): void };
   onHeadersComplete(statusCode: number, upgrade: boolean, shouldKeepAlive: boolean): number;
+}
+
+/**
+ * UPSTREAM_MAX_FREE_SOCKETS for one pool: undici keeps every connection a burst opened until its idle timeout. Each
+ * time a connection becomes free while the pool holds more than `max` connections, the free ones beyond the first
+ * `max` (in the pool's own order, the order it picks clients in, so the kept ones are the ones it reuses) are closed
+ * at once. Their Clients stay in the pool and connect again when next needed. Nothing is counted while the pool
+ * has at most `max` connections, the usual case.
+ */
+class FreeSocketCap {
+  private readonly max: number;
+  /** Every Client of the pool, in the order the pool made (and picks) them. */
+  private readonly clients: Client[] = [];
+  private connected = 0;
+  pool: Pool | undefined;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  readonly factory = (origin: string | URL, options: object): Dispatcher => {
+    const client = new Client(origin, options);
+    this.clients.push(client);
+    client.on('connect', () => this.connected++);
+    client.on('disconnect', () => this.connected--);
+    // Runs before the pool's own 'drain' listener (added once the factory returns), which hands it queued work.
+    client.on('drain', () => {
+      if (this.connected > this.max) this.closeSpare();
+    });
+    return client;
+  };
+
+  private closeSpare(): void {
+    if ((this.pool?.stats.queued ?? 0) > 0) return; // queued requests are about to take the free connections
+    let kept = 0;
+    for (const client of this.clients) {
+      const stats = client.stats;
+      if (!stats.connected || stats.size > 0) continue;
+      if (kept < this.max) {
+        kept++;
+        continue;
+      }
+      (client as unknown as Record<symbol, { destroy(): void } | null | undefined>)[undiciInternals.kSocket]?.destroy();
+    }
+  }
 }
 
 let parserAdjusted = false;
@@ -74,11 +128,15 @@ export class UpstreamPool {
   private readonly pools = new Map<string, Entry>();
   private connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
 
+  private readonly maxFreeSockets: number;
+
   /**
-   * `maxFreeSockets` (UPSTREAM_MAX_FREE_SOCKETS) is accepted for the configuration's sake; undici keeps no cap on
-   * idle sockets, it closes each after FREE_SOCKET_TIMEOUT_MS of idleness instead.
+   * `maxFreeSockets` (UPSTREAM_MAX_FREE_SOCKETS): idle connections kept per pod generation beyond that are closed as
+   * they become idle; those kept close after FREE_SOCKET_TIMEOUT_MS of idleness.
    */
-  constructor(_maxFreeSockets: number) {}
+  constructor(maxFreeSockets: number) {
+    this.maxFreeSockets = maxFreeSockets;
+  }
 
   /** UPSTREAM_CONNECT_TIMEOUT_MS, set by the proxy (which owns the timeouts) before its first request; 0: none. */
   setConnectTimeout(ms: number): void {
@@ -89,7 +147,9 @@ export class UpstreamPool {
     const entry = this.pools.get(route.slug);
     if (entry && entry.generation === route.generation) return entry.pool;
     if (entry) retire(entry.pool);
+    const cap = new FreeSocketCap(this.maxFreeSockets);
     const pool = new Pool(origin(route), {
+      factory: cap.factory,
       connectTimeout: this.connectTimeoutMs,
       keepAliveTimeout: FREE_SOCKET_TIMEOUT_MS,
       keepAliveMaxTimeout: FREE_SOCKET_TIMEOUT_MS,
@@ -99,6 +159,7 @@ export class UpstreamPool {
       // One request at a time per connection, as browsers and node:http do.
       pipelining: 1,
     });
+    cap.pool = pool;
     if (!parserAdjusted) pool.on('connect', onConnect);
     this.pools.set(route.slug, { generation: route.generation, pool });
     return pool;

@@ -1,6 +1,6 @@
-// Open WebSocket tunnels, so shutdown can close each one with 1001 "going away" in both directions.
+// Open WebSocket tunnels: the relay both ways between client and pod, and shutdown, which closes each one with
+// 1001 "going away" in both directions.
 import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 const GOING_AWAY = 1001;
@@ -20,10 +20,12 @@ export function closeFrame(code: number, masked: boolean): Buffer {
  * corrupt the stream (the peer then fails with a protocol error instead of seeing 1001).
  */
 export class FrameBoundary {
-  private readonly head = Buffer.alloc(14);
   /** Header bytes seen of the frame under way, and how many its header has (2 until its second byte is seen). */
   private headBytes = 0;
   private headLength = 2;
+  /** The second header byte (mask bit, 7-bit length), then the extended length as it is read, big-endian. */
+  private len7 = 0;
+  private extended = 0;
   private payloadLeft = 0;
 
   get atBoundary(): boolean {
@@ -41,14 +43,18 @@ export class FrameBoundary {
         i += n;
         continue;
       }
-      this.head[this.headBytes++] = chunk[i++]!;
-      if (this.headBytes === 2) {
-        const len7 = this.head[1]! & 0x7f;
-        this.headLength = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (this.head[1]! & 0x80 ? 4 : 0);
+      const byte = chunk[i++]!;
+      const at = this.headBytes++;
+      if (at === 1) {
+        this.len7 = byte & 0x7f;
+        this.extended = 0;
+        this.headLength = 2 + (this.len7 === 126 ? 2 : this.len7 === 127 ? 8 : 0) + (byte & 0x80 ? 4 : 0);
+      } else if (at >= 2 && at < 2 + (this.len7 === 126 ? 2 : this.len7 === 127 ? 8 : 0)) {
+        // Numbers stay exact to 2^53, beyond any frame a socket will carry.
+        this.extended = this.extended * 256 + byte;
       }
       if (this.headBytes >= 2 && this.headBytes === this.headLength) {
-        const len7 = this.head[1]! & 0x7f;
-        this.payloadLeft = len7 === 126 ? this.head.readUInt16BE(2) : len7 === 127 ? Number(this.head.readBigUInt64BE(2)) : len7;
+        this.payloadLeft = this.len7 >= 126 ? this.extended : this.len7;
         this.headBytes = 0;
         this.headLength = 2;
       }
@@ -57,69 +63,122 @@ export class FrameBoundary {
   }
 }
 
-/** One direction of a tunnel: its source, its destination and where the frames it relays end. */
-interface Direction {
-  from: Duplex;
-  to: Duplex;
-  frames: FrameBoundary;
-  observe: (chunk: Buffer) => void;
+/**
+ * One direction of a tunnel: bytes read from `from` are written to `to`, with backpressure, and followed frame by
+ * frame. An idle tunnel is held by thousands at once, so it costs two of these and no closures: the listeners are
+ * shared functions, called with the socket as `this`, which finds its direction under kRelay.
+ */
+class Relay extends FrameBoundary {
+  readonly from: Duplex;
+  readonly to: Duplex;
   /** Masked towards the pod (client-to-server frames are masked), unmasked towards the client. */
-  masked: boolean;
+  readonly masked: boolean;
+  readonly tunnels: WebSocketTunnels;
+  /** The other direction of the same tunnel. */
+  peer!: Relay;
+  /** False once shutdown stopped relaying (the rest of the frame under way is written by goAway). */
+  relaying = true;
+
+  constructor(from: Duplex, to: Duplex, masked: boolean, tunnels: WebSocketTunnels) {
+    super();
+    this.from = from;
+    this.to = to;
+    this.masked = masked;
+    this.tunnels = tunnels;
+  }
 }
 
-function direction(from: Duplex, to: Duplex, masked: boolean): Direction {
-  const frames = new FrameBoundary();
-  const observe = (chunk: Buffer) => void frames.advance(chunk);
-  // Attached before http-proxy-3 pipes (same tick), so the tracker sees every byte the pipe relays.
-  from.on('data', observe);
-  return { from, to, frames, observe, masked };
+const kRelay = Symbol('podgate.relay');
+type RelayedSocket = Duplex & { [kRelay]: Relay };
+
+function relayData(this: RelayedSocket, chunk: Buffer): void {
+  const r = this[kRelay];
+  r.advance(chunk);
+  if (!r.to.write(chunk)) this.pause();
 }
+
+/** The socket drained what was relayed to it: read on from the other one. */
+function relayDrain(this: RelayedSocket): void {
+  const source = this[kRelay].peer;
+  if (source.relaying) source.from.resume();
+}
+
+/** A half-close goes through, as with pipe(). */
+function relayEnd(this: RelayedSocket): void {
+  const r = this[kRelay];
+  if (r.relaying) r.to.end();
+}
+
+/** One end closed: end the other, and forget the tunnel. */
+function relayClose(this: RelayedSocket): void {
+  const r = this[kRelay];
+  if (!r.to.destroyed) r.to.end();
+  r.tunnels.forget(r.masked ? r : r.peer);
+}
+
+/** The error is followed by 'close', which ends the tunnel; listening keeps it from being thrown. */
+function ignoreError(): void {}
 
 /** Stop relaying at the end of the frame under way, then send 1001 and end; what comes after is read and dropped. */
-function goAway(d: Direction): void {
-  d.from.unpipe(d.to);
-  d.from.off('data', d.observe);
+function goAway(d: Relay): void {
+  d.relaying = false;
+  d.from.off('data', relayData);
   const finish = () => {
     if (d.to.writable) d.to.end(closeFrame(GOING_AWAY, d.masked));
   };
-  if (d.frames.atBoundary) {
+  if (d.atBoundary) {
     finish();
   } else {
     const relayRest = (chunk: Buffer) => {
-      const n = d.frames.advance(chunk, true);
+      const n = d.advance(chunk, true);
       if (n > 0 && d.to.writable) d.to.write(chunk.subarray(0, n));
-      if (d.frames.atBoundary) {
+      if (d.atBoundary) {
         d.from.off('data', relayRest);
         finish();
       }
     };
     d.from.on('data', relayRest);
   }
-  // Unpiped sockets are paused: keep reading, so each sees its peer's answering close and FIN and closes now,
-  // instead of lingering until the hard deadline and holding up the shutdown.
+  // Keep reading, so each socket sees its peer's answering close and FIN and closes now, instead of lingering until
+  // the hard deadline and holding up the shutdown.
   d.from.resume();
 }
 
 export class WebSocketTunnels {
-  private readonly open = new Map<Duplex, [Direction, Direction]>();
+  /** Open tunnels, by their client-to-pod direction. */
+  private readonly open = new Set<Relay>();
   private readonly onCountChange: (delta: number) => void;
 
   constructor(onCountChange: (delta: number) => void) {
     this.onCountChange = onCountChange;
   }
 
-  add(client: Duplex, upstream: Socket): void {
-    this.open.set(client, [direction(client, upstream, true), direction(upstream, client, false)]);
+  /**
+   * Relay both ways between the client and the pod from now on. Bytes already read past the handshake go first:
+   * unshifted by the caller, they are the first 'data' of each socket.
+   */
+  add(client: Duplex, upstream: Duplex): void {
+    const toPod = new Relay(client, upstream, true, this);
+    const toClient = new Relay(upstream, client, false, this);
+    toPod.peer = toClient;
+    toClient.peer = toPod;
+    this.open.add(toPod);
     this.onCountChange(1);
-    let removed = false;
-    const remove = () => {
-      if (removed) return;
-      removed = true;
-      this.open.delete(client);
-      this.onCountChange(-1);
-    };
-    client.once('close', remove);
-    upstream.once('close', remove);
+    for (const r of [toPod, toClient]) {
+      const socket = r.from as RelayedSocket;
+      socket[kRelay] = r;
+      socket.on('error', ignoreError);
+      socket.on('end', relayEnd);
+      socket.on('close', relayClose);
+      socket.on('drain', relayDrain);
+      socket.on('data', relayData);
+      socket.resume();
+    }
+  }
+
+  /** The tunnel of `toPod` closed (either end): counted once. */
+  forget(toPod: Relay): void {
+    if (this.open.delete(toPod)) this.onCountChange(-1);
   }
 
   get size(): number {
@@ -133,7 +192,8 @@ export class WebSocketTunnels {
    */
   closeAll(hardMs: number): Promise<void> {
     const closing: Promise<void>[] = [];
-    for (const [toPod, toClient] of this.open.values()) {
+    for (const toPod of this.open) {
+      const toClient = toPod.peer;
       goAway(toClient);
       goAway(toPod);
       setTimeout(() => {

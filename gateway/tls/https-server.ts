@@ -2,7 +2,7 @@
 // SNI name. HTTP/2 is offered through ALPN (h2, then http/1.1): HTTP/2 requests reach the gateway's request
 // handler with Host copied from :authority here (gateway/request-target.ts refuses a Host that names another
 // authority, and any :path that is not /path?query), and gateway/proxy.ts sends them to the pod over HTTP/1.1 with
-// node:http, leaving out the pseudo-headers. WebSockets keep using HTTP/1.1, where http-proxy-3 carries them
+// undici, leaving out the pseudo-headers. WebSockets keep using HTTP/1.1 (gateway/websocket-upgrade.ts)
 // (browsers fall back to an HTTP/1.1 connection because the server does not offer RFC 8441 extended CONNECT).
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import {
