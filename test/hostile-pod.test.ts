@@ -272,7 +272,7 @@ describe('a refused pod response is logged once', () => {
   });
 });
 
-// WebSocket upgrades go through http-proxy-3, which writes the pod's answer to the client's socket itself.
+// WebSocket upgrades go through websocket-upgrade.ts, which checks the pod's answer before anything reaches the client.
 const WS_CASES: Record<string, { answer: HostileAnswer; expectHead: RegExp }> = {
   'ws-ok': {
     answer: (s) => s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nhttp2-settings: x\r\nkeep-alive: 1\r\n\r\n'),
