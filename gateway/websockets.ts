@@ -70,7 +70,11 @@ interface Direction {
 function direction(from: Duplex, to: Duplex, masked: boolean): Direction {
   const frames = new FrameBoundary();
   const observe = (chunk: Buffer) => void frames.advance(chunk);
-  // Attached before http-proxy-3 pipes (same tick), so the tracker sees every byte the pipe relays.
+  // Attached before http-proxy-3 pipes (same tick), so the tracker sees every byte the pipe relays. Paused first: a
+  // 'data' listener would otherwise set the socket flowing, and the bytes http-proxy-3 then unshifts (what the pod
+  // sent right behind its 101, e.g. Vite's first HMR message) would be emitted at once, to this listener alone,
+  // before the pipe exists. The pipe resumes the socket.
+  from.pause();
   from.on('data', observe);
   return { from, to, frames, observe, masked };
 }
