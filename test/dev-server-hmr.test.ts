@@ -3,7 +3,8 @@
 // (http://localhost-5173.pod-<slug>.localhost:<gateway>/), the page renders, Vite's HMR WebSocket connects through the
 // gateway and the in-pod router, and an edit of a module inside the pod (exec API) changes the page without a reload.
 // Nothing is configured in Vite: the router's `Host: localhost:5173` passes its host check, and its client opens the
-// HMR socket on the page's own origin, which the gateway serves.
+// HMR socket on the page's own origin, which the gateway serves. The same for the nextjs template's dev server,
+// whose service definition has WEBSOCKET_ORIGIN=same (the router refuses other pages' upgrades to it).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,7 @@ const VITE_PORT = 5173;
 const VITE_VERSION = '8.4.0';
 /** The node template's image; PODGATE_NODE_IMAGE names another build of it (docker/build-image.sh reads it too). */
 const NODE_IMAGE = process.env.PODGATE_NODE_IMAGE ?? TEMPLATES.node.image;
+const NEXTJS_IMAGE = process.env.PODGATE_NEXTJS_IMAGE ?? TEMPLATES.nextjs.image;
 /** The way to the npm registry from this host may present a private CA: the pods' Node trusts the host's (POD_CA_FILE). */
 const HOST_CA = [process.env.NODE_EXTRA_CA_CERTS, process.env.SSL_CERT_FILE, '/etc/ssl/certs/ca-certificates.crt'].find((p) => {
   try {
@@ -39,8 +41,8 @@ const slug = uniqueSlug('vite');
 let w: PodWorld;
 let browser: Browser;
 
-async function sh(script: string, timeoutMs = 60_000): Promise<string> {
-  const r = await w.api('POST', `/v1/pods/${slug}/exec`, { command: ['bash', '-c', `set -euo pipefail\n${script}`], timeoutMs });
+async function sh(script: string, timeoutMs = 60_000, pod = slug): Promise<string> {
+  const r = await w.api('POST', `/v1/pods/${pod}/exec`, { command: ['bash', '-c', `set -euo pipefail\n${script}`], timeoutMs });
   expect(r.status, JSON.stringify(r.json)).toBe(200);
   expect(r.json.exitCode, JSON.stringify(r.json)).toBe(0);
   return r.json.stdout as string;
@@ -80,13 +82,14 @@ function upgradeStatus(url: URL, headers: Record<string, string>): Promise<numbe
   });
 }
 
-async function nodeImage(): Promise<void> {
-  const missing = await new Docker().getImage(NODE_IMAGE).inspect().then(() => false, () => true);
-  if (missing) await run('bash', [BUILD_SCRIPT, '--quiet', '--with-templates'], { timeout: BUILD_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+async function templateImages(): Promise<void> {
+  const docker = new Docker();
+  const missing = await Promise.all([NODE_IMAGE, NEXTJS_IMAGE].map((i) => docker.getImage(i).inspect().then(() => false, () => true)));
+  if (missing.some(Boolean)) await run('bash', [BUILD_SCRIPT, '--quiet', '--with-templates'], { timeout: BUILD_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
 }
 
 beforeAll(async () => {
-  const [image] = await Promise.all([testPodImage(), nodeImage()]);
+  const [image] = await Promise.all([testPodImage(), templateImages()]);
   [w, browser] = await Promise.all([
     startPodWorld({ image, portRange: '38810-38819', ...(HOST_CA ? { env: { POD_CA_FILE: HOST_CA } } : {}) }),
     startBrowser(),
@@ -107,8 +110,8 @@ afterAll(async () => {
   await w?.close();
 });
 
-describe('a Vite dev server in a pod, in Chromium through the gateway', () => {
-  it('renders, connects its HMR WebSocket through the gateway, and applies an edit made in the pod without a reload', async () => {
+describe('live dev servers in pods, in Chromium through the gateway', () => {
+  it('Vite in a node pod: renders, connects its HMR WebSocket through the gateway, and applies an edit made in the pod without a reload', async () => {
     const link = await w.api('POST', `/v1/pods/${slug}/links`, { port: VITE_PORT, expiresIn: '1h' });
     expect(link.status).toBe(201);
     const url = new URL(link.json.url);
@@ -155,4 +158,41 @@ describe('a Vite dev server in a pod, in Chromium through the gateway', () => {
       await context.close();
     }
   }, 240_000);
+
+  it("the nextjs template's dev server: its HMR WebSocket passes the router's same-origin rule, and an edit is applied without a reload", async () => {
+    const next = uniqueSlug('next-hmr');
+    await w.createPod({ slug: next, template: 'nextjs', ...(NEXTJS_IMAGE !== TEMPLATES.nextjs.image ? { image: NEXTJS_IMAGE } : {}) });
+    const link = await w.api('POST', `/v1/pods/${next}/links`, { port: 3000, expiresIn: '1h' });
+    expect(link.status).toBe(201);
+    const url = new URL(link.json.url);
+    url.port = String(w.gw.gateway.httpPort);
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const sockets: string[] = [];
+      page.on('websocket', (ws) => sockets.push(ws.url()));
+      const logs: string[] = [];
+      page.on('console', (m) => logs.push(m.text()));
+      let loads = 0;
+      page.on('load', () => loads++);
+      // The first request compiles the page (slow in gVisor on a busy machine).
+      const response = await page.goto(url.href, { timeout: 150_000 });
+      expect(response?.status()).toBe(200);
+      await page.waitForFunction(`document.querySelector('h1')?.textContent === 'Next.js on podgate'`, null, { timeout: 60_000 });
+      // Next.js's client says so once its HMR socket (/_next/hmr) is open.
+      await waitFor(() => logs.includes('[HMR] connected'), { what: "Next.js's HMR socket", timeoutMs: 60_000 }).catch((err: unknown) => {
+        throw new Error(`${String(err)}; sockets: ${JSON.stringify(sockets)}; console: ${JSON.stringify(logs)}`);
+      });
+      expect(sockets.map((s) => new URL(s).pathname)).toContain('/_next/hmr');
+      for (const s of sockets) expect(new URL(s).host).toBe(url.host);
+
+      await page.evaluate('window.podgateMarker = "same page"');
+      await sh("sed -i 's/Next.js on podgate/Edited in the pod/' ~/app/app/page.js", 60_000, next);
+      await page.waitForFunction(`document.querySelector('h1')?.textContent === 'Edited in the pod'`, null, { timeout: 120_000 });
+      expect(await page.evaluate('window.podgateMarker')).toBe('same page');
+      expect(loads).toBe(1);
+    } finally {
+      await context.close();
+    }
+  }, 360_000);
 });
