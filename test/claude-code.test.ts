@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { TEMPLATES } from '../orchestrator/templates.ts';
 import { send } from './support/access.ts';
+import { terminalSession } from './support/pod-shell.ts';
 import { testPodImage, uniqueSlug } from './support/orchestrator.ts';
 import { startPodWorld, type PodWorld } from './support/pod-world.ts';
 import { waitFor } from './support/wait.ts';
@@ -47,9 +48,9 @@ async function sh(script: string): Promise<string> {
 
 const host = `localhost-${CLAUDE_PORT}.pod-${slug}.localhost`;
 
-/** The access cookie an access link for 2528 sets. */
-async function accessCookie(): Promise<string> {
-  const link = await w.api('POST', `/v1/pods/${slug}/links`, { port: CLAUDE_PORT, expiresIn: '1h' });
+/** The access cookie an access link for `port` sets. */
+async function accessCookie(port = CLAUDE_PORT): Promise<string> {
+  const link = await w.api('POST', `/v1/pods/${slug}/links`, { port, expiresIn: '1h' });
   expect(link.status).toBe(201);
   const url = new URL(link.json.url);
   const r = await send(w.gw.url, url.host.replace(/:\d+$/, ''), { path: `${url.pathname}${url.search}` });
@@ -143,6 +144,17 @@ describe('claude-code in a node pod', () => {
     // raw.githubusercontent.com) went through the proxy as a CONNECT: a tunnel whose content the recorder never saw.
     for (const line of connects) expect(line).toMatch(/^CONNECT [a-z0-9.-]+:443 HTTP\/1\.1$/);
   }, 200_000);
+
+  it("a terminal session (the same web-terminal) has the pod's environment, and no variable made from a request header", async () => {
+    const termHost = `localhost-7681.pod-${slug}.localhost`;
+    const headers = { host: termHost, cookie: await accessCookie(7681), proxy: 'http://127.0.0.1:9', 'x-podgate-probe': 'from-the-request' };
+    const digest = createHash('sha256').update(API_KEY).digest('hex').slice(0, 16);
+    const [, answer] = await terminalSession(w.gw.gateway.httpPort, headers, [
+      { send: '\x1bPpodgate-resize;40;120\x1b\\', until: /\$ $/ },
+      { send: 'echo "key=$(printf %s "$ANTHROPIC_API_KEY" | sha256sum | cut -c1-16) proxy=${HTTP_PROXY-none} probe=${HTTP_X_PODGATE_PROBE-none} cgi=${GATEWAY_INTERFACE-none}"\r', until: /key=\w{16} proxy=\S+ probe=\S+ cgi=\S+\r?\n/ },
+    ]);
+    expect(answer).toContain(`key=${digest} proxy=none probe=none cgi=none`);
+  }, 120_000);
 
   it('the supervisor restarts it when it dies', async () => {
     const pid = (await sh(`pgrep -f -- '--port=${CLAUDE_PORT}' | head -1`)).trim();
