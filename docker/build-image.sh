@@ -12,7 +12,7 @@
 #   --with-vscode  also build podgate/pod:vscode = podgate/pod:dev + Node 24 + code-server (VS Code in the browser),
 #                  installed from the npm registry with native modules compiled here: about 8 minutes, ~900 MB.
 #   --with-templates  also build the stack templates' images (orchestrator/templates.ts):
-#                  podgate/pod:node    = podgate/pod:dev + Node 24, npm and pnpm from the npm registry;
+#                  podgate/pod:node    = podgate/pod:dev + Node 24, npm and pnpm from the npm registry, and Claude Code;
 #                  podgate/pod:python  = the pod image on its own debootstrapped base with python3, pip and venv;
 #                  podgate/pod:nextjs  = podgate/pod:node + the Next.js starter of docker/nextjs/ (service `nextjs`);
 #                  podgate/pod:datascience = the python image with Debian's Jupyter notebook as well (service `jupyter`).
@@ -44,6 +44,9 @@ CODE_SERVER_NODE_MAJOR=24
 TEMPLATE_NODE_MAJOR=24
 NPM_VERSION=11.21.2
 PNPM_VERSION=10.34.8
+# Claude Code (service claude-code) in the node image: the npm package pins its native binary package to the same
+# version (optionalDependencies), so this one number pins both.
+CLAUDE_CODE_VERSION=2.1.332
 # Debian packages the python templates add to docker/packages.txt.
 PYTHON_PACKAGES="python3 python3-pip python3-venv"
 DATASCIENCE_PACKAGES="$PYTHON_PACKAGES jupyter-notebook python3-notebook"
@@ -365,7 +368,7 @@ build_node_image() {
   registry_node "$TEMPLATE_NODE_MAJOR"
   local node_version hash
   node_version="$(node --version)"
-  hash="$( (echo "pod=$pod_hash node=$node_version npm=$NPM_VERSION pnpm=$PNPM_VERSION"
+  hash="$( (echo "pod=$pod_hash node=$node_version npm=$NPM_VERSION pnpm=$PNPM_VERSION claude-code=$CLAUDE_CODE_VERSION"
     cd "$here/node" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
   if [ "$force" = 0 ] && [ "$(label_of "$NODE_IMAGE" "$POD_LABEL")" = "$hash" ]; then
     [ "$quiet" = 1 ] || log "$NODE_IMAGE is up to date (inputs $hash)"
@@ -380,6 +383,8 @@ build_node_image() {
     mv "$tools.tmp" "$tools"
   fi
   find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'node-tools-*' ! -name "$(basename "$tools")" ! -name '*.log' -exec rm -rf {} +
+  local claude
+  claude="$(install_claude_code)"
   # The build context: /usr/local of the image (bin/ with node and npm's links, lib/node_modules/ hard-linked).
   local context="$CACHE_DIR/node-context"
   rm -rf "$context"
@@ -388,12 +393,38 @@ build_node_image() {
   cp -a "$tools/bin/." "$context/usr-local/bin/"
   cp -al "$tools/lib/node_modules" "$context/usr-local/lib/" 2>/dev/null || cp -a "$tools/lib/node_modules" "$context/usr-local/lib/"
   cp "$(readlink -f "$(command -v node)")" "$context/usr-local/bin/node"
+  mkdir -p "$context/claude-code"
+  cp -l "$claude" "$context/claude-code/claude" 2>/dev/null || cp "$claude" "$context/claude-code/claude"
   log "building $NODE_IMAGE from docker/node/Dockerfile"
   local args=(--file "$context/Dockerfile" --tag "$NODE_IMAGE" --label "$POD_LABEL=$hash" --build-arg "POD_IMAGE=$POD_IMAGE")
   [ "$force" = 0 ] || args+=(--no-cache)
   docker_build "$context" "${args[@]}"
   rm -rf "$context"
   log "built $NODE_IMAGE (inputs $hash) in $((SECONDS - started)) s"
+}
+
+# Claude Code's native binary, installed from the npm registry into the cache: `npm install @anthropic-ai/claude-code`
+# brings @anthropic-ai/claude-code-linux-x64 (an optional dependency, the ~400 MB binary) and its postinstall puts
+# that binary in place of the package's bin/claude.exe stub. Only the binary goes into the image: it needs neither
+# Node nor the package around it. Prints the binary's path.
+install_claude_code() {
+  local dir="$CACHE_DIR/claude-code-$CLAUDE_CODE_VERSION"
+  local bin="$dir/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+  if [ "$force" = 1 ] || [ ! -d "$dir" ]; then
+    rm -rf "$dir" "$dir.tmp"
+    log "installing Claude Code $CLAUDE_CODE_VERSION from the npm registry (its linux-x64 binary, about 400 MB)"
+    npm install --no-audit --no-fund --prefix "$dir.tmp" "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
+      >"$CACHE_DIR/claude-code-install.log" 2>&1 || die "npm install @anthropic-ai/claude-code failed; see $CACHE_DIR/claude-code-install.log"
+    # Without its platform package (an optional dependency npm may skip), the postinstall leaves a small stub that
+    # only prints instructions: refuse that rather than ship it.
+    local version
+    version="$("$dir.tmp/node_modules/@anthropic-ai/claude-code/bin/claude.exe" --version 2>/dev/null || true)"
+    [ "$version" = "$CLAUDE_CODE_VERSION (Claude Code)" ] ||
+      die "Claude Code's native binary did not install (claude --version said '$version'); see $CACHE_DIR/claude-code-install.log"
+    mv "$dir.tmp" "$dir"
+  fi
+  find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'claude-code-*' ! -name "$(basename "$dir")" ! -name '*.log' -exec rm -rf {} +
+  printf '%s\n' "$bin"
 }
 
 # podgate/pod:nextjs: the node image plus docker/nextjs/starter/ with its dependencies, installed here by `npm ci`

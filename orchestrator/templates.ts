@@ -19,6 +19,8 @@ export interface Template {
 }
 
 const TERMINAL: TemplateService = { name: 'terminal', port: 7681 };
+/** Claude Code in a web terminal (docker/templates/claude-code.service); it needs the user's ANTHROPIC_API_KEY. */
+const CLAUDE_CODE: TemplateService = { name: 'claude-code', port: 2528 };
 const PYTHON_ENV = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PYTHONUNBUFFERED: '1' };
 
 /** In the order GET /v1/templates lists them. */
@@ -30,9 +32,9 @@ export const TEMPLATES = {
     environment: {},
   },
   node: {
-    description: 'Node 24 with npm and pnpm; your dev server (npm run dev) on 3000.',
+    description: 'Node 24 with npm and pnpm; your dev server (npm run dev) on 3000; Claude Code on 2528 (set ANTHROPIC_API_KEY).',
     image: 'podgate/pod:node',
-    services: [TERMINAL],
+    services: [TERMINAL, CLAUDE_CODE],
     defaultPort: 3000,
     environment: {},
   },
@@ -44,9 +46,9 @@ export const TEMPLATES = {
     environment: PYTHON_ENV,
   },
   nextjs: {
-    description: 'Node 24 with a Next.js starter in ~/app whose dev server (npm run dev) serves 3000.',
+    description: 'Node 24 with a Next.js starter in ~/app whose dev server (npm run dev) serves 3000; Claude Code on 2528.',
     image: 'podgate/pod:nextjs',
-    services: [{ name: 'nextjs', port: 3000 }, TERMINAL],
+    services: [{ name: 'nextjs', port: 3000 }, TERMINAL, CLAUDE_CODE],
     defaultPort: 3000,
     environment: { NEXT_TELEMETRY_DISABLED: '1' },
   },

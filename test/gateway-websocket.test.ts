@@ -229,6 +229,29 @@ describe('large messages', () => {
   });
 });
 
+describe('a pod that speaks first', () => {
+  let greeter: Upstream;
+  beforeAll(async () => {
+    greeter = await startWsUpstream();
+    // Its first message goes out right behind the 101, as Vite's HMR server's {"type":"connected"} does: the gateway
+    // reads both at once, and the message is the upgrade's head for the tunnel.
+    greeter.wss.on('connection', (ws) => ws.send('{"type":"connected"}'));
+    await h.route('wsgreets', greeter.port);
+  });
+  afterAll(async () => {
+    await greeter?.close();
+  });
+
+  it('relays the message the pod sent with its 101', async () => {
+    const ws = connect('localhost-3000.pod-wsgreets.localhost:8080');
+    const first = nextMessage(ws);
+    await opened(ws);
+    expect((await first).data.toString('utf8')).toBe('{"type":"connected"}');
+    ws.close();
+    await closed(ws);
+  });
+});
+
 describe('refused upgrades', () => {
   let stopped: Upstream;
   beforeAll(async () => {

@@ -59,9 +59,9 @@ describe('stack templates', () => {
     expect(list.map((t) => t.name)).toEqual(['custom', 'node', 'python', 'nextjs', 'datascience']);
     const byName = new Map(list.map((t) => [t.name, t]));
     expect(byName.get('custom')).toMatchObject({ image: podImage, services: [], defaultPort: 3000 });
-    expect(byName.get('node')).toMatchObject({ image: 'podgate/pod:node', services: [{ name: 'terminal', port: 7681 }], defaultPort: 3000 });
+    expect(byName.get('node')).toMatchObject({ image: 'podgate/pod:node', services: [{ name: 'terminal', port: 7681 }, { name: 'claude-code', port: 2528 }], defaultPort: 3000 });
     expect(byName.get('python')).toMatchObject({ image: 'podgate/pod:python', defaultPort: 8000 });
-    expect(byName.get('nextjs')).toMatchObject({ image: 'podgate/pod:nextjs', services: [{ name: 'nextjs', port: 3000 }, { name: 'terminal', port: 7681 }], defaultPort: 3000 });
+    expect(byName.get('nextjs')).toMatchObject({ image: 'podgate/pod:nextjs', services: [{ name: 'nextjs', port: 3000 }, { name: 'terminal', port: 7681 }, { name: 'claude-code', port: 2528 }], defaultPort: 3000 });
     expect(byName.get('datascience')).toMatchObject({ image: 'podgate/pod:datascience', services: [{ name: 'jupyter', port: 8888 }, { name: 'terminal', port: 7681 }], defaultPort: 8888 });
     // The API's 401 covers this route like every /v1 route.
     expect((await fetch(`http://127.0.0.1:${w.orch.port}/v1/templates`)).status).toBe(401);
@@ -80,7 +80,7 @@ describe('stack templates', () => {
     const slug = uniqueSlug('tpl-node');
     const pod = await w.createPod({ slug, template: 'node' });
     expect(pod).toMatchObject({ template: 'node', image: 'podgate/pod:node', defaultPort: 3000 });
-    expect(pod.services.map((s: { name: string }) => s.name)).toEqual(['terminal']);
+    expect(pod.services.map((s: { name: string }) => s.name)).toEqual(['terminal', 'claude-code']);
     const out = await sh(slug, 'id -un; node --version; npm --version; pnpm --version');
     const [user, node, npm, pnpm] = out.trim().split('\n');
     expect(user).toBe('dev');

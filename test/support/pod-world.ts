@@ -1,7 +1,7 @@
 // A whole podgate for tests that need real pods behind a real gateway: a redis-server, a gateway on it (the access
 // tests' world: guard on, no pods concealed), and the real orchestrator on the same Redis (its admin API, Docker with
 // runsc). Pods are created through the API, exactly as an admin would.
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { startOrchestrator, type RunningOrchestrator } from '../../orchestrator/main.ts';
 import { removePods, testOrchestratorConfig } from './orchestrator.ts';
 import { startTestGateway, startWorld, type AccessWorld, type TestGateway } from './access.ts';
@@ -17,6 +17,10 @@ export interface PodWorldOptions {
   portRange: string;
   /** POD_READY_TIMEOUT. */
   readyTimeout?: string;
+  /** More orchestrator settings (POD_CA_FILE, ...). */
+  env?: Record<string, string>;
+  /** The orchestrator's logger (default: silent), for tests that read what it logs. */
+  logger?: Logger;
 }
 
 export interface PodWorld {
@@ -39,9 +43,10 @@ export async function startPodWorld(options: PodWorldOptions): Promise<PodWorld>
     POD_PORT_RANGE: options.portRange,
     POD_IMAGE: options.image,
     POD_READY_TIMEOUT: options.readyTimeout ?? '90s',
+    ...options.env,
   });
   // No ACCESS_SECRET anywhere: the orchestrator and the gateway share the one generated into Redis.
-  const orch = await startOrchestrator(config, { logger: pino({ level: 'silent' }) });
+  const orch = await startOrchestrator(config, { logger: options.logger ?? pino({ level: 'silent' }) });
   const slugs = new Set<string>();
 
   const api = (method: string, path: string, body?: unknown) => adminCall(orch.port, ADMIN_TOKEN, method, path, body);
