@@ -496,8 +496,10 @@ export class PodService {
 
   /**
    * Put a running pod to sleep: its route says `sleeping` first (so arriving requests wait for a wake instead of
-   * failing), then its container stops; filesystem, workspace volume and host port stay. An idle sleep of a pod
-   * that is no longer running, or no longer idle, does nothing (undefined). @throws ConflictError (admin, not running)
+   * failing), then its container stops; filesystem, workspace volume and host port stay. The pod is `sleeping` from
+   * the moment its route says so: the stop finishes under the pod's lock, so a wake asked meanwhile runs after it.
+   * An idle sleep of a pod that is no longer running, or no longer idle, does nothing (undefined).
+   * @throws ConflictError (admin, not running)
    */
   async sleep(slug: string, reason: SleepReason): Promise<PodView | undefined> {
     if (reason.by === 'admin') this.require(slug);

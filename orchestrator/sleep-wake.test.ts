@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { createRedis, waitReady } from '../shared/redis.ts';
 import { RedisPodActivity } from '../shared/redis-pod-activity.ts';
 import { routeKeys } from '../shared/route.ts';
+import { capturedLogger } from '../test/support/logs.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { removePods, testOrchestratorConfig, testPodImage, uniqueSlug } from '../test/support/orchestrator.ts';
@@ -215,6 +216,46 @@ describe('going to sleep', () => {
   }, 120_000);
 });
 
+describe('the activity store unreachable', () => {
+  it('puts nothing to sleep while it cannot read activity, and sleeps the idle pod once it can', async () => {
+    // An orchestrator of its own (namespace, Redis, ports): its Redis goes away for a while.
+    const own = await startRedis();
+    const { log, logs } = capturedLogger('info');
+    const other = await startOrchestrator(
+      testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: own.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38820-38829', POD_IMAGE: config.defaultImage }),
+      { logger: log },
+    );
+    try {
+      const s = slug('noredis');
+      const pod = await other.pods.create({ slug: s, idleTimeout: '5s' });
+      expect(pod.status).toBe('running');
+      await own.kill();
+      // Past twice its timeout by this machine's clock, looking every second: nothing to go on, nothing sleeps.
+      const began = Date.now();
+      await waitFor(
+        async () => {
+          expect(await other.sleepWake.checkIdle()).toEqual([]);
+          return Date.now() - began > 11_000;
+        },
+        { timeoutMs: 60_000, intervalMs: 1000, what: '11 s without the store' },
+      );
+      expect(other.pods.get(s).status).toBe('running');
+      expect(await containerState(s)).toBe('running');
+      // Not even tried (the route write would fail as well), and said once.
+      expect(logs.filter((l) => l.msg === 'idle pod not put to sleep')).toEqual([]);
+      expect(logs.filter((l) => l.msg.startsWith('pod activity unreadable')).length).toBe(1);
+      await own.restart();
+      // Asleep from the moment its route says so; its container stops right after.
+      await waitFor(async () => other.pods.get(s).status === 'sleeping' && (await containerState(s)) === 'exited', {
+        timeoutMs: 90_000, intervalMs: 200, what: `${s} to fall asleep once the store is back`,
+      });
+    } finally {
+      await other.close();
+      await own.stop();
+    }
+  }, 240_000);
+});
+
 describe('waking up', () => {
   it('100 wake requests at once start the pod once', async () => {
     const s = slug('hundred');
@@ -261,6 +302,44 @@ describe('waking up', () => {
     expect(log[5]!.note).toMatch(/^wake refused: 2 wakes within 3600 s \(POD_WAKE_LIMIT, POD_WAKE_WINDOW\); wakeable again in \d+ s$/);
     expect(log[6]!.note).toMatch(/^woken by the admin API, running \d+ ms after the wake was asked$/);
     expect(await metric(/^podgate_orchestrator_wakes_total\{reason="request",outcome="refused"\}/)).toBe(1);
+  }, 240_000);
+
+  it('a pod that fails to come up sleeps again with the reason, and POD_WAKE_LIMIT stops the retries', async () => {
+    const s = slug('broken');
+    // Its postStart hook fails on every start after the first.
+    await create(s, { postStart: [{ command: '[ ! -e /workspace/broken ]', label: 'healthy' }] });
+    expect((await exec(s, 'touch /workspace/broken && echo ok')).stdout).toBe('ok\n');
+    await sleepByAdmin(s);
+    // A gateway waiting for it asks again and again.
+    let last = 0;
+    await waitFor(
+      async () => {
+        if (Date.now() - last > 500) {
+          last = Date.now();
+          await gateway.requestWake(s);
+        }
+        return (await events(s)).some((e) => e.label === 'wake refused');
+      },
+      { timeoutMs: 120_000, intervalMs: 100, what: 'the wake limit to refuse' },
+    );
+    const log = await events(s);
+    expect(log.map((e) => e.label)).toEqual(['sleep', ...Array(WAKE_LIMIT).fill('wake'), 'wake refused']);
+    for (const e of log.filter((e) => e.label === 'wake')) {
+      expect(e.note).toMatch(/^wake by a request through a gateway failed: postStart hook "healthy" exited with 1; asleep again$/);
+      expect(e.error).toMatch(/healthy/);
+    }
+    const pod = (await api('GET', `/v1/pods/${s}`)).json;
+    expect(pod.status).toBe('sleeping');
+    expect(pod.error).toMatch(/^wake failed: postStart hook "healthy" exited with 1/);
+    expect(await routeStatus(s)).toBe('sleeping');
+    expect(await containerState(s)).toBe('exited');
+    // The admin's wake is told why, and leaves it asleep as well.
+    const woken = await api('POST', `/v1/pods/${s}/wake`);
+    expect(woken.status).toBe(502);
+    expect(woken.json.error.code).toBe('pod_start_failed');
+    expect(await status(s)).toBe('sleeping');
+    expect(await metric(/^podgate_orchestrator_wakes_total\{reason="request",outcome="failed"\}/)).toBe(WAKE_LIMIT);
+    expect(await metric(/^podgate_orchestrator_wakes_total\{reason="admin",outcome="failed"\}/)).toBe(1);
   }, 240_000);
 
   it('a wake for an unknown or deleted pod, or one an admin stopped, does nothing', async () => {
