@@ -559,8 +559,9 @@ export class PodService {
     const { slug } = record;
     const { logger, metrics } = this.deps;
     const started = Date.now();
+    const phases = new Phases();
     try {
-      await this.bringUp(record);
+      await this.bringUp(record, phases);
     } catch (err) {
       // Back to sleep: the container may be up but not ready. Wakeable again, with the reason shown.
       await this.deps.runtime.stop(slug, STOP_GRACE_SECONDS).catch((e: unknown) => logger.warn({ slug, err: message(e) }, 'failed wake: container not stopped; reconcile follows it'));
@@ -574,7 +575,7 @@ export class PodService {
       throw new PodStartFailedError(slug, message(err));
     }
     const ms = Date.now() - askedAt;
-    logger.info({ slug, reason: cause, ms }, 'pod woken');
+    logger.info({ slug, reason: cause, ms, phases: phases.ms }, 'pod woken');
     metrics?.wakes.inc({ reason: cause, outcome: 'woken' });
     metrics?.wakeSeconds.observe({ reason: cause }, ms / 1000);
     await this.logEvent(slug, 'wake', `woken by ${wakeNote(cause)}, running ${ms} ms after the wake was asked`, started);
