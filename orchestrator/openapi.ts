@@ -116,7 +116,7 @@ export const docs = {
   }),
   listPods: describeRoute({ summary: 'Every pod', responses: { 200: jsonResponse('The pods', z.object({ pods: z.array(PodViewSchema) })), ...errorResponses(401) } }),
   getPod: describeRoute({ summary: 'One pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...errorResponses(400, 401, 404) } }),
-  startPod: describeRoute({ summary: 'Start a stopped pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
+  startPod: describeRoute({ summary: 'Start a stopped or failed pod, or wake a sleeping one', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
   stopPod: describeRoute({ summary: 'Stop a pod (its route stays: gateways answer 503)', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors } }),
   restartPod: describeRoute({ summary: 'Restart a pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
   sleepPod: describeRoute({
