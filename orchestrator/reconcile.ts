@@ -210,6 +210,9 @@ export class Reconciler {
           // A sleeping pod is known as such only by its route (labels cannot change): lost with Redis, it is stopped.
           const current = stored.get(pod.slug);
           record = adopt(pod, adoptedState(pod.container, current, { host: hostAddress, port: pod.hostPort }), this.now());
+          if (!current && record.state === 'stopped') {
+            logger.warn({ slug: pod.slug }, 'stopped pod adopted without a route (Redis lost it?): if it was asleep, it stays stopped until started');
+          }
           // Visibility can change after creation (PUT /v1/pods/:slug/access) but labels cannot: the route this
           // incarnation last wrote holds the current policy; the label's is the fallback if Redis lost it.
           if (current && current.host === hostAddress && current.port === pod.hostPort) {

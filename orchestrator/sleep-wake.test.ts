@@ -464,12 +464,15 @@ describe('orchestrator restart', () => {
     await orch.close();
     // Redis lost the second pod's route while no orchestrator ran.
     await gatewayRedis.hdel(routeKeys(PREFIX).routes, lost);
-    orch = await startOrchestrator(config, { logger, docker });
+    const captured = capturedLogger('info');
+    orch = await startOrchestrator(config, { logger: captured.log, docker });
     expect(await status(s)).toBe('sleeping');
     expect(await routeStatus(s)).toBe('sleeping');
     expect(await containerState(s)).toBe('exited');
     expect(await status(lost)).toBe('stopped');
     expect(await routeStatus(lost)).toBe('stopped');
+    // Said, since nothing tells it from a pod an admin stopped.
+    expect(captured.logs.filter((l) => l.msg.startsWith('stopped pod adopted without a route')).map((l) => l.slug)).toEqual([lost]);
     // The lost one is not woken by requests (judged before the other's, asked after it); an admin start brings it back.
     await gateway.requestWake(lost);
     await wakeByRequest(s);
