@@ -455,11 +455,11 @@ export class PodService {
     phases.mark('route');
   }
 
-  /** Write the route the pod's state calls for, with a fresh generation. */
-  async publish(record: PodRecord): Promise<void> {
+  /** Write the route the pod's state (or the state it is going to, `as`) calls for, with a fresh generation. */
+  async publish(record: PodRecord, as: PodState = record.state): Promise<void> {
     const { routes, config } = this.deps;
     const desired = desiredRoute({
-      slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
+      slug: record.slug, state: as, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
     });
     if (!desired) return;
     const generation = await routes.nextGeneration();
@@ -496,9 +496,9 @@ export class PodService {
 
   /**
    * Put a running pod to sleep: its route says `sleeping` first (so arriving requests wait for a wake instead of
-   * failing), then its container stops; filesystem, workspace volume and host port stay. The pod is `sleeping` from
-   * the moment its route says so: the stop finishes under the pod's lock, so a wake asked meanwhile runs after it.
-   * An idle sleep of a pod that is no longer running, or no longer idle, does nothing (undefined).
+   * failing), then its container stops (the pod is `stopping` meanwhile), then the pod is `sleeping`; filesystem,
+   * workspace volume and host port stay. A wake asked during the stop runs after it, under the pod's lock. An idle
+   * sleep of a pod that is no longer running, or no longer idle, does nothing (undefined).
    * @throws ConflictError (admin, not running)
    */
   async sleep(slug: string, reason: SleepReason): Promise<PodView | undefined> {
@@ -511,13 +511,14 @@ export class PodService {
       this.check('sleep', record);
       const started = Date.now();
       try {
-        this.setState(record, 'sleeping');
-        await this.publish(record);
+        this.setState(record, 'stopping');
+        await this.publish(record, 'sleeping');
         await this.deps.runtime.stop(slug, STOP_GRACE_SECONDS);
       } catch (err) {
         const { said } = await this.recoverFromDocker(record, err);
         throw new ServiceUnavailableError(`could not put pod ${JSON.stringify(slug)} to sleep: ${storeErrorText(err)}; ${said}`);
       }
+      this.setState(record, 'sleeping');
       record.error = undefined;
       record.runningSinceMs = undefined;
       const note = sleepNote(reason);
@@ -532,15 +533,17 @@ export class PodService {
    * Wake a sleeping pod (the normal start: `starting` route, ready, `running` route). For a gateway's request
    * (`request`) a pod that is unknown here, deleted or not sleeping (running, stopped by an admin, failed) is left
    * alone (undefined); for the admin API that is a 404 or 409. `askedAt`: when the wake was first asked (for the
-   * wake duration). A wake that does not bring the pod up puts it back to sleep with the reason in its `error`, so
-   * a later request tries again (POD_WAKE_LIMIT bounds how often). @throws PodStartFailedError (admin)
+   * wake duration). `admit`, asked under the lock once the pod is known to sleep, may refuse the wake (a rate
+   * limit). A wake that does not bring the pod up puts it back to sleep with the reason in its `error`, so a later
+   * request tries again (POD_WAKE_LIMIT bounds how often). @throws PodStartFailedError (admin)
    */
-  async wake(slug: string, cause: WakeCause, askedAt: number = Date.now()): Promise<PodView | undefined> {
+  async wake(slug: string, cause: WakeCause, askedAt: number = Date.now(), admit: () => boolean = () => true): Promise<PodView | undefined> {
     if (cause === 'admin') this.require(slug);
     else if (!this.records.has(slug)) return undefined;
     return this.deps.table.locks.run(slug, async () => {
       const record = cause === 'admin' ? this.require(slug) : this.records.get(slug);
       if (!record || (cause === 'request' && record.state !== 'sleeping')) return undefined;
+      if (record.state === 'sleeping' && !admit()) return undefined;
       if (cause === 'admin' && record.state === 'running') return this.view(record);
       this.check('wake', record);
       try {

@@ -375,6 +375,8 @@ describe('waking up', () => {
       // The route says sleeping before the container stops.
       await waitFor(async () => (await routeStatus(s)) === 'sleeping', { timeoutMs: 10_000, what: 'the sleeping route' });
       expect(await containerState(s)).toBe('running');
+      // Between states while its container stops; then sleeping.
+      expect(await status(s)).toBe('stopping');
       await gateway.requestWake(s);
       await waitFor(() => orch.sleepWake.wakesUnderWay.has(s), { timeoutMs: 10_000, what: 'the wake to queue' });
       release();

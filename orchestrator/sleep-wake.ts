@@ -125,28 +125,37 @@ export class SleepWake {
     }
   }
 
-  /** A gateway asks for a wake. Not ours, not asleep, or already being woken: nothing to do. */
+  /**
+   * A gateway asks for a wake. Not ours, not asleep (or falling asleep), or already being woken: nothing to do. The
+   * pod's state is judged again under its lock, where the wake limit is counted: only wakes that start a pod count.
+   */
   private onWake(slug: string): void {
-    const { table, pods, logger, metrics, wakeLimit } = this.d;
+    const { table, pods, logger } = this.d;
     if (this.closed || this.waking.has(slug)) return;
     const record = table.records.get(slug);
-    if (!record || record.state !== 'sleeping') return;
-    const now = this.now();
-    const { count, resetInMs } = this.windows.add(slug, 1, wakeLimit.windowMs, now);
-    if (count > wakeLimit.count) {
-      // Once per window: the asker repeats every few seconds while it waits.
-      if (count === wakeLimit.count + 1) {
-        const note = `wake refused: ${wakeLimit.count} wakes within ${Math.round(wakeLimit.windowMs / 1000)} s (POD_WAKE_LIMIT, POD_WAKE_WINDOW); wakeable again in ${Math.ceil(resetInMs / 1000)} s`;
-        logger.warn({ slug, limit: wakeLimit.count, windowMs: wakeLimit.windowMs, resetInMs }, 'wake refused: the pod woke too often');
-        metrics?.wakes.inc({ reason: 'request', outcome: 'refused' });
-        void pods.logEvent(slug, 'wake refused', note, now);
-      }
-      return;
-    }
+    // `stopping`: maybe its sleep's container stop, after which this wake runs (an admin stop's leaves it stopped).
+    if (!record || (record.state !== 'sleeping' && record.state !== 'stopping')) return;
+    const askedAt = this.now();
     this.waking.add(slug);
     void pods
-      .wake(slug, 'request', now)
+      .wake(slug, 'request', askedAt, () => this.admit(slug))
       .catch((err: unknown) => logger.warn({ slug, err: String(err) }, 'wake failed'))
       .finally(() => this.waking.delete(slug));
+  }
+
+  /** POD_WAKE_LIMIT: may this pod be woken by a request once more in this window? A refusal is said once per window. */
+  private admit(slug: string): boolean {
+    const { pods, logger, metrics, wakeLimit } = this.d;
+    const now = this.now();
+    const { count, resetInMs } = this.windows.add(slug, 1, wakeLimit.windowMs, now);
+    if (count <= wakeLimit.count) return true;
+    // Once per window: the asker repeats every few seconds while it waits.
+    if (count === wakeLimit.count + 1) {
+      const note = `wake refused: ${wakeLimit.count} wakes within ${Math.round(wakeLimit.windowMs / 1000)} s (POD_WAKE_LIMIT, POD_WAKE_WINDOW); wakeable again in ${Math.ceil(resetInMs / 1000)} s`;
+      logger.warn({ slug, limit: wakeLimit.count, windowMs: wakeLimit.windowMs, resetInMs }, 'wake refused: the pod woke too often');
+      metrics?.wakes.inc({ reason: 'request', outcome: 'refused' });
+      void pods.logEvent(slug, 'wake refused', note, now);
+    }
+    return false;
   }
 }
