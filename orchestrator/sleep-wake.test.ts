@@ -131,7 +131,7 @@ beforeAll(async () => {
   await waitReady(gatewayRedis);
   gateway = new RedisPodActivity(gatewayRedis, { prefix: PREFIX });
   config = testOrchestratorConfig({
-    ADMIN_TOKEN: TOKEN, REDIS_URL: server.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38800-38819', POD_IMAGE: image,
+    ADMIN_TOKEN: TOKEN, REDIS_URL: server.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38760-38779', POD_IMAGE: image,
     POD_WAKE_LIMIT: String(WAKE_LIMIT), POD_WAKE_WINDOW: '1h',
   });
   orch = await startOrchestrator(config, { logger, docker });
@@ -222,7 +222,7 @@ describe('the activity store unreachable', () => {
     const own = await startRedis();
     const { log, logs } = capturedLogger('info');
     const other = await startOrchestrator(
-      testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: own.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38820-38829', POD_IMAGE: config.defaultImage }),
+      testOrchestratorConfig({ ADMIN_TOKEN: TOKEN, REDIS_URL: own.url, REDIS_PREFIX: PREFIX, POD_PORT_RANGE: '38780-38789', POD_IMAGE: config.defaultImage }),
       { logger: log },
     );
     try {
