@@ -10,6 +10,15 @@ export PODGATE_WITH_VSCODE="${PODGATE_WITH_VSCODE:-1}"
 # And the stack templates (test/templates-e2e.test.ts): about 6 minutes the first time, cached after.
 export PODGATE_WITH_TEMPLATES="${PODGATE_WITH_TEMPLATES:-1}"
 bash scripts/setup.sh
+# The tests' fixed host ports (pod port ranges, the busy-port case) lie in 38000-38999, inside Linux's ephemeral
+# range: reserved, so an outgoing connection of the machine can never be holding one when a test binds it.
+if [ -w /proc/sys/net/ipv4/ip_local_reserved_ports ]; then
+  reserved="$(cat /proc/sys/net/ipv4/ip_local_reserved_ports)"
+  case ",$reserved," in
+    *",38000-38999,"*) ;;
+    *) echo "${reserved:+$reserved,}38000-38999" >/proc/sys/net/ipv4/ip_local_reserved_ports ;;
+  esac
+fi
 # shellcheck source=node-env.sh
 source scripts/node-env.sh
 
