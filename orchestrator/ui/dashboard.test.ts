@@ -197,6 +197,28 @@ describe('dashboard escaping', () => {
   });
 });
 
+describe('dashboard sleep and wake', () => {
+  it('puts a running pod to sleep with Sleep, and Start wakes it', async () => {
+    const sleeper = uniqueSlug('uisl');
+    try {
+      const created = await adminCall(orch.port, ADMIN_TOKEN, 'POST', '/v1/pods', { slug: sleeper, services: [{ name: 'app', port: 3000 }] });
+      expect(created.status, JSON.stringify(created.json)).toBe(201);
+      const cookie = await signIn();
+      const page = await (await get(`/ui/pods/${sleeper}`, cookie)).text();
+      expect(page).toContain(`action="/ui/pods/${sleeper}/sleep"`);
+      const csrf = await csrfOf(cookie);
+      const form = (op: string) => post(`/ui/pods/${sleeper}/${op}`, { _csrf: csrf }, { cookie, origin: base, 'sec-fetch-site': 'same-origin' });
+      expect((await form('sleep')).status).toBe(303);
+      expect((await get(`/ui/pods/${sleeper}`, cookie).then((r) => r.text()))).toContain(`Pod ${sleeper} is sleeping.`);
+      expect((await adminCall(orch.port, ADMIN_TOKEN, 'GET', `/v1/pods/${sleeper}`)).json).toMatchObject({ status: 'sleeping' });
+      expect((await form('start')).status).toBe(303);
+      expect((await adminCall(orch.port, ADMIN_TOKEN, 'GET', `/v1/pods/${sleeper}`)).json).toMatchObject({ status: 'running' });
+    } finally {
+      await removePods([sleeper]);
+    }
+  });
+});
+
 describe('dashboard sign-in rate limit', () => {
   // Last in the file: it blocks this client's sign-ins for a minute.
   it('stops taking guesses after repeated failures, the right token included, with Retry-After', async () => {

@@ -281,7 +281,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
     return page(c, views.podPage(ctx(c, { refreshSeconds }), pod, links, logs));
   });
 
-  for (const op of ['start', 'stop', 'restart'] as const) {
+  for (const op of ['start', 'stop', 'restart', 'sleep'] as const) {
     app.post(`/pods/:slug/${op}`, (c) =>
       act(c, podPage(c), async () => {
         const pod = await call<PodSummary>('POST', `${slugPath(c)}/${op}`);

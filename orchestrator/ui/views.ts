@@ -183,7 +183,8 @@ function serviceLinks(pod: PodSummary): Html {
 
 function lifecycleActions(pod: PodSummary, csrf: string | undefined): Html {
   const p = podPath(pod.slug);
-  return html`${action(`${p}/start`, 'Start', csrf)} ${action(`${p}/stop`, 'Stop', csrf)} ${action(`${p}/restart`, 'Restart', csrf)} <a href="${p}/delete">Delete…</a>`;
+  // Start also wakes a sleeping pod; Sleep stops a running one until its next request.
+  return html`${action(`${p}/start`, 'Start', csrf)} ${action(`${p}/stop`, 'Stop', csrf)} ${action(`${p}/restart`, 'Restart', csrf)} ${action(`${p}/sleep`, 'Sleep', csrf)} <a href="${p}/delete">Delete…</a>`;
 }
 
 export function podsPage(ctx: PageContext, pods: PodSummary[]): Html {
