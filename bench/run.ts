@@ -21,7 +21,9 @@
 // Environment: BENCH_SECONDS (measured seconds per case and round, default 3), BENCH_ROUNDS (default 3),
 // BENCH_ONLY (comma-separated sections to run: http, h2, ws, route, memory; default all),
 // BENCH_IDLE_CONNECTIONS (idle connections of each memory case, default 10000),
-// BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/).
+// BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/),
+// BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, e.g.
+// `--max-semi-space-size=16`: a V8 setting's effect measured against the same peers).
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -49,6 +51,11 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const SECONDS = boundedNumber('BENCH_SECONDS', 3, 1, 60);
 const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
+const GATEWAY_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+if (GATEWAY_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
+  process.stderr.write('BENCH_GATEWAY_NODE_FLAGS: Node flags only (each starting with --)\n');
+  process.exit(2);
+}
 const SECTIONS = ['http', 'h2', 'ws', 'route', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 const ONLY = sectionsToRun();
@@ -147,7 +154,7 @@ async function startGateway(redisUrl: string, o: GatewayOptions): Promise<Gatewa
   const [port, adminPort] = [await freePort(), await freePort()];
   const logFile = join(tmp, `gateway-${port}.log`);
   const out = openSync(logFile, 'a');
-  const node = [process.execPath, ...(o.nodeFlags ?? []), join(ROOT, 'gateway/main.ts')];
+  const node = [process.execPath, ...GATEWAY_NODE_FLAGS, ...(o.nodeFlags ?? []), join(ROOT, 'gateway/main.ts')];
   const argv = o.fdLimit === undefined ? node : withFdLimit(o.fdLimit, node);
   if (!argv) throw new Error(`cannot raise the gateway's file-descriptor limit to ${o.fdLimit} (needs root or a hard limit that high, and prlimit from util-linux)`);
   const child = children.start('gateway', pinned(o.cores, argv), {
