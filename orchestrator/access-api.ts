@@ -15,10 +15,10 @@ import { AccessLinkSchema, type AccessStore } from '../shared/access-store.ts';
 import { AccessTokens, LinkIdSchema, newLinkId, TOKEN_QUERY } from '../shared/access-token.ts';
 import { NotFoundError } from '../shared/errors.ts';
 import { describeRoute, errorResponses, jsonRequestBody, jsonResponse, pathParameters } from '../shared/openapi.ts';
-import { AccessPolicySchema, PortSchema, PRIVATE_BY_DEFAULT, SlugSchema, type AccessPolicy } from '../shared/route.ts';
+import { AccessPolicySchema, PortSchema, SlugSchema, type AccessPolicy } from '../shared/route.ts';
 import { jsonBody } from './api.ts';
 import { parseDuration } from './config.ts';
-import { podUrl, type PodService, type PodServiceConfig, type PodTable } from './pods.ts';
+import { podUrl, type PodService, type PodServiceConfig } from './pods.ts';
 import { parseOrThrow } from './spec.ts';
 
 export const DEFAULT_LINK_LIFETIME_S = 7 * 24 * 3600;
@@ -112,26 +112,15 @@ export interface PodAccessControl {
 }
 
 /**
- * PodAccessControl over the orchestrator's pod table: the change is made under the pod's lock (never racing a
+ * PodAccessControl over the orchestrator's pods (PodService owns the records): the change is made under the pod's lock (never racing a
  * start or stop) and published like any other route change, and later publishes (stop, start) keep it. It survives
  * an orchestrator restart because reconcile adopts the policy from the route this incarnation last wrote.
  */
-export function podAccessControl(pods: PodService, table: PodTable): PodAccessControl {
+export function podAccessControl(pods: PodService): PodAccessControl {
   return {
-    policy(slug) {
-      pods.get(slug);
-      return table.records.get(slug)?.spec.access ?? PRIVATE_BY_DEFAULT;
-    },
+    policy: (slug) => pods.accessPolicy(slug),
     linkable: (slug) => pods.linkable(slug),
-    async setPolicy(slug, policy) {
-      pods.get(slug);
-      await table.locks.run(slug, async () => {
-        const record = table.records.get(slug);
-        if (!record) return void pods.get(slug);
-        record.spec = { ...record.spec, access: policy };
-        await pods.publish(record);
-      });
-    },
+    setPolicy: (slug, policy) => pods.setAccessPolicy(slug, policy),
   };
 }
 

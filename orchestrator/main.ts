@@ -183,7 +183,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const accessApi = createAccessApi({
     store: access,
     tokens: await accessTokensFor(config.accessSecrets, access, generateSecret),
-    pods: podAccessControl(pods, table),
+    pods: podAccessControl(pods),
     urls: config,
   });
   const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin, logger, metrics: metrics.registry });

@@ -81,7 +81,7 @@ function setup(docker: Docker, range: { first: number; last: number }, links: Ac
     runtime, routes, ports, execLog: new MemoryExecLog({ retentionMs: 60_000, maxEntries: 10 }), links, table, logger, config,
     isBindable: (port) => isPortBindable('127.0.0.1', port),
   });
-  const accessApi = createAccessApi({ store: links, tokens: new AccessTokens([generateSecret()]), pods: podAccessControl(pods, table), urls: config });
+  const accessApi = createAccessApi({ store: links, tokens: new AccessTokens([generateSecret()]), pods: podAccessControl(pods), urls: config });
   const app = createApi({ pods, routes, reconciler: undefined, adminToken: TOKEN, accessApi, logger });
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, {

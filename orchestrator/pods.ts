@@ -12,6 +12,7 @@ import type { AccessStore } from '../shared/access-store.ts';
 import type { PodActivityStore } from '../shared/pod-activity.ts';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
+import { PRIVATE_BY_DEFAULT, type AccessPolicy } from '../shared/route.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { isRedisUnavailable, storeErrorText } from '../shared/redis.ts';
 import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainer, type PodContainerSpec } from './container-runtime.ts';
@@ -453,6 +454,46 @@ export class PodService {
     record.runningSinceMs = undefined;
     await this.publish(record);
     phases.mark('route');
+  }
+
+  // What reconcile learns from Docker, applied here so PodService stays the one owner of its records. Each is
+  // called under the pod's lock (reconcile runs its pass per pod inside SlugLocks).
+
+  /** Take over a pod found in Docker that this process does not know (or knows as an older container). */
+  adopt(record: PodRecord): void {
+    this.records.set(record.slug, record);
+  }
+
+  /** The pod's container changed state outside the orchestrator: the record follows Docker. */
+  followContainer(record: PodRecord, state: PodState, error: string | undefined): void {
+    this.setState(record, state);
+    // Started (or stopped) behind our back: idle only from now on.
+    record.runningSinceMs = undefined;
+    record.error = error;
+  }
+
+  /** The pod's container is gone: void its links, remove its route and port, and forget it. */
+  async forgetVanished(record: PodRecord): Promise<void> {
+    const { routes, ports } = this.deps;
+    await this.endLifetime(record.slug);
+    await routes.delete(record.slug, await routes.nextGeneration());
+    if (record.hostPort !== undefined) await ports.release(record.hostPort, record.slug);
+    this.records.delete(record.slug);
+  }
+
+  /** The pod's access policy (PUT /v1/pods/:slug/access reads and changes it). */
+  accessPolicy(slug: string): AccessPolicy {
+    return this.require(slug).spec.access ?? PRIVATE_BY_DEFAULT;
+  }
+
+  /** Change the pod's access policy under its lock and publish it like any other route change. */
+  async setAccessPolicy(slug: string, policy: AccessPolicy): Promise<void> {
+    this.require(slug);
+    await this.deps.table.locks.run(slug, async () => {
+      const record = this.require(slug);
+      record.spec = { ...record.spec, access: policy };
+      await this.publish(record);
+    });
   }
 
   /** Write the route the pod's state (or the state it is going to, `as`) calls for, with a fresh generation. */

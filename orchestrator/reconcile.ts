@@ -218,17 +218,13 @@ export class Reconciler {
           if (current && current.host === hostAddress && current.port === pod.hostPort) {
             record.spec = { ...record.spec, access: current.access, maxConnections: current.maxConnections };
           }
-          table.records.set(pod.slug, record);
+          pods.adopt(record);
           report.adopted.push(pod.slug);
         } else if (record.state !== fromDocker && atRest(record) && !(fromDocker === 'stopped' && (record.state === 'failed' || record.state === 'sleeping'))) {
           // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`; a sleeping
           // pod's container is exited on purpose.)
           logger.warn({ slug: pod.slug, was: record.state, now: fromDocker }, 'pod changed behind the orchestrator\'s back');
-          record.state = fromDocker;
-          // Started behind our back: idle only from now on.
-          record.runningSinceMs = undefined;
-          record.updatedAt = new Date(this.now()).toISOString();
-          if (fromDocker === 'stopped' && pod.container !== 'created') record.error = `container ${pod.container} outside the orchestrator`;
+          pods.followContainer(record, fromDocker, fromDocker === 'stopped' && pod.container !== 'created' ? `container ${pod.container} outside the orchestrator` : record.error);
           report.changed.push(pod.slug);
         }
         if (owners.get(pod.hostPort)?.owner !== pod.slug) {
@@ -253,10 +249,7 @@ export class Reconciler {
       if (record.state === 'failed' && record.containerId === undefined) continue;
       await table.locks.run(record.slug, async () => {
         logger.warn({ slug: record.slug }, 'pod container disappeared; voiding its links, removing its route and port');
-        await pods.endLifetime(record.slug);
-        await routes.delete(record.slug, await routes.nextGeneration());
-        if (record.hostPort !== undefined) await ports.release(record.hostPort, record.slug);
-        table.records.delete(record.slug);
+        await pods.forgetVanished(record);
         stored.delete(record.slug);
         report.forgotten.push(record.slug);
       });
