@@ -112,9 +112,10 @@ export interface PodAccessControl {
 }
 
 /**
- * PodAccessControl over the orchestrator's pods (PodService owns the records): the change is made under the pod's lock (never racing a
- * start or stop) and published like any other route change, and later publishes (stop, start) keep it. It survives
- * an orchestrator restart because reconcile adopts the policy from the route this incarnation last wrote.
+ * PodAccessControl over the orchestrator's pods (PodService owns their records): the change is made under the pod's
+ * lock (never racing a start or stop) and published like any other route change, and later publishes (stop, start)
+ * keep it. It survives an orchestrator restart because reconcile adopts the policy from the route this incarnation
+ * last wrote.
  */
 export function podAccessControl(pods: PodService): PodAccessControl {
   return {
