@@ -55,11 +55,6 @@ export class ActivityReporter {
     };
   }
 
-  /** WebSockets open to `slug` now. */
-  openWebSockets(slug: string): number {
-    return this.sockets.get(slug) ?? 0;
-  }
-
   /** Write what was seen since the last flush (one store call); a flush under way is waited for, not doubled. */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;

@@ -48,6 +48,14 @@ function running(slug: string, port: number, extra: Partial<Route> = {}): Promis
   return world.route(slug, port, { status: 'running', routerKey: routerKey(), ...extra }, [gw.gateway]);
 }
 
+/** Serve a request to a pod of its own and wait until the flush carrying it has landed. */
+async function flushed(): Promise<void> {
+  const marker = newSlug('flush');
+  await running(marker, pod.port, { access: PUBLIC });
+  expect((await send(gw.url, `pod-${marker}.localhost`, { headers: API })).status).toBe(200);
+  await waitFor(async () => (await activity.lastActive([marker])).last.has(marker), { what: 'a flush' });
+}
+
 async function metric(g: TestGateway, name: string, labels = ''): Promise<number> {
   const text = await g.gateway.registry.metrics();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
@@ -235,7 +243,14 @@ describe('a WebSocket opened while the pod sleeps', () => {
     await waitFor(async () => (await touched()) > 0, { what: 'activity reported' });
     const first = await touched();
     await waitFor(async () => (await touched()) > first, { what: 'activity touched again' });
+    // Closed, it no longer counts: once the flush that carries a later request has landed, the pod's time stands.
+    const openBefore = await metric(gw, 'podgate_websockets_open');
     ws.close();
+    await waitFor(async () => (await metric(gw, 'podgate_websockets_open')) === openBefore - 1, { what: 'tunnel closed' });
+    await flushed();
+    const closedAt = await touched();
+    await flushed();
+    expect(await touched()).toBe(closedAt);
   });
 
   it('that goes away while held stops waiting', async () => {
@@ -327,6 +342,19 @@ describe('bounds', () => {
     } finally {
       await small.close();
     }
+  });
+});
+
+describe('shutdown', () => {
+  it('answers held requests 503 with Retry-After at once, not at their wake deadline', async () => {
+    const other = await startTestGateway(world, { WAKE_TIMEOUT_MS: '60000' });
+    const slug = newSlug('closing');
+    await world.route(slug, await closedPort(), { status: 'sleeping', access: PUBLIC }, [other.gateway]);
+    const held = send(other.url, `pod-${slug}.localhost`, { headers: API });
+    await waitFor(async () => (await metric(other, 'podgate_wake_waiting')) === 1, { what: 'one held' });
+    const [answer] = await Promise.all([held, other.close()]);
+    expect(answer.status).toBe(503);
+    expect(answer.headers['retry-after']).toMatch(/^\d+$/);
   });
 });
 
