@@ -12,7 +12,7 @@ import { RedisPodActivity } from '../shared/redis-pod-activity.ts';
 import type { Redis } from 'ioredis';
 import type { Route } from '../shared/route.ts';
 import { closedPort, startHarness, startUpstream, type Harness, type Upstream } from './support/gateway-harness.ts';
-import { parseRawHead, PUBLIC, rawExchange, send, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
+import { parseRawHead, PUBLIC, rawExchange, send, sendHttp2, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 import { waitFor } from './support/wait.ts';
 
 const BROWSER = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
@@ -215,6 +215,22 @@ describe('a request for a sleeping pod', () => {
     onWake.set(slug, () => void running(slug, pod.port, { access: PUBLIC, maxConnections: 1 }));
     const next = await send(gw.url, `pod-${slug}.localhost`, { headers: API });
     expect(next.status).toBe(200);
+  });
+});
+
+describe('an HTTP/2 request for a sleeping pod', () => {
+  it('is held on its stream and answered by the woken pod', async () => {
+    const tls = await startTestGateway(world, { HTTPS_PORT: '0', WAKE_PAGE_AFTER_MS: '20000' });
+    try {
+      const slug = newSlug('h2');
+      await world.route(slug, await closedPort(), { status: 'sleeping', access: PUBLIC }, [tls.gateway]);
+      onWake.set(slug, () => void world.route(slug, pod.port, { status: 'running', access: PUBLIC }, [tls.gateway]));
+      const answer = await sendHttp2(tls.httpsUrl!, `pod-${slug}.localhost`, '/over/h2');
+      expect(answer.status).toBe(200);
+      expect(pod.requests.at(-1)?.url).toBe('/over/h2');
+    } finally {
+      await tls.close();
+    }
   });
 });
 
