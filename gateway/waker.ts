@@ -91,7 +91,7 @@ export class Waker {
 
   constructor(deps: WakerDeps, options: WakerOptions) {
     this.deps = deps;
-    this.options = { repeatMs: WAKE_REPEAT_MS, ...options };
+    this.options = { ...options, repeatMs: options.repeatMs ?? WAKE_REPEAT_MS };
     this.unsubscribe = deps.onRouteChange((slug, route) => this.changed(slug, route));
   }
 
