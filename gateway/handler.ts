@@ -83,6 +83,8 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
         return { answer: wakingPage() };
       case 'gone':
         return { answer: errorAnswer(new PodUnavailableError(held.slug, 'stopped', retry), req) };
+      case 'failed':
+        return { answer: errorAnswer(new PodUnavailableError(held.slug, 'not starting: its wake failed', retry), req) };
       case 'full':
         return { answer: errorAnswer(new PodUnavailableError(held.slug, 'waking up (too many requests wait on this gateway)', retry), req) };
       default:

@@ -57,7 +57,7 @@ export function createMetrics(source: { routeCount: () => number; lastSyncAt: ()
   });
   const wakeHeld = new Counter({
     name: 'podgate_wake_held_requests_total',
-    help: 'Requests for sleeping pods, by how their wait ended: woken, gone (stopped or deleted), timeout, page (a browser got the waking page), client_closed, shutdown, full (not held: WAKE_MAX_WAITING reached)',
+    help: 'Requests for sleeping pods, by how their wait ended: woken, gone (stopped or deleted), failed (the pod started and fell back asleep), timeout, page (a browser got the waking page), client_closed, shutdown, full (not held: WAKE_MAX_WAITING reached)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

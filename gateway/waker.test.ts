@@ -92,6 +92,18 @@ describe('Waker', () => {
     expect((await b.outcome).kind).toBe('gone');
   });
 
+  it('ends the wait as failed when the pod starts and falls back asleep; a new sleeping generation alone keeps it', async () => {
+    const w = await world();
+    await w.put('p', { status: 'sleeping' });
+    const held = w.waker.hold('p');
+    await w.put('p', { status: 'sleeping' });
+    expect(w.waker.waiting).toBe(1);
+    await w.put('p', { status: 'starting' });
+    await w.put('p', { status: 'sleeping' });
+    expect((await held.outcome).kind).toBe('failed');
+    expect(w.waker.isWaking('p')).toBe(false);
+  });
+
   it('keeps the wake after a browser got its page, so the reload that finds the route starting is held', async () => {
     const w = await world();
     await w.put('p', { status: 'sleeping' });

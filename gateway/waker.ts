@@ -21,6 +21,8 @@ export type WakeOutcome =
   | { kind: 'woken'; route: Route }
   /** The route stopped or was deleted while the request waited. */
   | { kind: 'gone' }
+  /** The pod started and fell back asleep: its wake failed (the orchestrator says why in the pod's log). */
+  | { kind: 'failed' }
   | { kind: 'timeout' }
   /** A browser's wait reached WAKE_PAGE_AFTER_MS: it gets the page that retries by itself. */
   | { kind: 'page' }
@@ -66,6 +68,8 @@ interface Waiter {
 
 interface Wake {
   readonly waiters: Set<Waiter>;
+  /** The route said `starting` since the wake began: `sleeping` again then means the start failed. */
+  started: boolean;
   repeat: NodeJS.Timeout | undefined;
   /** Forgets the wake once nobody asked for it for WAKE_TIMEOUT_MS. */
   expiry: NodeJS.Timeout | undefined;
@@ -159,7 +163,7 @@ export class Waker {
   }
 
   private begin(slug: string): Wake {
-    const wake: Wake = { waiters: new Set(), repeat: undefined, expiry: undefined };
+    const wake: Wake = { waiters: new Set(), started: this.deps.lookup(slug)?.status === 'starting', repeat: undefined, expiry: undefined };
     this.wakes.set(slug, wake);
     if (this.deps.lookup(slug)?.status === 'sleeping') this.publish(slug);
     return wake;
@@ -177,9 +181,12 @@ export class Waker {
   }
 
   private changed(slug: string, route: Route | undefined): void {
-    if (!this.wakes.has(slug)) return;
+    const wake = this.wakes.get(slug);
+    if (!wake) return;
     const verdict = routeVerdict(route);
     if (verdict) this.end(slug, verdict);
+    else if (route?.status === 'starting') wake.started = true;
+    else if (route?.status === 'sleeping' && wake.started) this.end(slug, { kind: 'failed' });
   }
 
   private end(slug: string, outcome: WakeOutcome): void {

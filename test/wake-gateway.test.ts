@@ -198,6 +198,18 @@ describe('a request for a sleeping pod', () => {
     const b = await send(gw.url, `pod-${failed}.localhost`, { headers: API });
     expect(b.status).toBe(503);
     expect(JSON.parse(b.body).error.message).toBe(`pod "${failed}" is stopped`);
+    // An orchestrator whose start failed may put the pod back to sleep: answered at once, not at the deadline.
+    const relapsed = newSlug('relapsed');
+    await sleeping(relapsed, { access: PUBLIC });
+    onWake.set(relapsed, () => {
+      void (async () => {
+        await world.route(relapsed, pod.port, { status: 'starting', access: PUBLIC });
+        await world.route(relapsed, await closedPort(), { status: 'sleeping', access: PUBLIC });
+      })();
+    });
+    const c = await send(gw.url, `pod-${relapsed}.localhost`, { headers: API });
+    expect(c.status).toBe(503);
+    expect(JSON.parse(c.body).error.message).toBe(`pod "${relapsed}" is not starting: its wake failed`);
   });
 
   it('stops waiting when its client goes away, freeing its connection slot', async () => {
