@@ -134,6 +134,10 @@ describe('podgate against a real orchestrator', () => {
     expect(await cli(['pods', 'start', slug])).toMatchObject({ code: 0, stdout: `${slug}: running\n` });
     const restarted = await cli(['pods', 'restart', slug, '--json']);
     expect(JSON.parse(restarted.stdout)).toMatchObject({ slug, status: 'running' });
+    expect(await cli(['pods', 'sleep', slug])).toMatchObject({ code: 0, stdout: `${slug}: sleeping\n` });
+    expect((await cli(['routes'])).stdout).toMatch(new RegExp(`^${slug}\\s+sleeping\\s`, 'm'));
+    expect(await cli(['pods', 'wake', slug])).toMatchObject({ code: 0, stdout: `${slug}: running\n` });
+    expect((await cli(['pods', 'logs', slug, '-n', '2'])).stdout).toMatch(/ {2}sleep {2}asleep: asked by the admin API\n.* {2}wake {2}woken by the admin API, running \d+ ms after the wake was asked\n$/);
 
     expect(await cli(['pods', 'rm', slug])).toMatchObject({ code: 0, stdout: `deleted ${slug}\n` });
 

@@ -46,6 +46,7 @@ export interface CreateOptions {
   name?: string;
   image?: string;
   tier?: string;
+  idleTimeout?: string;
   defaultPort?: string;
   public?: boolean;
   wait: boolean;
@@ -78,6 +79,7 @@ export function specFrom(slug: string, o: CreateOptions, readSpec: (file: string
   if (o.name !== undefined) spec.name = o.name;
   if (o.image !== undefined) spec.image = o.image;
   if (o.tier !== undefined) spec.tier = o.tier;
+  if (o.idleTimeout !== undefined) spec.idleTimeout = o.idleTimeout;
   if (o.defaultPort !== undefined) spec.defaultPort = numberOrText(o.defaultPort);
   if (o.public) spec.access = { default: 'public', ports: {} };
   return spec;
@@ -98,6 +100,7 @@ function podDetails(p: PodView): string {
     ['tier', p.tier],
     ['host', p.hostPort === null ? null : `${p.host}:${p.hostPort}`],
     ['url', p.url],
+    ['idle timeout', p.idleTimeout],
     ...p.services.map((s): [string, unknown] => [`${s.name} (${s.port})`, s.url]),
     ['created', p.createdAt],
   ];
@@ -144,6 +147,8 @@ export async function createPod(ctx: Ctx, spec: Record<string, unknown>, wait: b
 }
 
 function logEntry(e: ExecLogEntry): string {
+  // A sleep or wake: what happened and why, no command.
+  if (e.note !== undefined) return `${printable(e.time)}  ${printable(e.label)}  ${printable(e.note)}\n`;
   const status = e.error ? `error: ${e.error}` : `exit ${e.exitCode}`;
   let s = `${printable(e.time)}  ${printable(e.label)}  ${status}  ${e.durationMs} ms  $ ${printable(e.command.join(' '))}\n`;
   for (const text of [e.stdout, e.stderr]) if (text) s += printableText(text).replace(/^/gm, '    ').replace(/\s*$/, '\n');
@@ -219,6 +224,7 @@ export function podsCommand(ctx: () => Ctx, setExit: (code: number) => void): Co
     .option('--name <text>', 'display name')
     .option('--image <ref>', 'image (default: the orchestrator\'s POD_IMAGE)')
     .option('--tier <tier>', 'resource tier (dev.small, dev.medium, ...)')
+    .option('--idle-timeout <duration>', 'sleep after this long without requests (30m, 2h, off; default: the orchestrator\'s POD_IDLE_TIMEOUT)')
     .option('--default-port <port>', 'the port pod-<slug>.<base> opens (default 3000)')
     .option('--public', 'anyone who reaches the gateway may open the pod (default: private, links only)')
     .option('--spec <file>', 'a JSON pod spec (- for stdin); the flags above override it')
@@ -236,6 +242,8 @@ export function podsCommand(ctx: () => Ctx, setExit: (code: number) => void): Co
     ['start', 'start a stopped pod (answers once it is ready)'],
     ['stop', 'stop a pod (its files are kept)'],
     ['restart', 'restart a pod'],
+    ['sleep', 'put a running pod to sleep (stopped, its files kept; the next request through a gateway wakes it)'],
+    ['wake', 'wake a sleeping pod (answers once it is ready)'],
   ] as const) {
     pods
       .command(name)

@@ -1,6 +1,7 @@
 // The admin API (hono). Bearer token on every /v1 route; every input validated with zod and every error answered
 // through shared/errors.ts toHttpError, as {"error":{"code","message","field"?}}.
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import type { Registry } from 'prom-client';
 import { bodyLimit } from 'hono/body-limit';
 import { adminTokenDigest, tokenMatches } from '../shared/admin-token.ts';
 import { PodgateError, toHttpError, UnauthorizedError, ValidationError, NotFoundError } from '../shared/errors.ts';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   gatewayAdmin?: GatewayAdmin;
   /** Where an unexpected error (a bug, answered as an opaque 500) is logged. */
   logger: Logger;
+  /** Served at GET /metrics, behind the bearer token. */
+  metrics?: Registry;
 }
 
 /** The request body as JSON; an empty body is `{}`, anything unparsable a 400 naming `body`. */
@@ -64,13 +67,18 @@ export function createApi(deps: ApiDeps): Hono {
 
   app.get('/healthz', docs.healthz, (c) => c.json({ ok: true }));
 
-  app.use('/v1/*', async (c, next) => {
+  const bearer: MiddlewareHandler = async (c, next) => {
     if (!tokenMatches(c.req.header('authorization'), expected)) {
       c.header('www-authenticate', 'Bearer');
       throw new UnauthorizedError('a valid bearer token (ADMIN_TOKEN) is required');
     }
     await next();
-  });
+  };
+  app.use('/v1/*', bearer);
+  // Behind the token too: the admin listener may be reachable from more than this host (ORCHESTRATOR_BIND), and a
+  // Prometheus scrape sends one as easily (`authorization: { credentials: ... }`).
+  const registry = deps.metrics;
+  if (registry) app.get('/metrics', docs.metrics, bearer, async (c) => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }));
   app.use(
     '/v1/*',
     bodyLimit({
@@ -92,6 +100,8 @@ export function createApi(deps: ApiDeps): Hono {
   app.post('/v1/pods/:slug/start', docs.startPod, async (c) => c.json(await pods.start(slugParam(c))));
   app.post('/v1/pods/:slug/stop', docs.stopPod, async (c) => c.json(await pods.stop(slugParam(c))));
   app.post('/v1/pods/:slug/restart', docs.restartPod, async (c) => c.json(await pods.restart(slugParam(c))));
+  app.post('/v1/pods/:slug/sleep', docs.sleepPod, async (c) => c.json(await pods.sleep(slugParam(c), { by: 'admin' })));
+  app.post('/v1/pods/:slug/wake', docs.wakePod, async (c) => c.json(await pods.wake(slugParam(c), 'admin')));
   app.delete('/v1/pods/:slug', docs.deletePod, async (c) => {
     const slug = slugParam(c);
     await pods.delete(slug);

@@ -9,6 +9,7 @@ import { normaliseBaseDomains } from '../shared/hostname.ts';
 import { MIN_SECRET_LENGTH } from '../shared/access-token.ts';
 import { MIN_ADMIN_TOKEN_LENGTH } from '../shared/admin-token.ts';
 import { DEFAULT_EGRESS_DENY, parseCidrList, type Cidr } from './egress-rules.ts';
+import { parseIdleTimeout } from './idle.ts';
 
 export const DEFAULT_PORT_RANGE = '30000-39999';
 export const DEFAULT_ORCHESTRATOR_PORT = 8090;
@@ -17,6 +18,9 @@ export const DEFAULT_LOG_RETENTION = '5d';
 export const DEFAULT_LOG_MAX_ENTRIES = 1000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 export const DEFAULT_READY_TIMEOUT_MS = 60_000;
+export const DEFAULT_IDLE_TIMEOUT = 'off';
+export const DEFAULT_WAKE_LIMIT = 10;
+export const DEFAULT_WAKE_WINDOW = '10m';
 
 export interface PortRange {
   first: number;
@@ -88,6 +92,10 @@ export interface OrchestratorConfig {
   defaultImage: string;
   reconcileIntervalMs: number;
   readyTimeoutMs: number;
+  /** POD_IDLE_TIMEOUT as written (validated): the idle timeout of pods whose spec sets none; `off`: they never sleep. */
+  idleTimeout: string;
+  /** POD_WAKE_LIMIT wakes asked by gateways per pod within POD_WAKE_WINDOW; more are refused until the window ends. */
+  wakeLimit: { count: number; windowMs: number };
   logLevel: LogLevel;
   /** ACCESS_SECRET, comma list (first signs): shared with the gateways; empty means generated and shared via the store. */
   accessSecrets: string[];
@@ -147,6 +155,9 @@ const EnvSchema = z.object({
   LOG_RETENTION: z.string().default(DEFAULT_LOG_RETENTION),
   LOG_MAX_ENTRIES: z.coerce.number().int().min(10).max(100_000).default(DEFAULT_LOG_MAX_ENTRIES),
   RECONCILE_INTERVAL: z.string().default(`${DEFAULT_RECONCILE_INTERVAL_MS}ms`),
+  POD_IDLE_TIMEOUT: z.string().default(DEFAULT_IDLE_TIMEOUT),
+  POD_WAKE_LIMIT: z.coerce.number({ error: 'POD_WAKE_LIMIT must be a number' }).int().min(1).max(10_000).default(DEFAULT_WAKE_LIMIT),
+  POD_WAKE_WINDOW: z.string().default(DEFAULT_WAKE_WINDOW),
   REDIS_URL: envRedisUrl,
   REDIS_TLS_CA: envRedisTlsCa,
   REDIS_PREFIX: z.string().max(100).default('podgate:'),
@@ -200,6 +211,13 @@ function duration(variable: string, text: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) throw new ConfigError(variable, `expected a duration like 30s, 10m or 5d, got ${JSON.stringify(text)}`);
   return ms;
+}
+
+/** POD_IDLE_TIMEOUT, validated like a spec's idleTimeout. @throws ConfigError */
+function idleTimeoutSetting(text: string): string {
+  const parsed = parseIdleTimeout(text);
+  if ('error' in parsed) throw new ConfigError('POD_IDLE_TIMEOUT', parsed.error);
+  return text.trim();
 }
 
 const SSH_HOST_FORM = 'expected ssh://user@host[:port] (the user is required: no ~/.ssh/config is read)';
@@ -343,6 +361,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultImage: e.POD_IMAGE,
     reconcileIntervalMs: duration('RECONCILE_INTERVAL', e.RECONCILE_INTERVAL),
     readyTimeoutMs: duration('POD_READY_TIMEOUT', e.POD_READY_TIMEOUT),
+    idleTimeout: idleTimeoutSetting(e.POD_IDLE_TIMEOUT),
+    wakeLimit: { count: e.POD_WAKE_LIMIT, windowMs: duration('POD_WAKE_WINDOW', e.POD_WAKE_WINDOW) },
     logLevel: e.LOG_LEVEL,
     accessSecrets: e.ACCESS_SECRET,
     ...docker,

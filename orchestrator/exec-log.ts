@@ -1,6 +1,6 @@
-// The per-pod provisioning and exec log: every command the orchestrator runs in a pod (hooks, admin exec) is
-// recorded here, capped in count and expired by age. Redis stream per pod (shared by every orchestrator
-// process), or memory without Redis.
+// The per-pod provisioning and exec log: every command the orchestrator runs in a pod (hooks, admin exec), and
+// every sleep and wake with its reason, is recorded here, capped in count and expired by age. Redis stream per pod
+// (shared by every orchestrator process), or memory without Redis.
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
@@ -20,6 +20,11 @@ export const ExecLogEntrySchema = z.object({
   durationMs: z.number().nonnegative(),
   /** Why the command did not finish (timeout, the pod went away). */
   error: z.string().optional(),
+  /**
+   * Set on entries that record what the orchestrator did to the pod rather than a command (label `sleep`, `wake`,
+   * `wake refused`; `command` is empty): what happened and why.
+   */
+  note: z.string().optional(),
 });
 export type ExecLogEntry = z.infer<typeof ExecLogEntrySchema>;
 export type NewExecLogEntry = Omit<ExecLogEntry, 'id' | 'truncated'>;

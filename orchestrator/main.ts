@@ -20,11 +20,13 @@ import { POD_BRIDGE_PREFIX } from './egress-rules.ts';
 import { DockerRuntime } from './docker-runtime.ts';
 import { sshDockerAgent } from './docker-ssh.ts';
 import { MemoryExecLog, RedisExecLog, type ExecLog } from './exec-log.ts';
+import { OrchestratorMetrics } from './metrics.ts';
 import { isPortBindable, MemoryPortAllocator, type PortAllocator } from './port-allocator.ts';
 import { PodService, PodTable } from './pods.ts';
 import { livePodPorts, Reconciler } from './reconcile.ts';
 import { RedisPortAllocator } from './redis-port-allocator.ts';
 import { RedisLossWatch } from './redis-watch.ts';
+import { SleepWake } from './sleep-wake.ts';
 
 export interface StartOptions {
   /**
@@ -47,6 +49,9 @@ export interface RunningOrchestrator {
   pods: PodService;
   reconciler: Reconciler;
   routes: RouteStore;
+  /** The idle check and the wake subscription. */
+  sleepWake: SleepWake;
+  metrics: OrchestratorMetrics;
   close(): Promise<void>;
 }
 
@@ -127,7 +132,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
   const stores =
     options.stores ??
     createStores({ redis: config.redisUrl ? { url: config.redisUrl, ca: config.redisTlsCa, sentinel: config.redisSentinel } : undefined, prefix: config.redisPrefix, user: 'orchestrator' }, logger);
-  const { redis, routes, access } = stores;
+  const { redis, routes, access, activity } = stores;
   if (redis) {
     try {
       await waitReady(redis);
@@ -151,8 +156,9 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
 
   const dockerHost = config.dockerHost ?? process.env.DOCKER_HOST ?? '';
   const probe = options.probeHostPorts ?? (dockerHost === '' || dockerHost.startsWith('unix://'));
+  const metrics = new OrchestratorMetrics(() => [...table.records.values()].filter((r) => r.state === 'sleeping').length);
   const pods = new PodService({
-    runtime, routes, ports, execLog, links: access, table, logger,
+    runtime, routes, ports, execLog, links: access, table, logger, activity, metrics,
     config,
     isBindable: probe ? (port) => isPortBindable(config.bindAddress, port) : async () => true,
   });
@@ -170,6 +176,9 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
       })
     : undefined;
   await lossWatch?.start();
+  // After the first reconcile: sleeping pods are known as such before any wake request is judged.
+  const sleepWake = new SleepWake({ pods, table, activity, logger, wakeLimit: config.wakeLimit, metrics });
+  await sleepWake.start();
 
   const accessApi = createAccessApi({
     store: access,
@@ -177,7 +186,7 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     pods: podAccessControl(pods, table),
     urls: config,
   });
-  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin, logger });
+  const app = createApi({ pods, routes, reconciler, adminToken: config.adminToken, accessApi, gatewayAdmin: config.gatewayAdmin, logger, metrics: metrics.registry });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.adminPort, hostname: config.adminBind }, () => resolve(s));
     s.once('error', reject);
@@ -191,9 +200,12 @@ export async function startOrchestrator(config: OrchestratorConfig, options: Sta
     pods,
     reconciler,
     routes,
+    sleepWake,
+    metrics,
     close() {
       closed ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await sleepWake.close();
         await lossWatch?.close();
         await reconciler.close();
         if (ownStores) await stores.close();

@@ -38,6 +38,8 @@ export const PodViewSchema = z
     template: z.enum(TEMPLATE_NAMES),
     tier: z.string(),
     defaultPort: z.number().int(),
+    /** The idle timeout that applies (the spec's own, else POD_IDLE_TIMEOUT), or `off`. */
+    idleTimeout: z.string(),
     generation: z.number().int(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -114,9 +116,25 @@ export const docs = {
   }),
   listPods: describeRoute({ summary: 'Every pod', responses: { 200: jsonResponse('The pods', z.object({ pods: z.array(PodViewSchema) })), ...errorResponses(401) } }),
   getPod: describeRoute({ summary: 'One pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...errorResponses(400, 401, 404) } }),
-  startPod: describeRoute({ summary: 'Start a stopped pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
+  startPod: describeRoute({ summary: 'Start a stopped or failed pod, or wake a sleeping one', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
   stopPod: describeRoute({ summary: 'Stop a pod (its route stays: gateways answer 503)', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors } }),
   restartPod: describeRoute({ summary: 'Restart a pod', parameters: slug, responses: { 200: jsonResponse('The pod', PodViewSchema), ...podErrors, ...errorResponses(502) } }),
+  sleepPod: describeRoute({
+    summary: 'Put a running pod to sleep',
+    description: 'Its route says `sleeping` (gateways hold requests and ask for a wake), then its container stops; its filesystem, workspace and host port stay. 409 unless running.',
+    parameters: slug,
+    responses: { 200: jsonResponse('The pod, sleeping', PodViewSchema), ...podErrors },
+  }),
+  wakePod: describeRoute({
+    summary: 'Wake a sleeping pod; answers once it runs and its services answer',
+    description: 'Like start. 409 unless sleeping (running answers the pod as it is). A wake that fails puts the pod back to sleep, with the reason in `error` (502).',
+    parameters: slug,
+    responses: { 200: jsonResponse('The pod, running', PodViewSchema), ...podErrors, ...errorResponses(502) },
+  }),
+  metrics: describeRoute({
+    summary: 'Prometheus metrics: pods asleep, sleeps, wakes and wake duration',
+    responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses(401) },
+  }),
   deletePod: describeRoute({ summary: 'Delete a pod: container, network, port and route', parameters: slug, responses: { 204: { description: 'Deleted' }, ...podErrors } }),
   exec: describeRoute({
     summary: 'Run a command in the pod, recorded in its log',

@@ -1,19 +1,23 @@
 // The pod lifecycle: create, start, stop, restart, delete and exec, one operation per pod at a time. Every step
 // that makes something (network, container, host port, route) is undone when a later step fails. Routes follow
 // the pod: `starting` while it boots, `running` once its router reports every service ready, `stopped` when
-// stopped, gone on delete; each write carries a fresh generation from the route store.
+// stopped, `sleeping` while asleep (stopped because idle, wakeable), gone on delete; each write carries a fresh
+// generation from the route store.
 // Access links belong to one lifetime of a pod: create writes the slug's "not before" time (every token issued
 // earlier is void) before the pod's first route exists, and delete writes it again once the container is gone.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AccessStore } from '../shared/access-store.ts';
+import type { PodActivityStore } from '../shared/pod-activity.ts';
 import { ConflictError, PodgateError, PodNotFoundError, PodStartFailedError, ServiceUnavailableError, ValidationError } from '../shared/errors.ts';
 import { podHostnames } from '../shared/hostname.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { isRedisUnavailable, storeErrorText } from '../shared/redis.ts';
 import { HostPortBusyError, LABELS, type ContainerRuntime, type PodContainer, type PodContainerSpec } from './container-runtime.ts';
 import type { ExecLog, ExecLogEntry } from './exec-log.ts';
+import { effectiveIdleTimeout } from './idle.ts';
+import type { OrchestratorMetrics, WakeCause } from './metrics.ts';
 import { allocateBindablePort, HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
 import { waitReady } from './readiness.ts';
 import { canDo, desiredRoute, stateFromContainer, toRoute, type PodOperation, type PodState } from './route-builder.ts';
@@ -50,8 +54,13 @@ export interface PodRecord {
   routeGeneration: number;
   createdAt: string;
   updatedAt: string;
-  /** Why the pod failed, when it did. */
+  /** Why the pod failed, when it did (or why its last wake did not bring it up). */
   error: string | undefined;
+  /**
+   * When the idle check first saw this pod running since it last came up, on the activity store's clock (idle.ts):
+   * unset until then, and again whenever the pod comes up.
+   */
+  runningSinceMs?: number | undefined;
   /**
    * Settles once this lifetime's "not before" time is written, or its creation failed before that. A link minted
    * earlier could be issued before that time (void at once) and be dropped from the pod's list by the write.
@@ -87,6 +96,8 @@ export interface PodView {
   image: string;
   tier: string;
   defaultPort: number;
+  /** The idle timeout that applies (the spec's own, else POD_IDLE_TIMEOUT): `30m`, ... or `off`. */
+  idleTimeout: string;
   generation: number;
   createdAt: string;
   updatedAt: string;
@@ -140,6 +151,8 @@ export interface PodServiceConfig {
   baseDomains: string[];
   publicScheme: 'http' | 'https';
   publicPort: number | undefined;
+  /** POD_IDLE_TIMEOUT: pods whose spec sets no idleTimeout get this one; default `off`. */
+  idleTimeout?: string;
 }
 
 export interface PodServiceDeps {
@@ -154,6 +167,20 @@ export interface PodServiceDeps {
   config: PodServiceConfig;
   /** Is the host port free on the host (nothing else bound it)? */
   isBindable: (port: number) => Promise<boolean>;
+  /** Pod activity (sleep and wake): a deleted pod's is forgotten. */
+  activity?: PodActivityStore;
+  metrics?: OrchestratorMetrics;
+}
+
+/** Why a pod goes to sleep. `stillIdle` is asked under the pod's lock, right before: activity may have come since. */
+export type SleepReason = { by: 'idle'; idleMs: number; stillIdle: () => Promise<boolean> } | { by: 'admin' };
+
+function sleepNote(reason: SleepReason): string {
+  return reason.by === 'idle' ? `idle for ${Math.round(reason.idleMs / 1000)} s` : 'asked by the admin API';
+}
+
+function wakeNote(cause: WakeCause): string {
+  return cause === 'request' ? 'a request through a gateway' : 'the admin API';
 }
 
 export const ExecRequestSchema = z.strictObject({
@@ -423,15 +450,16 @@ export class PodService {
     phases.mark('hooks');
     this.setState(record, 'running');
     record.error = undefined;
+    record.runningSinceMs = undefined;
     await this.publish(record);
     phases.mark('route');
   }
 
-  /** Write the route the pod's state calls for, with a fresh generation. */
-  async publish(record: PodRecord): Promise<void> {
+  /** Write the route the pod's state (or the state it is going to, `as`) calls for, with a fresh generation. */
+  async publish(record: PodRecord, as: PodState = record.state): Promise<void> {
     const { routes, config } = this.deps;
     const desired = desiredRoute({
-      slug: record.slug, state: record.state, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
+      slug: record.slug, state: as, hostAddress: config.hostAddress, hostPort: record.hostPort, spec: record.spec, routerKey: record.routerKey,
     });
     if (!desired) return;
     const generation = await routes.nextGeneration();
@@ -460,9 +488,115 @@ export class PodService {
       const record = this.require(slug);
       if (record.state === 'running') return this.view(record);
       this.check('start', record);
-      await this.bringUpOrFail(record);
+      if (record.state === 'sleeping') await this.wakeLocked(record, 'admin', Date.now());
+      else await this.bringUpOrFail(record);
       return this.view(record);
     });
+  }
+
+  /**
+   * Put a running pod to sleep: its route says `sleeping` first (so arriving requests wait for a wake instead of
+   * failing), then its container stops (the pod is `stopping` meanwhile), then the pod is `sleeping`; filesystem,
+   * workspace volume and host port stay. A wake asked during the stop runs after it, under the pod's lock. An idle
+   * sleep of a pod that is no longer running, or no longer idle, does nothing (undefined).
+   * @throws ConflictError (admin, not running)
+   */
+  async sleep(slug: string, reason: SleepReason): Promise<PodView | undefined> {
+    if (reason.by === 'admin') this.require(slug);
+    else if (!this.records.has(slug)) return undefined;
+    return this.deps.table.locks.run(slug, async () => {
+      const record = reason.by === 'admin' ? this.require(slug) : this.records.get(slug);
+      if (!record) return undefined;
+      if (reason.by === 'idle' && (record.state !== 'running' || !(await reason.stillIdle()))) return undefined;
+      this.check('sleep', record);
+      const started = Date.now();
+      try {
+        this.setState(record, 'stopping');
+        await this.publish(record, 'sleeping');
+        await this.deps.runtime.stop(slug, STOP_GRACE_SECONDS);
+      } catch (err) {
+        const { said } = await this.recoverFromDocker(record, err);
+        throw new ServiceUnavailableError(`could not put pod ${JSON.stringify(slug)} to sleep: ${storeErrorText(err)}; ${said}`);
+      }
+      this.setState(record, 'sleeping');
+      record.error = undefined;
+      record.runningSinceMs = undefined;
+      const note = sleepNote(reason);
+      this.deps.logger.info({ slug, reason: reason.by, note }, 'pod asleep');
+      this.deps.metrics?.sleeps.inc({ reason: reason.by });
+      await this.logEvent(slug, 'sleep', `asleep: ${note}`, started);
+      return this.view(record);
+    });
+  }
+
+  /**
+   * Wake a sleeping pod (the normal start: `starting` route, ready, `running` route). For a gateway's request
+   * (`request`) a pod that is unknown here, deleted or not sleeping (running, stopped by an admin, failed) is left
+   * alone (undefined); for the admin API that is a 404 or 409. `askedAt`: when the wake was first asked (for the
+   * wake duration). `admit`, asked under the lock once the pod is known to sleep, may refuse the wake (a rate
+   * limit). A wake that does not bring the pod up puts it back to sleep with the reason in its `error`, so a later
+   * request tries again (POD_WAKE_LIMIT bounds how often). @throws PodStartFailedError (admin)
+   */
+  async wake(slug: string, cause: WakeCause, askedAt: number = Date.now(), admit: () => boolean = () => true): Promise<PodView | undefined> {
+    if (cause === 'admin') this.require(slug);
+    else if (!this.records.has(slug)) return undefined;
+    return this.deps.table.locks.run(slug, async () => {
+      const record = cause === 'admin' ? this.require(slug) : this.records.get(slug);
+      if (!record || (cause === 'request' && record.state !== 'sleeping')) return undefined;
+      if (record.state === 'sleeping' && !admit()) return undefined;
+      if (cause === 'admin' && record.state === 'running') return this.view(record);
+      this.check('wake', record);
+      try {
+        await this.wakeLocked(record, cause, askedAt);
+      } catch (err) {
+        if (cause === 'admin') throw err;
+        // A gateway's wake: the pod's log, the logger and the metrics say why; there is nobody to answer.
+        return undefined;
+      }
+      return this.view(record);
+    });
+  }
+
+  /** Under the pod's lock, a sleeping pod. */
+  private async wakeLocked(record: PodRecord, cause: WakeCause, askedAt: number): Promise<void> {
+    const { slug } = record;
+    const { logger, metrics } = this.deps;
+    const started = Date.now();
+    const phases = new Phases();
+    try {
+      await this.bringUp(record, phases);
+    } catch (err) {
+      // Back to sleep: the container may be up but not ready. Wakeable again, with the reason shown.
+      await this.deps.runtime.stop(slug, STOP_GRACE_SECONDS).catch((e: unknown) => logger.warn({ slug, err: message(e) }, 'failed wake: container not stopped; reconcile follows it'));
+      this.setState(record, 'sleeping');
+      record.error = `wake failed: ${message(err)}`;
+      await this.publish(record).catch((e: unknown) => logger.warn({ slug, err: message(e) }, 'route not updated; reconcile writes it'));
+      logger.warn({ slug, reason: cause, err: message(err) }, 'pod did not wake; asleep again');
+      metrics?.wakes.inc({ reason: cause, outcome: 'failed' });
+      await this.logEvent(slug, 'wake', `wake by ${wakeNote(cause)} failed: ${message(err)}; asleep again`, started, message(err));
+      if (err instanceof PodgateError) throw err;
+      throw new PodStartFailedError(slug, message(err));
+    }
+    const ms = Date.now() - askedAt;
+    logger.info({ slug, reason: cause, ms, phases: phases.ms }, 'pod woken');
+    metrics?.wakes.inc({ reason: cause, outcome: 'woken' });
+    metrics?.wakeSeconds.observe({ reason: cause }, ms / 1000);
+    await this.logEvent(slug, 'wake', `woken by ${wakeNote(cause)}, running ${ms} ms after the wake was asked`, started);
+  }
+
+  /** A lifecycle event in the pod's log (a log failure never fails the operation). */
+  async logEvent(slug: string, label: string, note: string, startedAt: number, error?: string): Promise<void> {
+    await this.deps.execLog
+      .append(slug, {
+        time: new Date(startedAt).toISOString(), label, command: [], exitCode: null, stdout: '', stderr: '',
+        durationMs: Date.now() - startedAt, note, ...(error === undefined ? {} : { error }),
+      })
+      .catch((e: unknown) => this.deps.logger.warn({ slug, err: message(e) }, 'pod log write failed'));
+  }
+
+  /** The idle timeout that applies to a pod, in milliseconds; undefined: it never sleeps. */
+  idleTimeoutMs(record: PodRecord): number | undefined {
+    return effectiveIdleTimeout(record.spec.idleTimeout, this.deps.config.idleTimeout ?? 'off').ms;
   }
 
   async stop(slug: string): Promise<PodView> {
@@ -579,6 +713,7 @@ export class PodService {
         logger.warn({ slug, err: message(err) }, 'pod deleted; its route or port is left to reconcile');
       }
       this.records.delete(slug);
+      await this.deps.activity?.forget(slug).catch((err: unknown) => logger.warn({ slug, err: message(err) }, 'pod deleted; its activity entry stays until a pod of this name is active again'));
       logger.info({ slug }, 'pod deleted');
     });
   }
@@ -639,6 +774,7 @@ export class PodService {
       image: r.spec.image,
       tier: r.spec.tier,
       defaultPort: r.spec.defaultPort,
+      idleTimeout: effectiveIdleTimeout(r.spec.idleTimeout, config.idleTimeout ?? 'off').text,
       generation: r.generation,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,

@@ -9,7 +9,7 @@ import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { ContainerRuntime, RuntimeEvent } from './container-runtime.ts';
 import { HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
 import type { PodRecord, PodService, PodTable } from './pods.ts';
-import { desiredRoute, observePod, routeNeedsWrite, stateFromContainer, type ObservedPod } from './route-builder.ts';
+import { adoptedState, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, type ObservedPod } from './route-builder.ts';
 
 /** A port allocated this long ago whose pod has no container is free again (covers allocate -> create). */
 export const PORT_GRACE_MS = 2 * 60_000;
@@ -207,19 +207,26 @@ export class Reconciler {
         let record = table.records.get(pod.slug);
         const fromDocker = stateFromContainer(pod.container);
         if (!record || record.containerId !== pod.containerId) {
-          record = adopt(pod, fromDocker, this.now());
+          // A sleeping pod is known as such only by its route (labels cannot change): lost with Redis, it is stopped.
+          const current = stored.get(pod.slug);
+          record = adopt(pod, adoptedState(pod.container, current, { host: hostAddress, port: pod.hostPort }), this.now());
+          if (!current && record.state === 'stopped') {
+            logger.warn({ slug: pod.slug }, 'stopped pod adopted without a route (Redis lost it?): if it was asleep, it stays stopped until started');
+          }
           // Visibility can change after creation (PUT /v1/pods/:slug/access) but labels cannot: the route this
           // incarnation last wrote holds the current policy; the label's is the fallback if Redis lost it.
-          const current = stored.get(pod.slug);
           if (current && current.host === hostAddress && current.port === pod.hostPort) {
             record.spec = { ...record.spec, access: current.access, maxConnections: current.maxConnections };
           }
           table.records.set(pod.slug, record);
           report.adopted.push(pod.slug);
-        } else if (record.state !== fromDocker && atRest(record) && !(record.state === 'failed' && fromDocker === 'stopped')) {
-          // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`.)
+        } else if (record.state !== fromDocker && atRest(record) && !(fromDocker === 'stopped' && (record.state === 'failed' || record.state === 'sleeping'))) {
+          // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`; a sleeping
+          // pod's container is exited on purpose.)
           logger.warn({ slug: pod.slug, was: record.state, now: fromDocker }, 'pod changed behind the orchestrator\'s back');
           record.state = fromDocker;
+          // Started behind our back: idle only from now on.
+          record.runningSinceMs = undefined;
           record.updatedAt = new Date(this.now()).toISOString();
           if (fromDocker === 'stopped' && pod.container !== 'created') record.error = `container ${pod.container} outside the orchestrator`;
           report.changed.push(pod.slug);
@@ -346,10 +353,10 @@ export async function livePodPorts(runtime: ContainerRuntime, table: PodTable): 
 
 /** A pod is at rest when no operation of ours is between states (busy() already excludes our in-flight ones). */
 function atRest(record: PodRecord): boolean {
-  return record.state === 'running' || record.state === 'stopped' || record.state === 'failed' || record.state === 'starting';
+  return record.state === 'running' || record.state === 'stopped' || record.state === 'sleeping' || record.state === 'failed' || record.state === 'starting';
 }
 
-function adopt(pod: ObservedPod, state: ReturnType<typeof stateFromContainer>, nowMs: number): PodRecord {
+function adopt(pod: ObservedPod, state: PodRecord['state'], nowMs: number): PodRecord {
   const at = new Date(nowMs).toISOString();
   return {
     slug: pod.slug,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LABELS, type PodContainer } from './container-runtime.ts';
 import { MAX_DECLARED_PORTS, RouteSchema } from '../shared/route.ts';
-import { canDo, declaredPorts, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, toRoute } from './route-builder.ts';
+import { adoptedState, canDo, declaredPorts, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, toRoute } from './route-builder.ts';
 import { parsePodSpec } from './spec.ts';
 
 const spec = parsePodSpec({ slug: 'app', defaultPort: 8080, access: { default: 'public' } });
@@ -97,5 +97,29 @@ describe('route builder', () => {
     expect(canDo('start', 'terminating')).toBe(false);
     expect(canDo('exec', 'stopped')).toBe(false);
     expect(canDo('delete', 'terminating')).toBe(false);
+  });
+
+  it('a sleeping pod: its route says sleeping, it may be woken, stopped, restarted or deleted, not slept again or exec-ed', () => {
+    expect(desiredRoute({ slug: 'app', state: 'sleeping', hostAddress: '10.0.0.1', hostPort: 30001, spec })?.status).toBe('sleeping');
+    for (const op of ['wake', 'start', 'stop', 'restart', 'delete'] as const) expect(canDo(op, 'sleeping'), op).toBe(true);
+    expect(canDo('sleep', 'sleeping')).toBe(false);
+    expect(canDo('exec', 'sleeping')).toBe(false);
+    expect(canDo('sleep', 'running')).toBe(true);
+    for (const state of ['stopped', 'starting', 'failed', 'pending'] as const) expect(canDo('sleep', state), state).toBe(false);
+    for (const state of ['running', 'stopped', 'failed'] as const) expect(canDo('wake', state), state).toBe(false);
+  });
+
+  it('adopts an exited container as sleeping only when its route of this host and port says so', () => {
+    const here = { host: '10.0.0.1', port: 30001 };
+    const route = { host: '10.0.0.1', port: 30001, status: 'sleeping' as const };
+    expect(adoptedState('exited', route, here)).toBe('sleeping');
+    expect(adoptedState('created', route, here)).toBe('sleeping');
+    // Redis lost the route: nothing says the pod was asleep.
+    expect(adoptedState('exited', undefined, here)).toBe('stopped');
+    expect(adoptedState('exited', { ...route, status: 'stopped' }, here)).toBe('stopped');
+    expect(adoptedState('exited', { ...route, port: 30002 }, here)).toBe('stopped');
+    expect(adoptedState('exited', { ...route, host: '10.0.0.2' }, here)).toBe('stopped');
+    // Started behind our back: it runs, whatever the route says.
+    expect(adoptedState('running', route, here)).toBe('running');
   });
 });

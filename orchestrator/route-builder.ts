@@ -5,7 +5,11 @@ import { MAX_DECLARED_PORTS, PortSchema, RouterKeySchema, type AccessPolicy, typ
 import { LABELS, type ContainerState, type PodContainer } from './container-runtime.ts';
 import { PodSpecSchema, type PodSpec } from './spec.ts';
 
-export const POD_STATES = ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'failed', 'terminating'] as const;
+/**
+ * `sleeping`: stopped because idle (or by POST /sleep), its container kept (exited) with its host port; a wake
+ * request from a gateway or POST /wake starts it again.
+ */
+export const POD_STATES = ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'sleeping', 'failed', 'terminating'] as const;
 export type PodState = (typeof POD_STATES)[number];
 
 export interface ObservedPod {
@@ -68,6 +72,8 @@ export function routeStatusFor(state: PodState): RouteStatus | undefined {
       return 'running';
     case 'starting':
       return 'starting';
+    case 'sleeping':
+      return 'sleeping';
     case 'stopping':
     case 'stopped':
     case 'failed':
@@ -149,16 +155,30 @@ export function toRoute(desired: DesiredRoute, generation: number, now: Date = n
   return { ...desired, generation, updatedAt: now.toISOString() };
 }
 
-export type PodOperation = 'start' | 'stop' | 'restart' | 'delete' | 'exec';
+export type PodOperation = 'start' | 'stop' | 'restart' | 'delete' | 'exec' | 'sleep' | 'wake';
 
-/** The lifecycle state machine: which operation a pod in a state accepts. */
+/** The lifecycle state machine: which operation a pod in a state accepts. Start of a sleeping pod wakes it. */
 const ALLOWED: Record<PodOperation, readonly PodState[]> = {
-  start: ['stopped', 'failed'],
-  stop: ['running', 'starting', 'failed'],
-  restart: ['running', 'stopped', 'failed'],
-  delete: ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'failed'],
+  start: ['stopped', 'sleeping', 'failed'],
+  stop: ['running', 'starting', 'sleeping', 'failed'],
+  restart: ['running', 'stopped', 'sleeping', 'failed'],
+  delete: ['pending', 'provisioning', 'starting', 'running', 'stopping', 'stopped', 'sleeping', 'failed'],
   exec: ['running', 'starting'],
+  sleep: ['running'],
+  wake: ['sleeping'],
 };
+
+/**
+ * The state to adopt a pod's container in, judged from the container and the route the store holds for it: labels
+ * cannot change after creation, so a sleeping pod is known as such only by its route. An exited (or never started)
+ * container whose route of this host and port says `sleeping` stays asleep; without that route (Redis lost it) it
+ * is `stopped`, and only an admin start brings it back.
+ */
+export function adoptedState(container: ContainerState, route: Pick<Route, 'host' | 'port' | 'status'> | undefined, here: { host: string; port: number }): PodState {
+  const fromDocker = stateFromContainer(container);
+  if (fromDocker === 'stopped' && route?.status === 'sleeping' && route.host === here.host && route.port === here.port) return 'sleeping';
+  return fromDocker;
+}
 
 export function canDo(op: PodOperation, state: PodState): boolean {
   return ALLOWED[op].includes(state);

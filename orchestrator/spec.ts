@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../shared/errors.ts';
 import { AccessPolicySchema, PortSchema, SlugSchema } from '../shared/route.ts';
+import { parseIdleTimeout } from './idle.ts';
 import { applyTemplate, DEFAULT_TEMPLATE, TEMPLATE_NAMES } from './templates.ts';
 
 const GIB = 1024 ** 3;
@@ -84,6 +85,16 @@ export const HookSchema = z.strictObject({
 });
 export type Hook = z.infer<typeof HookSchema>;
 
+/**
+ * How long the pod may go without a request (or an open WebSocket) through any gateway before it is put to sleep
+ * (stopped, woken by the next request): `30m`, `90s`, `2h`, or `off`. Kept as written, so the spec stored in the
+ * container's label parses to itself.
+ */
+export const IdleTimeoutSchema = z.string().max(40).superRefine((text, ctx) => {
+  const parsed = parseIdleTimeout(text);
+  if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+});
+
 export const PodSpecSchema = z
   .strictObject({
     slug: SlugSchema,
@@ -104,6 +115,8 @@ export const PodSpecSchema = z
     access: AccessPolicySchema.optional(),
     /** Cap on concurrent client connections per gateway. */
     maxConnections: z.number().int().positive().max(1_000_000).optional(),
+    /** Absent: the orchestrator's POD_IDLE_TIMEOUT (default off). */
+    idleTimeout: IdleTimeoutSchema.optional(),
     labels: z
       .record(
         z.string().min(1).max(128).regex(/^[a-zA-Z0-9][a-zA-Z0-9._\/-]*$/, 'a label key').refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),

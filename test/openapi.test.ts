@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdminApp } from '../gateway/admin.ts';
 import { loadGatewayConfig } from '../gateway/config.ts';
@@ -74,6 +75,7 @@ beforeAll(async () => {
     reconciler: undefined,
     adminToken: ADMIN_TOKEN,
     logger: log,
+    metrics: new Registry(),
     accessApi: createAccessApi({
       store: new MemoryAccessStore(),
       tokens: new AccessTokens(['openapi-test-secret-0123456789abcdef']),
@@ -142,6 +144,7 @@ describe('GET /v1/openapi.json', () => {
   it('documents every route the orchestrator admin app registers, and no other', () => {
     const registered = registeredOperations(orchestratorApp, isDashboard);
     expect(registered).toContain('POST /v1/pods/{slug}/links'); // the mounted access API is enumerated too
+    expect(registered).toEqual(expect.arrayContaining(['GET /metrics', 'POST /v1/pods/{slug}/sleep', 'POST /v1/pods/{slug}/wake']));
     expect(documentedOperations(orchestratorDoc)).toEqual(registered);
   });
 
@@ -164,6 +167,8 @@ describe('GET /v1/openapi.json', () => {
     // Probes and scrapers need no token.
     for (const path of ['/healthz', '/readyz', '/metrics']) expect(gatewayDoc.paths?.[path]?.get?.security).toEqual([]);
     expect(orchestratorDoc.paths?.['/healthz']?.get?.security).toEqual([]);
+    // The orchestrator's metrics are behind its admin token.
+    expect(orchestratorDoc.paths?.['/metrics']?.get?.security).toBeUndefined();
   });
 
   it("real answers, errors included, are what the documents say", async () => {
@@ -188,6 +193,8 @@ describe('GET /v1/openapi.json', () => {
     expect(await o('GET', '/v1/pods/Not_A_Slug/links')).toBe(400);
     expect(await o('GET', '/v1/routes')).toBe(200);
     expect(await o('GET', '/v1/reconcile')).toBe(200);
+    expect(await o('GET', '/metrics')).toBe(200);
+    expect(await check(orchestratorDoc, orchestratorUrl, 'GET', '/metrics', undefined)).toBe(401);
     const g = (method: string, path: string, body?: unknown) => check(gatewayDoc, gatewayUrl, method, path, GATEWAY_TOKEN, body);
     expect(await check(gatewayDoc, gatewayUrl, 'GET', '/healthz', undefined)).toBe(200);
     expect(await check(gatewayDoc, gatewayUrl, 'GET', '/readyz', undefined)).toBe(200);
