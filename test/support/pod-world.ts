@@ -17,6 +17,8 @@ export interface PodWorldOptions {
   portRange: string;
   /** POD_READY_TIMEOUT. */
   readyTimeout?: string;
+  /** More settings of the gateway. */
+  gatewayEnv?: Record<string, string>;
 }
 
 export interface PodWorld {
@@ -32,7 +34,7 @@ export interface PodWorld {
 
 export async function startPodWorld(options: PodWorldOptions): Promise<PodWorld> {
   const world = await startWorld();
-  const gw = await startTestGateway(world);
+  const gw = await startTestGateway(world, options.gatewayEnv);
   const config = testOrchestratorConfig({
     ADMIN_TOKEN,
     REDIS_URL: world.redis.url,
