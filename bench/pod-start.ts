@@ -1,9 +1,11 @@
 // Pod start benchmark: time from the admin API's create call to the first byte of the pod's service through a
 // gateway (p50/p95 over a series of pods, first one reported apart as the cold start), the create call's own
 // duration, how many pods served both their services (app, terminal) to the first request after the create call
-// returned, and the time from a stop call to the gateway answering 503 (route change -> gateway routing by it).
+// returned, the time from a stop call to the gateway answering 503 (route change -> gateway routing by it), and
+// wake -> first byte: a pod put to sleep (POST /sleep), then one request through the gateway, held while the pod wakes,
+// timed from sent to the status line (p50/p99 over --wakes wakes of one pod).
 // Real parts: redis-server, Docker with gVisor (runsc), podgate/pod:dev, orchestrator and gateway in this process.
-//   node bench/pod-start.ts [--pods 8] [--template node]   (PODGATE_POD_RUNTIME picks the Docker runtime, default runsc)
+//   node bench/pod-start.ts [--pods 8] [--wakes 10] [--template node]   (PODGATE_POD_RUNTIME picks the Docker runtime, default runsc)
 // With --template the pods are created from that stack template (orchestrator/templates.ts) and served means all of
 // the template's services answer (its first one is the one timed); without, the quick start's pod.
 import { request } from 'node:http';
@@ -18,12 +20,15 @@ import { loadGatewayConfig, runGateway } from '../gateway/main.ts';
 import { TEMPLATES, TEMPLATE_NAMES, type TemplateName } from '../orchestrator/templates.ts';
 import { percentile } from './stats.ts';
 
-const { values } = parseArgs({ options: { pods: { type: 'string', default: '8' }, template: { type: 'string' } } });
+const { values } = parseArgs({ options: { pods: { type: 'string', default: '8' }, wakes: { type: 'string', default: '10' }, template: { type: 'string' } } });
 if (values.template !== undefined && !TEMPLATE_NAMES.includes(values.template as TemplateName)) {
   throw new Error(`--template: one of ${TEMPLATE_NAMES.join(', ')}`);
 }
 const TEMPLATE = values.template as TemplateName | undefined;
 const PODS = Math.min(Math.max(Number(values.pods) || 8, 2), 30);
+const WAKES = Math.min(Math.max(Number(values.wakes) || 0, 0), 30);
+/** A wake not served by then counts as failed (the gateway's WAKE_TIMEOUT_MS is 30 s). */
+const WAKE_DEADLINE_MS = 35_000;
 const TOKEN = 'bench-token-0123456789abcdef';
 /** A pod not serving by then counts as failed (the run goes on). */
 const FIRST_BYTE_DEADLINE_MS = 60_000;
@@ -37,9 +42,9 @@ const serviceHost = (slug: string, port: number) => `localhost-${port}.pod-${slu
 /** Served: a page or a redirect to one (Jupyter answers / with 302 to /tree). */
 const served = (status: number) => status >= 200 && status < 400;
 
-function status(port: number, host: string): Promise<number> {
+function status(port: number, host: string, timeoutMs = 5000): Promise<number> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: 5000 }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: timeoutMs }, (res) => {
       // First byte: the status line has arrived.
       resolve(res.statusCode ?? 0);
       res.resume();
@@ -74,6 +79,8 @@ const orch = await startOrchestrator(
   loadConfig({
     ADMIN_TOKEN: TOKEN, ORCHESTRATOR_PORT: '0', REDIS_URL: redis.url, REDIS_PREFIX: prefix, POD_IMAGE: image,
     POD_PORT_RANGE: '38300-38399', POD_NAMESPACE: `bench-${process.pid}`, RECONCILE_INTERVAL: '1h', POD_RUNTIME,
+    // Every wake of the series is asked by the gateway: none may be refused by the per-pod wake limit.
+    POD_WAKE_LIMIT: '1000',
   }),
   { logger: pino({ level: 'info' }, { write: (line: string) => collectPhases(line) }) },
 );
@@ -92,6 +99,9 @@ const stopTo503: number[] = [];
 let servedAtOnce = 0;
 const slugs: string[] = [];
 let failures = 0;
+/** Sleeping pod -> first byte of one request through the gateway (it asks for the wake and holds the request). */
+const wakeToFirstByte: number[] = [];
+let wakeFailures = 0;
 try {
   for (let i = 0; i < PODS; i++) {
     const slug = `bench-${process.pid.toString(36)}-${i}`;
@@ -130,11 +140,41 @@ try {
     await api('DELETE', `/v1/pods/${slug}`);
     console.error(`pod ${i}: create call ${(t1 - t0).toFixed(0)} ms, first byte ${(t2 - t0).toFixed(0)} ms`);
   }
+  if (WAKES > 0) await measureWakes();
 } finally {
   await gw.stop();
   await orch.close();
   await removePods(slugs);
   await redis.stop();
+}
+
+/** One pod (the quick start's, or the template's) put to sleep and woken by a request, WAKES times. */
+async function measureWakes(): Promise<void> {
+  const slug = `bench-${process.pid.toString(36)}-wake`;
+  slugs.push(slug);
+  const host = serviceHost(slug, SERVICES[0]!.port);
+  const res = await api('POST', '/v1/pods', {
+    slug, access: { default: 'public' }, ...(TEMPLATE ? { template: TEMPLATE } : {}), ...(templateServices.length > 0 ? {} : { services: QUICK_START_SERVICES }),
+  });
+  if (res.status !== 201) {
+    wakeFailures = WAKES;
+    console.error(`wake pod: create answered ${res.status}: ${await res.text()}`);
+    return;
+  }
+  for (let i = 0; i < WAKES; i++) {
+    const slept = await api('POST', `/v1/pods/${slug}/sleep`);
+    if (slept.status !== 200 || !(await until(async () => gw.gateway.table.lookup(slug)?.status === 'sleeping', 30_000))) {
+      wakeFailures++;
+      console.error(`wake ${i}: the pod did not go to sleep (${slept.status})`);
+      continue;
+    }
+    const t0 = performance.now();
+    const answer = await status(gwPort, host, WAKE_DEADLINE_MS);
+    const ms = performance.now() - t0;
+    if (served(answer)) wakeToFirstByte.push(ms);
+    else wakeFailures++;
+    console.error(`wake ${i}: ${answer} after ${ms.toFixed(0)} ms`);
+  }
 }
 
 const round = (n: number) => Math.round(n);
@@ -150,5 +190,8 @@ const result = {
   createCallMs: { p50: round(percentile(createCall, 50)), p95: round(percentile(createCall, 95)) },
   orchestratorPhasesP50Ms: Object.fromEntries(Object.entries(phaseSamples).map(([k, v]) => [k, round(percentile(v, 50))])),
   stopCallTo503Ms: { p50: round(percentile(stopTo503, 50)), p95: round(percentile(stopTo503, 95)) },
+  wakes: WAKES,
+  wakeFailures,
+  wakeToFirstByteMs: wakeToFirstByte.length === 0 ? null : { p50: round(percentile(wakeToFirstByte, 50)), p99: round(percentile(wakeToFirstByte, 99)), max: round(Math.max(...wakeToFirstByte)) },
 };
 console.log(JSON.stringify(result, null, 2));

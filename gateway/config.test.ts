@@ -10,6 +10,7 @@ describe('gateway configuration', () => {
   it('has working defaults', () => {
     const c = loadGatewayConfig({});
     expect(c).toMatchObject({ HTTP_PORT: 8080, ADMIN_PORT: 9090, ADMIN_HOST: '127.0.0.1', REDIS_PREFIX: 'podgate:', GATEWAY_WORKERS: 1 });
+    expect(c).toMatchObject({ ACTIVITY_FLUSH_MS: 5000, WAKE_TIMEOUT_MS: 30_000, WAKE_PAGE_AFTER_MS: 2000, WAKE_MAX_WAITING: 1000 });
     expect(c.baseDomains).toEqual(['localhost']);
     expect(c.REDIS_URL).toBeUndefined();
   });
@@ -56,6 +57,10 @@ describe('gateway configuration', () => {
     [{ ADMIN_HOST: '[::1]' }, 'ADMIN_HOST'],
     [{ ADMIN_HOST: 'http://127.0.0.1' }, 'ADMIN_HOST'],
     [{ GATEWAY_ADMIN_TOKEN: 'too-short' }, 'GATEWAY_ADMIN_TOKEN'],
+    [{ ACTIVITY_FLUSH_MS: '10' }, 'ACTIVITY_FLUSH_MS'],
+    [{ WAKE_TIMEOUT_MS: 'soon' }, 'WAKE_TIMEOUT_MS'],
+    [{ WAKE_PAGE_AFTER_MS: '-1' }, 'WAKE_PAGE_AFTER_MS'],
+    [{ WAKE_MAX_WAITING: '0' }, 'WAKE_MAX_WAITING'],
   ])('rejects %j naming %s', (env, variable) => {
     let thrown: unknown;
     try {

@@ -70,6 +70,15 @@ const GatewayEnv = z.object({
   /** Forged or damaged tokens one client address may send per window before it gets 429. */
   ACCESS_BAD_TOKEN_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(20),
   ACCESS_BAD_TOKEN_WINDOW_MS: envMs(60_000).pipe(z.number().min(1000)),
+  // Sleep and wake (activity.ts, waker.ts).
+  /** Pods served (or holding a WebSocket open) are reported to the activity store once per this period. */
+  ACTIVITY_FLUSH_MS: envMs(5_000).pipe(z.number().min(100, 'at least 100 ms')),
+  /** An admitted request for a sleeping pod is held this long for the pod to run, then answered 503. */
+  WAKE_TIMEOUT_MS: envMs(30_000).pipe(z.number().min(100, 'at least 100 ms')),
+  /** A browser navigation (GET, Accept: text/html) held this long gets the self-refreshing "waking up" page. */
+  WAKE_PAGE_AFTER_MS: envMs(2_000),
+  /** Requests held for waking pods at once in this process; beyond it, 503 at once (a flood cannot pin memory). */
+  WAKE_MAX_WAITING: z.coerce.number().int().min(1).max(1_000_000).default(1000),
   /** Unknown and stopped pods answer clients without access exactly like private ones (401), hiding which pods exist. */
   ACCESS_CONCEAL_PODS: envBool(true),
 });

@@ -1,12 +1,17 @@
 // The request handler: one function per kind of arrival (request, upgrade, CONNECT, malformed head), each walking
-// the same path: request target -> intercept (TLS) -> resolve -> access guard -> proxy. It owns no server and no
-// store; main.ts builds what it needs and listener.ts feeds it from every listener (HTTP, HTTPS, HTTP/2).
+// the same path: request target -> intercept (TLS) -> resolve -> access guard -> [wake] -> proxy. It owns no server
+// and no store; main.ts builds what it needs and listener.ts feeds it from every listener (HTTP, HTTPS, HTTP/2).
+// A request the guard admitted for a sleeping pod is held by the waker until the pod runs, then resolved again (the
+// woken pod has a new route: port, generation, router key) and proxied; admitted, proxied requests and open
+// WebSockets are what the activity reporter counts.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { InvalidRequestTargetError, ServiceUnavailableError, UnsupportedUpgradeError, type PodgateError } from '../shared/errors.ts';
+import { InvalidRequestTargetError, PodUnavailableError, ServiceUnavailableError, UnsupportedUpgradeError, type PodgateError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { AccessGuard, Answered } from './access/guard.ts';
+import { visibilityOf } from './access/decide.ts';
+import type { ActivityReporter } from './activity.ts';
 import { clientInfo } from './client-info.ts';
 import type { GatewayConfig } from './config.ts';
 import { prepareRequestHeaders } from './forward-headers.ts';
@@ -15,6 +20,9 @@ import { ASTERISK_OPTIONS_HEADERS, normaliseRequestTarget } from './request-targ
 import { CLIENT_CLOSED, type RecordRequest } from './request-log.ts';
 import { abort, errorAnswer, onClose, reply, toResponse, toSocket, type Answer, type ReplyTarget } from './reply.ts';
 import type { Target } from './resolve.ts';
+import { wantsHtml } from './error-page.ts';
+import { wakingPage } from './wake-page.ts';
+import type { Waker, WakeOutcome } from './waker.ts';
 
 export interface HandlerDeps {
   /** The request's pod and port (resolve.ts over the route table); throws a PodgateError. */
@@ -25,7 +33,14 @@ export interface HandlerDeps {
   log: Logger;
   /** Runs before routing; true when it answered the request itself (ACME challenges, the HTTPS redirect). */
   intercept?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** Holds admitted requests for sleeping pods until they run. */
+  waker: Waker;
+  /** Counts the pods served and their open WebSockets. */
+  activity: ActivityReporter;
 }
+
+/** Bytes a WebSocket client may send before its held upgrade is proxied (a client speaks only after the 101). */
+const MAX_EARLY_UPGRADE_BYTES = 64 * 1024;
 
 export interface RequestHandler {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -39,9 +54,43 @@ export interface RequestHandler {
   beginShutdown(): void;
 }
 
-export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, deps: HandlerDeps): RequestHandler {
-  const { resolve, guard, proxy, record, log } = deps;
+export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WAKE_PAGE_AFTER_MS' | 'RETRY_AFTER_SECONDS'>, deps: HandlerDeps): RequestHandler {
+  const { resolve, guard, proxy, record, log, waker, activity } = deps;
   let closing = false;
+
+  /**
+   * Where a request held for a wake goes: the woken pod's target, or the answer to send. The target is resolved
+   * afresh (the running route is another generation). A port the sleeping route made public that the running one
+   * makes private was admitted without credentials: that request is not proxied but told to retry, and the retry
+   * meets the access check of the running route.
+   */
+  function afterWake(req: IncomingMessage, held: Target, outcome: WakeOutcome): { target: Target } | { answer: Answer } {
+    const retry = config.RETRY_AFTER_SECONDS;
+    switch (outcome.kind) {
+      case 'woken': {
+        let target: Target;
+        try {
+          target = resolve(req);
+        } catch (err) {
+          return { answer: errorAnswer(err, req) };
+        }
+        if (target.route.status !== 'running' || (visibilityOf(target.route, target.podPort) === 'private' && visibilityOf(held.route, held.podPort) === 'public')) {
+          return { answer: errorAnswer(new PodUnavailableError(held.slug, 'starting', retry), req) };
+        }
+        return { target };
+      }
+      case 'page':
+        return { answer: wakingPage() };
+      case 'gone':
+        return { answer: errorAnswer(new PodUnavailableError(held.slug, 'stopped', retry), req) };
+      case 'failed':
+        return { answer: errorAnswer(new PodUnavailableError(held.slug, 'not starting: its wake failed', retry), req) };
+      case 'full':
+        return { answer: errorAnswer(new PodUnavailableError(held.slug, 'waking up (too many requests wait on this gateway)', retry), req) };
+      default:
+        return { answer: errorAnswer(new PodUnavailableError(held.slug, 'still waking up', retry), req) };
+    }
+  }
 
   /** Sends a refusal now, or once the limiter has answered; the status sent (500: it could not be). */
   function send(to: ReplyTarget, answered: Answered | Promise<Answered>): number | Promise<number> {
@@ -99,10 +148,26 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
       return;
     }
     onClose(to, verdict.release);
-    prepareRequestHeaders(req.headers, { ...client, upgrade: false, routerKey: target.route.routerKey });
-    proxy.web(req, res, target, (err) => {
-      failure = err;
-      reply(to, errorAnswer(err, req));
+    const forward = (target: Target) => {
+      activity.touch(target.slug);
+      prepareRequestHeaders(req.headers, { ...client, upgrade: false, routerKey: target.route.routerKey });
+      proxy.web(req, res, target, (err) => {
+        failure = err;
+        reply(to, errorAnswer(err, req));
+      });
+    };
+    if (target.route.status === 'running') {
+      forward(target);
+      return;
+    }
+    const browser = req.method === 'GET' && wantsHtml(req.headers.accept);
+    const held = waker.hold(target.slug, { pageAfterMs: browser ? config.WAKE_PAGE_AFTER_MS : undefined });
+    onClose(to, held.cancel);
+    void held.outcome.then((outcome) => {
+      if (outcome.kind === 'client_closed' || res.destroyed) return;
+      const next = afterWake(req, target, outcome);
+      if ('answer' in next) reply(to, next.answer);
+      else forward(next.target);
     });
   }
 
@@ -138,15 +203,59 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies'>, dep
       record(req, 400, target.slug, started);
       return;
     }
-    prepareRequestHeaders(req.headers, { ...client, upgrade: true, routerKey: target.route.routerKey });
-    // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
-    proxy.ws(req, socket, head, target, {
-      answered: (status, invalid) => record(req, status, target.slug, started, invalid),
-      failed: (err) => {
-        reply(to, errorAnswer(err, req));
-        record(req, err.status, target.slug, started, err);
-      },
-      abandoned: () => record(req, CLIENT_CLOSED, target.slug, started),
+    const forward = (target: Target, head: Buffer) => {
+      activity.touch(target.slug);
+      prepareRequestHeaders(req.headers, { ...client, upgrade: true, routerKey: target.route.routerKey });
+      // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
+      proxy.ws(req, socket, head, target, {
+        answered: (status, invalid) => {
+          if (status === 101) socket.once('close', activity.openWebSocket(target.slug));
+          record(req, status, target.slug, started, invalid);
+        },
+        failed: (err) => {
+          reply(to, errorAnswer(err, req));
+          record(req, err.status, target.slug, started, err);
+        },
+        abandoned: () => record(req, CLIENT_CLOSED, target.slug, started),
+      });
+    };
+    if (target.route.status === 'running') {
+      forward(target, head);
+      return;
+    }
+    // Held for the wake. The socket is read meanwhile, so a client that goes away (even with a half-close) is seen
+    // and stops waiting; what it sent early is handed to the pod with the upgrade.
+    const held = waker.hold(target.slug);
+    const early: Buffer[] = [head];
+    let earlyBytes = head.length;
+    const onData = (chunk: Buffer) => {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+      if (earlyBytes > MAX_EARLY_UPGRADE_BYTES) socket.destroy();
+    };
+    const gone = () => {
+      held.cancel();
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.once('end', gone);
+    socket.once('close', gone);
+    void held.outcome.then((outcome) => {
+      socket.off('data', onData);
+      socket.off('end', gone);
+      socket.off('close', gone);
+      if (outcome.kind === 'client_closed' || socket.destroyed) {
+        record(req, CLIENT_CLOSED, target.slug, started);
+        return;
+      }
+      socket.pause();
+      const next = afterWake(req, target, outcome);
+      if ('target' in next) {
+        forward(next.target, Buffer.concat(early));
+        return;
+      }
+      reply(to, next.answer);
+      record(req, next.answer.status, target.slug, started);
     });
   }
 

@@ -5,6 +5,7 @@
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { MemoryAccessStore, type AccessStore } from '../shared/access-store.ts';
+import { MemoryPodActivity, type PodActivityStore } from '../shared/pod-activity.ts';
 import type { CertStore } from '../shared/cert-store.ts';
 import { loadEnv } from '../shared/config.ts';
 import { EXIT_CONFIG } from '../shared/errors.ts';
@@ -13,6 +14,7 @@ import { runMain } from '../shared/run-main.ts';
 import { createStores, type Stores } from '../shared/stores.ts';
 import type { RouteStore } from '../shared/route-store.ts';
 import { AccessGuard } from './access/guard.ts';
+import { ActivityReporter } from './activity.ts';
 import { createAdminApp } from './admin.ts';
 import { announceWorker, runPrimary } from './cluster.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
@@ -27,6 +29,7 @@ import type { CertificateIssuer } from './tls/acme.ts';
 import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
 import type { Tls } from './tls/index.ts';
 import { UpstreamPool } from './upstream-pool.ts';
+import { Waker } from './waker.ts';
 import { WebSocketTunnels } from './websockets.ts';
 
 export { loadGatewayConfig };
@@ -37,6 +40,8 @@ export interface GatewayDeps {
   log: Logger;
   /** Access links and revocations (gateway/access); the embedded store when absent (pods stay private by default). */
   access?: AccessStore | undefined;
+  /** Pod activity and wake requests (sleep and wake); the embedded store when absent (nothing wakes pods then). */
+  activity?: PodActivityStore | undefined;
   /** TLS on: its settings and the certificate store (issuer and clock: tests only). */
   tls?: { config: TlsConfig; store: CertStore; issuer?: CertificateIssuer; now?: () => number } | undefined;
   /** Skip the admin listener (worker processes share the primary's). */
@@ -65,7 +70,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     onChange: (slug) => pool.retire(slug),
   });
   const guard = new AccessGuard(config, { store: deps.access ?? new MemoryAccessStore(), log, lookup: (slug) => table.lookup(slug) });
-  const metrics = createMetrics({ routeCount: () => table.size, lastSyncAt: () => table.lastSyncAt });
+  const metrics = createMetrics({ routeCount: () => table.size, lastSyncAt: () => table.lastSyncAt, wakeWaiting: () => waker.waiting });
+  const activityStore = deps.activity ?? new MemoryPodActivity();
+  const waker = new Waker(
+    { lookup: (slug) => table.lookup(slug), onRouteChange: (listener) => table.onRouteChange(listener), activity: activityStore },
+    { timeoutMs: config.WAKE_TIMEOUT_MS, maxWaiting: config.WAKE_MAX_WAITING, log, metrics: metrics.wake },
+  );
+  const activity = new ActivityReporter(activityStore, {
+    flushIntervalMs: config.ACTIVITY_FLUSH_MS,
+    log,
+    onFlushFailure: () => metrics.activityFlushFailures.inc(),
+  });
   const tunnels = new WebSocketTunnels((delta) => metrics.websocketsOpen.inc(delta));
   const proxy = createPodProxy(
     pool,
@@ -85,10 +100,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const tls = deps.tls
     ? await (await import('./tls/index.ts')).createTls(config, deps.tls.config, { store: deps.tls.store, routes: table, log, issuer: deps.tls.issuer, now: deps.tls.now })
     : undefined;
+  // Made once, not per request.
   const lookup = (slug: string) => table.lookup(slug);
+  const isWaking = (slug: string) => waker.isWaking(slug);
   const handler = createHandler(config, {
-    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, lookup, config.RETRY_AFTER_SECONDS),
+    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, lookup, config.RETRY_AFTER_SECONDS, isWaking),
     guard,
+    waker,
+    activity,
     proxy,
     record: createRequestLog(config, metrics, log),
     log,
@@ -99,12 +118,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     : createAdminApp({ ready: () => table.ready && !handler.closing, registry: metrics.registry, mount: tls?.mountAdmin });
 
   async function closeParts(): Promise<void> {
+    waker.close();
     proxy.close();
     pool.close();
-    await Promise.all([table.close(), guard.close(), tls?.close()]);
+    await Promise.all([table.close(), guard.close(), tls?.close(), activity.close()]);
   }
 
   await Promise.all([table.start(), guard.start(), tls?.start()]);
+  activity.start();
   let listeners;
   try {
     listeners = await startListeners(config, handler, { admin, tls });
@@ -125,6 +146,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     async shutdown(deadlineMs = config.SHUTDOWN_TIMEOUT_MS) {
       if (handler.closing) return;
       handler.beginShutdown();
+      // Held requests are answered now (503, retry), not at their wake deadline, which may be past the drain's.
+      waker.close();
       log.info({ inFlightWebSockets: tunnels.size }, 'gateway shutting down');
       await Promise.all([listeners.drain(deadlineMs), tunnels.closeAll(Math.min(deadlineMs, 2000))]);
       await closeParts();
@@ -147,7 +170,7 @@ export async function runGateway(
   const log = options.log ?? createLogger('gateway', config.LOG_LEVEL);
   const stores = options.stores ?? createStores({ redis: config.redis, prefix: config.REDIS_PREFIX, user: 'gateway' }, log);
   const tls = options.tls?.enabled ? { config: options.tls, store: stores.certs } : undefined;
-  const gateway = await startGateway(config, { store: stores.routes, access: stores.access, log, tls, noAdmin: options.noAdmin }).catch(async (err: unknown) => {
+  const gateway = await startGateway(config, { store: stores.routes, access: stores.access, activity: stores.activity, log, tls, noAdmin: options.noAdmin }).catch(async (err: unknown) => {
     if (!options.stores) await stores.close();
     throw err;
   });

@@ -15,6 +15,8 @@ export interface RouteTableOptions {
   onChange?: (slug: string, previous: Route | undefined, next: Route | undefined) => void;
 }
 
+export type RouteListener = (slug: string, route: Route | undefined) => void;
+
 interface Entry {
   route: Route | undefined; // undefined: deleted at `generation`
   generation: number;
@@ -40,6 +42,8 @@ export class RouteTable {
   private readonly epochs = new Map<string, number>();
   /** Writer hosts whose missing routes are being served on (logged once per loss). */
   private readonly keptHosts = new Set<string>();
+  /** Told of every change of a slug's entry (waker.ts waits for a pod's route to turn running this way). */
+  private readonly listeners = new Set<RouteListener>();
   /** Time of the last complete re-read (ms since epoch), 0 before the first. */
   lastSyncAt = 0;
 
@@ -66,6 +70,15 @@ export class RouteTable {
 
   lookup(slug: string): Route | undefined {
     return this.entries.get(slug)?.route;
+  }
+
+  /**
+   * Call `listener` with a slug's new route (undefined: deleted) every time the snapshot takes a newer generation of
+   * it, from an event or a re-read. Returns the way to stop listening.
+   */
+  onRouteChange(listener: RouteListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   get size(): number {
@@ -207,6 +220,16 @@ export class RouteTable {
     if (!previous && route) this.liveRoutes++;
     this.entries.set(slug, { route, generation, stamp: ++this.changes });
     if (previous && previous.generation !== route?.generation) this.options.onChange?.(slug, previous, route);
+    if (previous || route) {
+      for (const listener of this.listeners) {
+        try {
+          listener(slug, route);
+        } catch (err) {
+          // A listener's bug must not break the snapshot (a re-read would stop half-way).
+          this.options.log.error({ err: String(err), slug }, 'route change listener failed');
+        }
+      }
+    }
   }
 
   async close(): Promise<void> {

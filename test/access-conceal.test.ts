@@ -1,5 +1,5 @@
 // Concealment is complete: with ACCESS_CONCEAL_PODS, a client without a token for a pod gets byte-for-byte the same
-// answer (but for the Date) from a running private pod, a stopped pod and a pod that does not exist, whatever it
+// answer (but for the Date) from a running private pod, a sleeping one, a stopped pod and a pod that does not exist, whatever it
 // sends: plain requests, HEAD, bodies, CORS preflights, OPTIONS, `Upgrade: foo`, non-GET and real WebSocket
 // upgrades, forged tokens, the 429 of the limiter. Raw sockets against a real gateway on real Redis, with a
 // running pod whose server answers everything (preflights included) so that any request reaching it would show.
@@ -10,7 +10,7 @@ import { startUpstream, type Upstream } from './support/gateway-harness.ts';
 import { parseRawHead, rawExchange, startTestGateway, startWorld, type AccessWorld, type TestGateway } from './support/access.ts';
 
 const LIMIT = 3;
-const SLUGS = { running: 'alive', stopped: 'asleep', unknown: 'nobody' } as const;
+const SLUGS = { running: 'alive', sleeping: 'dozing', stopped: 'asleep', unknown: 'nobody' } as const;
 
 let world: AccessWorld;
 let gw: TestGateway;
@@ -39,7 +39,11 @@ beforeAll(async () => {
   pod.server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\nx-pod: answered\r\n\r\n'));
   await world.route(SLUGS.running, pod.port, { access: { default: 'private', ports: { '5000': 'public' } } }, [gw.gateway]);
   await world.route(SLUGS.stopped, pod.port, { status: 'stopped' }, [gw.gateway]);
+  await world.route(SLUGS.sleeping, pod.port, { status: 'sleeping', access: { default: 'private', ports: { '5000': 'public' } } }, [gw.gateway]);
 });
+
+/** Wake requests this gateway published: a refused client must never cause one. */
+const wakesAsked = async () => Number((await gw.gateway.registry.metrics()).match(/^podgate_wake_requests_total (\d+)/m)?.[1] ?? 0);
 afterAll(async () => {
   await gw?.close();
   await pod?.close();
@@ -95,15 +99,17 @@ async function answersFor(c: Case, hostOf: (slug: string) => string, client: () 
 
 describe('with ACCESS_CONCEAL_PODS, a client without a token', () => {
   for (const [name, c] of Object.entries(CASES)) {
-    it(`gets the same answer from running, stopped and unknown pods: ${name}`, async () => {
+    it(`gets the same answer from running, sleeping, stopped and unknown pods: ${name}`, async () => {
       const seenByPod = pod.requests.length;
       for (const hostOf of [(s: string) => `pod-${s}.localhost`, (s: string) => `localhost-7681.pod-${s}.localhost:8080`]) {
         const answers = await answersFor(c, hostOf, freshClient);
+        expect(answers.sleeping, `${name}: sleeping vs running`).toBe(answers.running);
         expect(answers.stopped, `${name}: stopped vs running`).toBe(answers.running);
         expect(answers.unknown, `${name}: unknown vs running`).toBe(answers.running);
         expect(answers.running).not.toContain('answered');
       }
       expect(pod.requests.length).toBe(seenByPod);
+      expect(await wakesAsked()).toBe(0);
     });
   }
 
@@ -116,6 +122,7 @@ describe('with ACCESS_CONCEAL_PODS, a client without a token', () => {
     for (const name of ['a forged query token', 'a forged header token on an upgrade', 'a forged cookie']) {
       const answers = await answersFor(CASES[name]!, (s) => `pod-${s}.localhost`, () => client);
       expect(parseRawHead(answers.running!).status, name).toBe(429);
+      expect(answers.sleeping, name).toBe(answers.running);
       expect(answers.stopped, name).toBe(answers.running);
       expect(answers.unknown, name).toBe(answers.running);
     }

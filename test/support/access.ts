@@ -14,6 +14,7 @@ import { hostWithoutPort } from '../../shared/hostname.ts';
 import { MemoryCertStore } from '../../shared/memory-cert-store.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
 import { RedisAccessStore } from '../../shared/redis-access-store.ts';
+import { RedisPodActivity } from '../../shared/redis-pod-activity.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { AccessPolicy, Route } from '../../shared/route.ts';
 import { startRedis, type RedisServer } from './redis-server.ts';
@@ -206,7 +207,7 @@ export async function startTestGateway(world: AccessWorld, env: Record<string, s
     env.HTTPS_PORT === undefined
       ? undefined
       : { config: loadTlsConfig({ HTTPS_HOST: '127.0.0.1', TLS_ON_DEMAND: 'false', ...env }), store: new MemoryCertStore() };
-  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, log, tls });
+  const gateway = await startGateway(config, { store: new RedisRouteStore(routeClient), access, activity: new RedisPodActivity(routeClient), log, tls });
   const httpsPort = gateway.httpsPort;
   return {
     gateway,

@@ -8,6 +8,7 @@ import { listenHttps, type HttpsListener, type RequestHandlers } from '../../gat
 import { createSelfSignedCertificate } from '../../gateway/tls/self-signed.ts';
 import { silentLogger } from '../../shared/log.ts';
 import { createRedis, waitReady } from '../../shared/redis.ts';
+import { RedisPodActivity } from '../../shared/redis-pod-activity.ts';
 import { RedisRouteStore } from '../../shared/redis-route-store.ts';
 import type { Route } from '../../shared/route.ts';
 import { startRedis, type RedisServer } from './redis-server.ts';
@@ -46,7 +47,7 @@ export async function startHarness(env: Record<string, string> = {}, shared?: Re
   });
   // LOG_LEVEL as the gateway process would use it (info unless a test asks for more).
   const { log, logs } = capturedLogger(config.LOG_LEVEL);
-  const gateway = await startGateway(config, { store: new RedisRouteStore(gatewayClient), log });
+  const gateway = await startGateway(config, { store: new RedisRouteStore(gatewayClient), activity: new RedisPodActivity(gatewayClient), log });
   const harness: Harness = {
     redis,
     writer,

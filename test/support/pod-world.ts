@@ -21,6 +21,8 @@ export interface PodWorldOptions {
   env?: Record<string, string>;
   /** The orchestrator's logger (default: silent), for tests that read what it logs. */
   logger?: Logger;
+  /** More settings of the gateway. */
+  gatewayEnv?: Record<string, string>;
 }
 
 export interface PodWorld {
@@ -36,7 +38,7 @@ export interface PodWorld {
 
 export async function startPodWorld(options: PodWorldOptions): Promise<PodWorld> {
   const world = await startWorld();
-  const gw = await startTestGateway(world);
+  const gw = await startTestGateway(world, options.gatewayEnv);
   const config = testOrchestratorConfig({
     ADMIN_TOKEN,
     REDIS_URL: world.redis.url,
