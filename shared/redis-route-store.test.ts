@@ -29,6 +29,26 @@ describe('RedisRouteStore specifics', () => {
     expect(invalid.sort()).toEqual([`t${n}:routes[bad]`, `t${n}:routes[bad]`, `t${n}:routes[mismatch]`, `t${n}:routes[notjson]`]);
   });
 
+  it('subscribes while Redis is down without waiting for it, and hears events once it is back', async () => {
+    const store = await newStore();
+    const writer = new RedisRouteStore(await redisServer.client(), { prefix: `t${n}:` });
+    await redisServer.server.kill();
+    const events: string[] = [];
+    let resyncs = 0;
+    // Resolves although Redis is down (the gateway starts meanwhile); the subscription is made when it answers.
+    const off = await store.subscribe({ onEvent: (e) => events.push(e.type === 'put' ? e.route.slug : e.slug), onResync: () => resyncs++ });
+    await redisServer.server.restart();
+    // Told to re-read (what was published before the subscription is missed), then hears what comes after.
+    await waitFor(() => resyncs > 0, { what: 'a resync once subscribed', timeoutMs: 15_000 });
+    await waitFor(async () => {
+      await writer.put(route(`late${events.length}`, Date.now()));
+      return events.length > 0;
+    }, { what: 'an event published after Redis came back', timeoutMs: 15_000, intervalMs: 200 });
+    await off();
+    await store.close();
+    await writer.close();
+  });
+
   it('asks subscribers to resync after Redis comes back', async () => {
     const store = await newStore();
     let resyncs = 0;

@@ -313,7 +313,8 @@ export interface ChannelHandlers {
 
 /**
  * Subscriptions to one pub/sub channel, each on a connection of its own (a subscribed connection can do nothing
- * else). The connection queues commands while offline so ioredis can re-subscribe by itself after a reconnect.
+ * else). The connection queues commands while offline and never gives up on them, so ioredis re-subscribes by
+ * itself after a reconnect, and a subscription asked for while Redis is down is made once it answers.
  */
 export class ChannelSubscriber {
   private readonly redis: Redis;
@@ -325,8 +326,14 @@ export class ChannelSubscriber {
     this.channel = channel;
   }
 
+  /**
+   * Resolves once subscribed, or after REDIS_COMMAND_TIMEOUT_MS with the subscription still under way (Redis is
+   * down): the caller never waits on Redis to start. A subscription made late calls `onResync`, since whatever was
+   * published before it is missed.
+   */
   async subscribe(handlers: ChannelHandlers): Promise<() => Promise<void>> {
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
+    // No command timeout either: SUBSCRIBE waits for the connection however long Redis is away.
+    const sub = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
     sub.on('error', () => {});
     this.connections.add(sub);
     let lost = false;
@@ -337,19 +344,50 @@ export class ChannelSubscriber {
     sub.on('ready', () => {
       if (lost) {
         lost = false;
-        handlers.onResync();
+        if (!closed) handlers.onResync();
       }
     });
     sub.on('message', (channel: string, message: string) => {
       // Messages already buffered when the subscription is closed must not reach the handlers.
       if (!closed && channel === this.channel) handlers.onMessage(message);
     });
-    await sub.subscribe(this.channel);
-    return async () => {
+    const unsubscribe = async () => {
       closed = true;
       this.connections.delete(sub);
       sub.disconnect();
     };
+    let late = false;
+    const subscribed = sub.subscribe(this.channel).then(
+      () => {
+        if (late && !closed) handlers.onResync();
+      },
+      (err: unknown) => {
+        // Only a closed connection fails the command (no retry limit): nothing more to do.
+        if (!closed) throw err;
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    let inTime: boolean;
+    try {
+      inTime = await Promise.race([
+        subscribed.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), REDIS_COMMAND_TIMEOUT_MS);
+          timer.unref();
+        }),
+      ]);
+    } catch (err) {
+      // Refused (an ACL without the channel, say): no connection left behind.
+      await unsubscribe();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!inTime) {
+      late = true;
+      subscribed.catch(() => {});
+    }
+    return unsubscribe;
   }
 
   close(): void {
