@@ -97,19 +97,21 @@ type Entry = { label: string; note?: string; error?: string };
 const logOf = async (s: string): Promise<Entry[]> => ((await api('GET', `/v1/pods/${s}/logs?limit=100`)).json.entries as Entry[]).reverse();
 const events = async (s: string) => (await logOf(s)).filter((e) => ['sleep', 'wake', 'wake refused'].includes(e.label));
 
-/** Ask for a wake as a waiting gateway does, again every half second, until the route runs. */
-async function wakeByRequest(s: string, timeoutMs = 90_000): Promise<void> {
+/** Ask for a wake as a waiting gateway does, again every half second, until `done`. */
+async function askToWakeUntil(s: string, done: () => Promise<boolean>, options: { timeoutMs: number; intervalMs: number; what: string }): Promise<void> {
   let last = 0;
-  await waitFor(
-    async () => {
-      if (Date.now() - last > 500) {
-        last = Date.now();
-        await gateway.requestWake(s);
-      }
-      return (await routeStatus(s)) === 'running';
-    },
-    { timeoutMs, intervalMs: 50, what: `${s} to wake` },
-  );
+  await waitFor(async () => {
+    if (Date.now() - last > 500) {
+      last = Date.now();
+      await gateway.requestWake(s);
+    }
+    return done();
+  }, options);
+}
+
+/** Ask for a wake as a waiting gateway does until the route runs. */
+async function wakeByRequest(s: string, timeoutMs = 90_000): Promise<void> {
+  await askToWakeUntil(s, async () => (await routeStatus(s)) === 'running', { timeoutMs, intervalMs: 50, what: `${s} to wake` });
 }
 
 async function sleepByAdmin(s: string): Promise<void> {
@@ -311,17 +313,11 @@ describe('waking up', () => {
     expect((await exec(s, 'touch /workspace/broken && echo ok')).stdout).toBe('ok\n');
     await sleepByAdmin(s);
     // A gateway waiting for it asks again and again.
-    let last = 0;
-    await waitFor(
-      async () => {
-        if (Date.now() - last > 500) {
-          last = Date.now();
-          await gateway.requestWake(s);
-        }
-        return (await events(s)).some((e) => e.label === 'wake refused');
-      },
-      { timeoutMs: 120_000, intervalMs: 100, what: 'the wake limit to refuse' },
-    );
+    await askToWakeUntil(s, async () => (await events(s)).some((e) => e.label === 'wake refused'), {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      what: 'the wake limit to refuse',
+    });
     const log = await events(s);
     expect(log.map((e) => e.label)).toEqual(['sleep', ...Array(WAKE_LIMIT).fill('wake'), 'wake refused']);
     for (const e of log.filter((e) => e.label === 'wake')) {
