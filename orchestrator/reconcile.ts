@@ -8,8 +8,9 @@ import type { Logger } from 'pino';
 import { allRoutes, type RouteStore } from '../shared/route-store.ts';
 import type { ContainerRuntime, RuntimeEvent } from './container-runtime.ts';
 import { HOST_BOUND_OWNER, type PortAllocator } from './port-allocator.ts';
-import type { PodRecord, PodService, PodTable } from './pods.ts';
-import { adoptedState, desiredRoute, observePod, routeNeedsWrite, stateFromContainer, type ObservedPod } from './route-builder.ts';
+import type { PodService, PodTable } from './pods.ts';
+import { decidePod, shouldForget } from './reconcile-plan.ts';
+import { desiredRoute, observePod, routeNeedsWrite, type ObservedPod } from './route-builder.ts';
 
 /** A port allocated this long ago whose pod has no container is free again (covers allocate -> create). */
 export const PORT_GRACE_MS = 2 * 60_000;
@@ -204,29 +205,19 @@ export class Reconciler {
     for (const pod of observed.values()) {
       if (table.locks.busy(pod.slug)) continue;
       await table.locks.run(pod.slug, async () => {
-        let record = table.records.get(pod.slug);
-        const fromDocker = stateFromContainer(pod.container);
-        if (!record || record.containerId !== pod.containerId) {
-          // A sleeping pod is known as such only by its route (labels cannot change): lost with Redis, it is stopped.
-          const current = stored.get(pod.slug);
-          record = adopt(pod, adoptedState(pod.container, current, { host: hostAddress, port: pod.hostPort }), this.now());
-          if (!current && record.state === 'stopped') {
+        const decision = decidePod(pod, table.records.get(pod.slug), stored.get(pod.slug), hostAddress, this.now());
+        if (decision.kind === 'adopt') {
+          if (decision.withoutRoute) {
             logger.warn({ slug: pod.slug }, 'stopped pod adopted without a route (Redis lost it?): if it was asleep, it stays stopped until started');
           }
-          // Visibility can change after creation (PUT /v1/pods/:slug/access) but labels cannot: the route this
-          // incarnation last wrote holds the current policy; the label's is the fallback if Redis lost it.
-          if (current && current.host === hostAddress && current.port === pod.hostPort) {
-            record.spec = { ...record.spec, access: current.access, maxConnections: current.maxConnections };
-          }
-          pods.adopt(record);
+          pods.adopt(decision.record);
           report.adopted.push(pod.slug);
-        } else if (record.state !== fromDocker && atRest(record) && !(fromDocker === 'stopped' && (record.state === 'failed' || record.state === 'sleeping'))) {
-          // (A failed start leaves a stopped container: `failed` with its reason says more than `stopped`; a sleeping
-          // pod's container is exited on purpose.)
-          logger.warn({ slug: pod.slug, was: record.state, now: fromDocker }, 'pod changed behind the orchestrator\'s back');
-          pods.followContainer(record, fromDocker, fromDocker === 'stopped' && pod.container !== 'created' ? `container ${pod.container} outside the orchestrator` : record.error);
+        } else if (decision.kind === 'follow') {
+          logger.warn({ slug: pod.slug, was: decision.was, now: decision.state }, 'pod changed behind the orchestrator\'s back');
+          pods.followContainer(table.records.get(pod.slug)!, decision.state, decision.error);
           report.changed.push(pod.slug);
         }
+        const record = table.records.get(pod.slug)!;
         if (owners.get(pod.hostPort)?.owner !== pod.slug) {
           if (await ports.claim(pod.hostPort, pod.slug)) report.claimedPorts.push(pod.hostPort);
           else logger.error({ slug: pod.slug, port: pod.hostPort, owner: owners.get(pod.hostPort)?.owner }, 'pod port is held by another owner');
@@ -244,9 +235,7 @@ export class Reconciler {
     // 2. Pods this process knows whose container is gone (removed behind our back): void their links, then forget
     //    them. Should the access store refuse, the pod stays known and the next pass tries again.
     for (const record of [...table.records.values()]) {
-      if (observed.has(record.slug) || table.locks.busy(record.slug) || !atRest(record)) continue;
-      // A failed creation was rolled back on purpose and is kept to show its error.
-      if (record.state === 'failed' && record.containerId === undefined) continue;
+      if (observed.has(record.slug) || table.locks.busy(record.slug) || !shouldForget(record)) continue;
       await table.locks.run(record.slug, async () => {
         logger.warn({ slug: record.slug }, 'pod container disappeared; voiding its links, removing its route and port');
         await pods.forgetVanished(record);
@@ -342,26 +331,4 @@ export async function livePodPorts(runtime: ContainerRuntime, table: PodTable): 
     if (pod) out.set(pod.hostPort, pod.slug);
   }
   return out;
-}
-
-/** A pod is at rest when no operation of ours is between states (busy() already excludes our in-flight ones). */
-function atRest(record: PodRecord): boolean {
-  return record.state === 'running' || record.state === 'stopped' || record.state === 'sleeping' || record.state === 'failed' || record.state === 'starting';
-}
-
-function adopt(pod: ObservedPod, state: PodRecord['state'], nowMs: number): PodRecord {
-  const at = new Date(nowMs).toISOString();
-  return {
-    slug: pod.slug,
-    spec: { ...pod.spec, image: pod.spec.image ?? '' },
-    state,
-    hostPort: pod.hostPort,
-    containerId: pod.containerId,
-    generation: pod.generation,
-    routerKey: pod.routerKey,
-    routeGeneration: 0,
-    createdAt: at,
-    updatedAt: at,
-    error: undefined,
-  };
 }
