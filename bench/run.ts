@@ -23,7 +23,8 @@
 // BENCH_IDLE_CONNECTIONS (idle connections of each memory case, default 10000),
 // BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/),
 // BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, e.g.
-// `--max-semi-space-size=16`: a V8 setting's effect measured against the same peers).
+// `--max-semi-space-size=16`: a V8 setting's effect measured against the same peers),
+// BENCH_KEEP=1 (keep the temporary directory: the gateways' logs, so `--trace-gc` output can be read afterwards).
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -51,6 +52,7 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const SECONDS = boundedNumber('BENCH_SECONDS', 3, 1, 60);
 const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
+const KEEP = process.env.BENCH_KEEP === '1';
 const GATEWAY_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
 if (GATEWAY_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
   process.stderr.write('BENCH_GATEWAY_NODE_FLAGS: Node flags only (each starting with --)\n');
@@ -608,7 +610,8 @@ async function main(): Promise<void> {
     await children.stopAll();
     writerClient.current?.disconnect();
     await redis?.stop();
-    rmSync(tmp, { recursive: true, force: true });
+    if (KEEP) say(`kept: ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
   }
 }
 

@@ -23,7 +23,7 @@ import { startListeners } from './listener.ts';
 import { createMetrics } from './metrics.ts';
 import { createPodProxy } from './proxy.ts';
 import { createRequestLog } from './request-log.ts';
-import { resolveTarget } from './resolve.ts';
+import { HostParser, resolveTarget } from './resolve.ts';
 import { RouteTable } from './route-table.ts';
 import type { CertificateIssuer } from './tls/acme.ts';
 import { loadTlsConfig, type TlsConfig } from './tls/config.ts';
@@ -103,8 +103,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   // Made once, not per request.
   const lookup = (slug: string) => table.lookup(slug);
   const isWaking = (slug: string) => waker.isWaking(slug);
+  const hosts = new HostParser(config.baseDomains);
   const handler = createHandler(config, {
-    resolve: (req) => resolveTarget(req.headers.host, config.baseDomains, lookup, config.RETRY_AFTER_SECONDS, isWaking),
+    resolve: (req) => resolveTarget(req.headers.host, hosts, lookup, config.RETRY_AFTER_SECONDS, isWaking),
     guard,
     waker,
     activity,
