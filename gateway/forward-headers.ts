@@ -18,55 +18,56 @@ function isProxyHeader(name: string): boolean {
   return name.startsWith('proxy') && (name.length === 5 || name.charCodeAt(5) === 0x2d /* - */);
 }
 
-/** What the request's headers say about its client (client-info.ts), and what the gateway adds. */
-export interface ForwardContext extends Pick<ClientInfo, 'remoteAddress' | 'trustedPeer' | 'proto' | 'port'> {
-  /** An Upgrade (WebSocket) request: keeps `Connection: upgrade` and `Upgrade`. */
-  upgrade: boolean;
-  /** The target pod's router key (its route's), sent as ROUTER_KEY_HEADER. */
-  routerKey?: string;
-}
+/** What the request's headers say about its client (client-info.ts) that the forwarded headers carry. */
+export type ForwardClient = Pick<ClientInfo, 'remoteAddress' | 'trustedPeer' | 'proto' | 'port'>;
 
-/** Remove the headers a Connection header names (RFC 9110 7.6.1), `upgrade` kept when asked. */
-function dropConnectionOptions(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
-  const connection = headers.connection;
-  if (typeof connection !== 'string') return;
-  // Nearly every message says only `keep-alive` (removed with the hop-by-hop headers) or `close`: no list to split.
-  if (connection === 'keep-alive') return;
-  if (connection === 'close') {
-    delete headers.close;
-    return;
-  }
-  for (const token of connection.split(',')) {
+/**
+ * The names a Connection header lists (RFC 9110 7.6.1), to be dropped with it; `upgrade` kept when asked. Undefined
+ * when there are none: nearly every message says only `keep-alive` (a hop-by-hop header itself) or nothing.
+ */
+function connectionOptions(connection: string | string[] | undefined, keepUpgrade: boolean): string[] | undefined {
+  if (connection === undefined || connection === 'keep-alive') return undefined;
+  if (connection === 'close') return ['close'];
+  const names: string[] = [];
+  for (const token of (typeof connection === 'string' ? connection : connection.join(',')).split(',')) {
     const name = token.trim().toLowerCase();
-    if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
+    // Host is the request's authority, never a connection option: without it the pod would route by a default.
+    if (name && name !== 'host' && !(keepUpgrade && name === 'upgrade')) names.push(name);
   }
+  return names;
 }
 
-function stripHopByHop(headers: IncomingHttpHeaders | Record<string, unknown>, keepUpgrade: boolean): void {
-  dropConnectionOptions(headers, keepUpgrade);
-  for (const name of HOP_BY_HOP) {
-    if (!(keepUpgrade && name === 'upgrade')) delete headers[name];
-  }
-  for (const name in headers) if (isProxyHeader(name)) delete headers[name];
-}
+/** Request headers never taken from the client: hop-by-hop, or set by the gateway itself. */
+const SET_BY_THE_GATEWAY = new Set([...HOP_BY_HOP, ROUTER_KEY_HEADER, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port']);
 
-/** Rewrite an incoming request's headers in place for the upstream pod. */
-export function prepareRequestHeaders(headers: IncomingHttpHeaders, ctx: ForwardContext): void {
+/**
+ * The headers of a request as the pod gets them, in a new object (the client's are left as they were): without
+ * hop-by-hop and Proxy-* headers, with the X-Forwarded-* the gateway sets (a client's own kept only from a trusted
+ * proxy), Forwarded only from a trusted proxy, and the router key, which only the gateway speaks for. `upgrade`: a
+ * WebSocket upgrade, which keeps `Connection: upgrade` and `Upgrade`. A new object rather than deletions: a deleted
+ * property turns a V8 object into a slow dictionary, and the request head is then written from it.
+ */
+export function requestHeaders(headers: IncomingHttpHeaders, client: ForwardClient, upgrade: boolean, routerKey: string | undefined): IncomingHttpHeaders {
+  const dropped = connectionOptions(headers.connection, upgrade);
+  const trusted = client.trustedPeer;
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (SET_BY_THE_GATEWAY.has(name) || isProxyHeader(name) || dropped?.includes(name)) continue;
+    if (name === 'forwarded' && !trusted) continue;
+    out[name] = headers[name];
+  }
   const upgradeValue = headers.upgrade;
-  stripHopByHop(headers, ctx.upgrade);
-  if (ctx.upgrade && upgradeValue) {
-    headers.connection = 'upgrade';
-    headers.upgrade = upgradeValue;
+  if (upgrade && upgradeValue) {
+    out.connection = 'upgrade';
+    out.upgrade = upgradeValue;
   }
-  const priorFor = ctx.trustedPeer ? headers['x-forwarded-for'] : undefined;
-  headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${ctx.remoteAddress}` : ctx.remoteAddress;
-  if (!ctx.trustedPeer || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = ctx.proto;
-  if (!ctx.trustedPeer || !headers['x-forwarded-host']) headers['x-forwarded-host'] = headers.host ?? '';
-  if (!ctx.trustedPeer || !headers['x-forwarded-port']) headers['x-forwarded-port'] = String(ctx.port);
-  if (!ctx.trustedPeer) delete headers.forwarded;
-  // Only the gateway speaks for the router key: a client's copy (even a trusted proxy's) never reaches the pod.
-  delete headers[ROUTER_KEY_HEADER];
-  if (ctx.routerKey) headers[ROUTER_KEY_HEADER] = ctx.routerKey;
+  const priorFor = trusted ? headers['x-forwarded-for'] : undefined;
+  out['x-forwarded-for'] = priorFor ? `${priorFor}, ${client.remoteAddress}` : client.remoteAddress;
+  out['x-forwarded-proto'] = (trusted && headers['x-forwarded-proto']) || client.proto;
+  out['x-forwarded-host'] = (trusted && headers['x-forwarded-host']) || headers.host || '';
+  out['x-forwarded-port'] = (trusted && headers['x-forwarded-port']) || String(client.port);
+  if (routerKey) out[ROUTER_KEY_HEADER] = routerKey;
+  return out;
 }
 
 /**
@@ -94,8 +95,8 @@ function isFieldName(name: string): boolean {
 /** RFC 9110 5.5 field-value characters: no CR, LF, NUL or other controls except HTAB (obs-text is allowed). */
 const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
-function valueProblem(name: string, value: string): string | undefined {
-  return INVALID_VALUE_CHAR.test(value) ? `header ${JSON.stringify(name)} has a control character in its value` : undefined;
+function valueProblem(name: string): string {
+  return `header ${JSON.stringify(name)} has a control character in its value`;
 }
 
 /**
@@ -114,39 +115,35 @@ function collapse(name: string, values: string[]): string {
 }
 
 /**
- * Remove hop-by-hop and HTTP/2-forbidden headers from a pod's response before it is copied to the client, and
- * check what remains, in one pass (it runs for every response). `upgrade`: a 101 answer to a WebSocket upgrade,
- * which keeps `Connection: upgrade` and `Upgrade`. Returns what is wrong (the response must not be relayed), or
- * undefined.
+ * A pod's response headers as they go to the client, checked and in a new object, in one pass (it runs for every
+ * response): hop-by-hop and HTTP/2-forbidden headers left out, every name a token, every value free of control
+ * characters, a repeated single-value field reduced to its first value. `upgrade`: a 101 answer to a WebSocket
+ * upgrade, which keeps `Connection: upgrade` and `Upgrade`. Returns the headers, or what is wrong (the response must
+ * not be relayed). A new object rather than deletions, as for requests: node:http writes the head from it.
  */
-export function prepareResponseHeaders(headers: IncomingHttpHeaders, upgrade = false): string | undefined {
-  const upgradeValue = headers.upgrade;
-  dropConnectionOptions(headers, upgrade);
+export function responseHeaders(headers: IncomingHttpHeaders, upgrade = false): IncomingHttpHeaders | string {
+  const dropped = connectionOptions(headers.connection, upgrade);
+  const out: IncomingHttpHeaders = {};
   for (const name in headers) {
-    if (DROPPED_RESPONSE.has(name) || isProxyHeader(name)) {
-      delete headers[name];
-      continue;
-    }
+    if (DROPPED_RESPONSE.has(name) || isProxyHeader(name) || dropped?.includes(name)) continue;
     if (!isFieldName(name)) return `header name ${JSON.stringify(name.slice(0, 64))} is not a token`;
     const value = headers[name];
     if (typeof value === 'string') {
-      const problem = valueProblem(name, value);
-      if (problem) return problem;
+      if (INVALID_VALUE_CHAR.test(value)) return valueProblem(name);
+      out[name] = value;
     } else if (Array.isArray(value)) {
-      for (const item of value) {
-        const problem = valueProblem(name, item);
-        if (problem) return problem;
-      }
-      if (name !== 'set-cookie') headers[name] = collapse(name, value);
+      for (const item of value) if (INVALID_VALUE_CHAR.test(item)) return valueProblem(name);
+      out[name] = name === 'set-cookie' ? value : collapse(name, value);
     } else if (value !== undefined) {
       return `header ${JSON.stringify(name)} has no text value`;
     }
   }
+  const upgradeValue = headers.upgrade;
   if (upgrade && upgradeValue) {
-    headers.connection = 'upgrade';
-    headers.upgrade = upgradeValue;
+    out.connection = 'upgrade';
+    out.upgrade = upgradeValue;
   }
-  return undefined;
+  return out;
 }
 
 /**

@@ -14,7 +14,7 @@ import { visibilityOf } from './access/decide.ts';
 import type { ActivityReporter } from './activity.ts';
 import { clientInfo } from './client-info.ts';
 import type { GatewayConfig } from './config.ts';
-import { prepareRequestHeaders } from './forward-headers.ts';
+import { requestHeaders } from './forward-headers.ts';
 import type { PodProxy } from './proxy.ts';
 import { ASTERISK_OPTIONS_HEADERS, normaliseRequestTarget } from './request-target.ts';
 import { CLIENT_CLOSED, type RecordRequest } from './request-log.ts';
@@ -150,8 +150,7 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
     onClose(to, verdict.release);
     const forward = (target: Target) => {
       activity.touch(target.slug);
-      prepareRequestHeaders(req.headers, { ...client, upgrade: false, routerKey: target.route.routerKey });
-      proxy.web(req, res, target, (err) => {
+      proxy.web(req, res, target, requestHeaders(req.headers, client, false, target.route.routerKey), (err) => {
         failure = err;
         reply(to, errorAnswer(err, req));
       });
@@ -205,9 +204,8 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
     }
     const forward = (target: Target, head: Buffer) => {
       activity.touch(target.slug);
-      prepareRequestHeaders(req.headers, { ...client, upgrade: true, routerKey: target.route.routerKey });
       // Recorded once the pod has answered (or failed, or the client left), so the line says what really happened.
-      proxy.ws(req, socket, head, target, {
+      proxy.ws(req, socket, head, target, requestHeaders(req.headers, client, true, target.route.routerKey), {
         answered: (status, invalid) => {
           if (status === 101) socket.once('close', activity.openWebSocket(target.slug));
           record(req, status, target.slug, started, invalid);

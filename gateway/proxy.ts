@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.ts';
-import { finalStatusProblem, prepareResponseHeaders } from './forward-headers.ts';
+import { finalStatusProblem, responseHeaders } from './forward-headers.ts';
 import type { Target } from './resolve.ts';
 import type { UpstreamPool } from './upstream-pool.ts';
 import { upgradeToPod, type UpgradeOutcome } from './websocket-upgrade.ts';
@@ -117,14 +117,17 @@ class HttpForward implements Dispatcher.DispatchHandler {
   private readonly pool: UpstreamPool;
   private readonly responseTimeoutMs: number;
   private readonly retried: boolean;
+  /** The request's headers as the pod gets them (forward-headers.ts requestHeaders), as undici takes them. */
+  private readonly headers: string[];
   /**
    * The client's request, read by undici, which destroys it once read: an HTTP/1.1 request after detaching the
    * client's socket from it, an HTTP/2 one without touching its stream (proxy.test.ts uploads over both).
    */
   private readonly body: IncomingMessage | null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure, pool: UpstreamPool, responseTimeoutMs: number, retried: boolean) {
+  constructor(req: IncomingMessage, res: ServerResponse, target: Target, headers: string[], onFailure: UpstreamFailure, pool: UpstreamPool, responseTimeoutMs: number, retried: boolean) {
     this.req = req;
+    this.headers = headers;
     this.res = res;
     this.target = target;
     this.onFailure = onFailure;
@@ -144,7 +147,7 @@ class HttpForward implements Dispatcher.DispatchHandler {
       {
         path: this.req.url!,
         method: this.req.method!,
-        headers: upstreamHeaders(this.req.headers),
+        headers: this.headers,
         body: this.body,
         headersTimeout: this.responseTimeoutMs,
         bodyTimeout: 0,
@@ -179,7 +182,8 @@ class HttpForward implements Dispatcher.DispatchHandler {
     if (status >= 100 && status < 200) return;
     // RFC 9110 8.6: no Content-Length on a 204 (HTTP/2 clients reset such a stream as malformed).
     if (status === 204) delete headers['content-length'];
-    const problem = finalStatusProblem(status) ?? prepareResponseHeaders(headers) ?? writeHead(this.res, status, headers);
+    const checked = finalStatusProblem(status) ?? responseHeaders(headers);
+    const problem = typeof checked === 'string' ? checked : writeHead(this.res, status, checked);
     if (problem !== undefined) {
       this.refuse(controller, problem);
       return;
@@ -213,7 +217,7 @@ class HttpForward implements Dispatcher.DispatchHandler {
       return;
     }
     if (!this.retried && this.body === null && IDEMPOTENT.has(this.req.method!) && staleSocket(err)) {
-      new HttpForward(this.req, this.res, this.target, this.onFailure, this.pool, this.responseTimeoutMs, true).start();
+      new HttpForward(this.req, this.res, this.target, this.headers, this.onFailure, this.pool, this.responseTimeoutMs, true).start();
       return;
     }
     this.onFailure(dispatchError(err, this.responseTimeoutMs));
@@ -261,13 +265,13 @@ export function createPodProxy(pool: UpstreamPool, options: ProxyOptions, hooks:
    * Plain HTTP goes through undici's dispatcher API with one handler object per request: no ClientRequest, no
    * pipe, no per-request listeners on the pod's side (BENCHMARKS.md). Both directions stream with backpressure.
    */
-  function web(req: IncomingMessage, res: ServerResponse, target: Target, onFailure: UpstreamFailure): void {
-    new HttpForward(req, res, target, onFailure, pool, options.responseTimeoutMs, false).start();
+  function web(req: IncomingMessage, res: ServerResponse, target: Target, headers: IncomingHttpHeaders, onFailure: UpstreamFailure): void {
+    new HttpForward(req, res, target, upstreamHeaders(headers), onFailure, pool, options.responseTimeoutMs, false).start();
   }
 
   /** A WebSocket upgrade: the outcome is called once; a 101 hands both sockets to hooks.onWebSocketOpen. */
-  function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target, outcome: UpgradeOutcome): void {
-    upgradeToPod({ req, client: socket, head, host: target.route.host, port: target.route.port, outcome, open: hooks.onWebSocketOpen, toError: upstreamError }, options);
+  function ws(req: IncomingMessage, socket: Duplex, head: Buffer, target: Target, headers: IncomingHttpHeaders, outcome: UpgradeOutcome): void {
+    upgradeToPod({ req, headers, client: socket, head, host: target.route.host, port: target.route.port, outcome, open: hooks.onWebSocketOpen, toError: upstreamError }, options);
   }
 
   return { web, ws, close: () => {} };

@@ -7,7 +7,7 @@ import { request, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PodgateError, UpstreamInvalidResponseError, UpstreamTimeoutError } from '../shared/errors.ts';
-import { finalStatusProblem, prepareResponseHeaders } from './forward-headers.ts';
+import { finalStatusProblem, responseHeaders } from './forward-headers.ts';
 
 export interface UpgradeOptions {
   connectTimeoutMs: number;
@@ -30,6 +30,8 @@ export interface UpgradeOutcome {
 
 export interface UpgradeRequest {
   req: IncomingMessage;
+  /** The request's headers as the pod gets them (forward-headers.ts requestHeaders). */
+  headers: IncomingHttpHeaders;
   client: Duplex;
   /** Bytes the client sent after its request head: the start of the tunnel towards the pod. */
   head: Buffer;
@@ -45,13 +47,10 @@ export interface UpgradeRequest {
 /** `Connection` naming `upgrade` (RFC 9110 7.6.1: a list, any case). */
 const CONNECTION_UPGRADE = /(^|,)\s*upgrade\s*($|,)/i;
 
-/** The request headers for the pod: the client's, as prepared by the handler, on a connection of their own. */
+/** The request headers for the pod (prepared by the handler, hop-by-hop ones gone), on a connection of their own. */
 function upstreamHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { ...headers };
-  // A request trailer on a bodiless upgrade leaves node:http's client waiting for a body that never comes.
-  delete out.trailer;
-  if (typeof out.connection !== 'string' || !CONNECTION_UPGRADE.test(out.connection)) out.connection = 'close';
-  return out;
+  if (typeof headers.connection === 'string' && CONNECTION_UPGRADE.test(headers.connection)) return headers;
+  return { ...headers, connection: 'close' };
 }
 
 /** A raw HTTP/1.1 head: arrays become one line per value. */
@@ -116,7 +115,7 @@ export function upgradeToPod(u: UpgradeRequest, options: UpgradeOptions): void {
     port: u.port,
     method: req.method,
     path: req.url,
-    headers: upstreamHeaders(req.headers),
+    headers: upstreamHeaders(u.headers),
     agent: false,
   });
   // A client that resets its connection while waiting frees the pod's side now, not when (or if) the pod answers.
@@ -152,16 +151,16 @@ export function upgradeToPod(u: UpgradeRequest, options: UpgradeOptions): void {
       upstream.destroy();
       return;
     }
-    const problem = res.headers.upgrade?.toLowerCase() === 'websocket' ? prepareResponseHeaders(res.headers, true) : '101 to a protocol other than websocket';
-    if (problem !== undefined) {
+    const checked = res.headers.upgrade?.toLowerCase() === 'websocket' ? responseHeaders(res.headers, true) : '101 to a protocol other than websocket';
+    if (typeof checked === 'string') {
       // The handler answers the client with one 502; the pod's socket is closed, nothing is relayed.
       upstream.destroy();
-      outcome.failed(new UpstreamInvalidResponseError(problem));
+      outcome.failed(new UpstreamInvalidResponseError(checked));
       return;
     }
     setupTunnelSocket(client);
     setupTunnelSocket(upstream);
-    client.write(rawHead('HTTP/1.1 101 Switching Protocols', res.headers));
+    client.write(rawHead('HTTP/1.1 101 Switching Protocols', checked));
     if (u.head.length > 0) client.unshift(u.head);
     if (upstreamHead.length > 0) upstream.unshift(upstreamHead);
     if (options.wsIdleTimeoutMs > 0) {
@@ -177,18 +176,17 @@ export function upgradeToPod(u: UpgradeRequest, options: UpgradeOptions): void {
       res.destroy();
       return;
     }
-    const problem = finalStatusProblem(res.statusCode, res.httpVersionMajor) ?? prepareResponseHeaders(res.headers);
-    if (problem !== undefined) {
+    const checked = finalStatusProblem(res.statusCode, res.httpVersionMajor) ?? responseHeaders(res.headers);
+    if (typeof checked === 'string') {
       // A refusal the gateway does not relay: a bodiless 502, the pod's body never read, the connection closed.
       res.destroy();
       client.end(`HTTP/${req.httpVersion} 502 ${STATUS_CODES[502]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
-      outcome.answered(502, new UpstreamInvalidResponseError(problem));
+      outcome.answered(502, new UpstreamInvalidResponseError(checked));
       return;
     }
     // The pod's plain answer, relayed with the standard reason phrase (the pod's own is never relayed), its body in
     // its own framing or chunked; the connection closes after it.
-    const headers = res.headers;
-    delete headers['transfer-encoding'];
+    const headers = checked;
     headers.connection = 'close';
     const chunked = req.httpVersion === '1.1' && headers['content-length'] === undefined;
     if (chunked) headers['transfer-encoding'] = 'chunked';

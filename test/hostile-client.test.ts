@@ -70,6 +70,13 @@ const CASES: Record<string, ClientCase> = {
     status: 200,
     pod: { url: '/x?y=1', host: PUBLIC_HOST },
   },
+  // Host named as a connection option: the pod must still get it, or the in-pod router would route to the pod's
+  // default port (private here) a request the gateway admitted for the public one.
+  'Connection names Host': {
+    request: req(`GET /h HTTP/1.1`, host(PUBLIC_HOST), 'Connection: Host'),
+    status: 200,
+    pod: { url: '/h', host: PUBLIC_HOST },
+  },
   'absolute-form for another pod than Host': {
     request: req(`GET http://pod-other.localhost/ HTTP/1.1`, host(PUBLIC_HOST)),
     status: 404,
