@@ -12,7 +12,7 @@ import type { Logger } from '../shared/log.ts';
 import type { AccessGuard, Answered } from './access/guard.ts';
 import { visibilityOf } from './access/decide.ts';
 import type { ActivityReporter } from './activity.ts';
-import { clientInfo } from './client-info.ts';
+import { clientInfo, type ClientInfo } from './client-info.ts';
 import type { GatewayConfig } from './config.ts';
 import { requestHeaders } from './forward-headers.ts';
 import type { PodProxy } from './proxy.ts';
@@ -112,13 +112,21 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
     );
   }
 
+  /**
+   * The one close listener of every response, shared: it releases the pod's connection slot and records the request.
+   * Unfinished: the client went away (499), unless the pod broke off its response (its status, with the reason).
+   */
+  function onResponseClose(this: AccountedResponse): void {
+    const account = this[kAccount];
+    account.release?.();
+    record(account.req, this.writableFinished || account.failure ? this.statusCode : CLIENT_CLOSED, account.pod, account.started, account.failure);
+  }
+
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const started = performance.now();
+    const account = new RequestAccount(req);
+    (res as AccountedResponse)[kAccount] = account;
+    res.on('close', onResponseClose);
     const to = toResponse(req, res);
-    let pod = '-';
-    let failure: PodgateError | undefined;
-    // Unfinished: the client went away (499), unless the pod broke off its response (its status, with the reason).
-    res.once('close', () => record(req, res.writableFinished || failure ? res.statusCode : CLIENT_CLOSED, pod, started, failure));
     if (closing) res.shouldKeepAlive = false;
     // First of all: one authority and an origin-form target, which everything below reads.
     try {
@@ -141,22 +149,15 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
       else reply(to, errorAnswer(err, req));
       return;
     }
-    pod = target.slug;
+    account.pod = target.slug;
     const verdict = guard.admit(req, target, client, false);
     if (verdict instanceof Promise || verdict.kind === 'answer') {
       void send(to, verdict);
       return;
     }
-    onClose(to, verdict.release);
-    const forward = (target: Target) => {
-      activity.touch(target.slug);
-      proxy.web(req, res, target, requestHeaders(req.headers, client, false, target.route.routerKey), (err) => {
-        failure = err;
-        reply(to, errorAnswer(err, req));
-      });
-    };
+    account.release = verdict.release;
     if (target.route.status === 'running') {
-      forward(target);
+      forwardRequest(req, res, to, client, target);
       return;
     }
     const browser = req.method === 'GET' && wantsHtml(req.headers.accept);
@@ -166,7 +167,16 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
       if (outcome.kind === 'client_closed' || res.destroyed) return;
       const next = afterWake(req, target, outcome);
       if ('answer' in next) reply(to, next.answer);
-      else forward(next.target);
+      else forwardRequest(req, res, to, client, next.target);
+    });
+  }
+
+  /** An admitted request to its pod; a failure of the pod is answered (and kept for the access line). */
+  function forwardRequest(req: IncomingMessage, res: ServerResponse, to: ReplyTarget, client: ClientInfo, target: Target): void {
+    activity.touch(target.slug);
+    proxy.web(req, res, target, requestHeaders(req.headers, client, false, target.route.routerKey), (err) => {
+      (res as AccountedResponse)[kAccount].failure = err;
+      reply(to, errorAnswer(err, req));
     });
   }
 
@@ -291,6 +301,25 @@ export function createHandler(config: Pick<GatewayConfig, 'trustedProxies' | 'WA
     },
   };
 }
+
+/** What the access line of a request needs once its response closes, kept on the response under kAccount. */
+class RequestAccount {
+  readonly req: IncomingMessage;
+  readonly started = performance.now();
+  /** The pod's slug once resolved ('-' before). */
+  pod = '-';
+  /** Why the pod's answer failed, when it did. */
+  failure: PodgateError | undefined = undefined;
+  /** Frees the pod's connection slot (access/limits.ts), once admitted. */
+  release: (() => void) | undefined = undefined;
+
+  constructor(req: IncomingMessage) {
+    this.req = req;
+  }
+}
+
+const kAccount = Symbol('podgate.account');
+type AccountedResponse = ServerResponse & { [kAccount]: RequestAccount };
 
 /** Errors of a client's raw socket: its 'close' follows, which is what the gateway acts on. */
 function ignoreSocketError(): void {}

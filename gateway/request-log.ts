@@ -5,7 +5,7 @@
 // carries the client's token).
 import type { IncomingMessage } from 'node:http';
 import type { PodgateError } from '../shared/errors.ts';
-import type { Logger } from '../shared/log.ts';
+import { infoLineWriter, type Logger } from '../shared/log.ts';
 import { redactTarget, redactTokens } from './access/credentials.ts';
 import type { GatewayConfig } from './config.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -16,15 +16,32 @@ export const CLIENT_CLOSED = 499;
 export type RecordRequest = (req: IncomingMessage, status: number, pod: string, started: number, failure?: PodgateError) => void;
 
 export function createRequestLog(config: Pick<GatewayConfig, 'ACCESS_LOG'>, metrics: GatewayMetrics, log: Logger): RecordRequest {
+  const writeLine = config.ACCESS_LOG ? infoLineWriter(log) : undefined;
   return (req, status, pod, started, failure) => {
     const seconds = (performance.now() - started) / 1000;
-    metrics.requests.inc({ status: String(status), pod });
-    metrics.duration.observe({ status_class: `${Math.floor(status / 100)}xx` }, seconds);
+    metrics.requests.record(status, pod, seconds);
     if (!config.ACCESS_LOG && !failure) return;
     const host = req.headers.host === undefined ? undefined : redactTokens(req.headers.host);
-    const line = { method: req.method, host, path: req.url === undefined ? undefined : redactTarget(req.url).slice(0, 200), status, pod, ms: Math.round(seconds * 1000) };
+    const path = req.url === undefined ? undefined : redactTarget(req.url).slice(0, 200);
+    const ms = Math.round(seconds * 1000);
+    if (!failure && writeLine) {
+      writeLine(accessFields(req.method, host, path, status, pod, ms), 'request');
+      return;
+    }
+    const line = { method: req.method, host, path, status, pod, ms };
     if (!failure) log.info(line, 'request');
     else if (config.ACCESS_LOG) log.info({ ...line, err: failure.code, reason: failure.message }, 'request');
     else log.debug({ ...line, err: failure.code, reason: failure.message }, 'upstream error');
   };
+}
+
+/**
+ * An access line's fields as pino writes them (an undefined one left out), serialised here: one line per request is
+ * the one log line the gateway writes at load. The client's host and path are JSON strings like any other value.
+ */
+export function accessFields(method: string | undefined, host: string | undefined, path: string | undefined, status: number, pod: string, ms: number): string {
+  const m = method === undefined ? '' : `,"method":${JSON.stringify(method)}`;
+  const h = host === undefined ? '' : `,"host":${JSON.stringify(host)}`;
+  const p = path === undefined ? '' : `,"path":${JSON.stringify(path)}`;
+  return `${m}${h}${p},"status":${status},"pod":${JSON.stringify(pod)},"ms":${ms}`;
 }
