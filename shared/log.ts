@@ -1,5 +1,9 @@
 // Structured JSON logs (pino), one logger per process; modules take a child with their name.
 import { pino, type Logger } from 'pino';
+import sonicBoom, { type SonicBoom as SonicBoomClass } from 'sonic-boom';
+
+/** sonic-boom is CommonJS: its module is the class (its types also declare a named export it does not have). */
+const SonicBoom = sonicBoom as unknown as typeof SonicBoomClass;
 import type { LogLevel } from './config.ts';
 
 export type { Logger };
@@ -19,12 +23,32 @@ const LOG_FLUSH_INTERVAL_MS = 100;
  * what is still buffered synchronously on `exit` (a SIGTERM ends in process.exit, after the shutdown); only a
  * SIGKILL loses the last LOG_FLUSH_INTERVAL_MS of lines.
  */
-export function createLogger(name: string, level: LogLevel, destination: pino.DestinationStream = standardOutput()): Logger {
-  return pino({ name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+export function createLogger(name: string, level: LogLevel, destination?: pino.DestinationStream): Logger {
+  const stream = destination ?? standardOutput();
+  if (destination === undefined) lineSinks.set(stream, standardOutputLines());
+  return pino({ name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
 }
 
 function standardOutput(): pino.DestinationStream {
   return pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_INTERVAL_MS });
+}
+
+/** Bytes of pre-serialised lines gathered before they are written. */
+const LINE_BUFFER_BYTES = 16 * 1024;
+
+/**
+ * Where infoLineWriter's lines go, by the logger's destination: for standard output, a buffer of bytes of its own.
+ * sonic-boom keeps pino's lines as strings it appends to one another, and writing the joined string cost about 3 us
+ * per access line (measured in isolation, BENCHMARKS.md); bytes appended to a buffer and written synchronously once
+ * LINE_BUFFER_BYTES wait, or after LOG_FLUSH_INTERVAL_MS, cost about 0.4 us. Written on exit like pino's own (SIGTERM
+ * ends in process.exit). Its lines are whole but may reach the output up to LOG_FLUSH_INTERVAL_MS apart from pino's.
+ */
+const lineSinks = new WeakMap<object, { write(line: string): unknown }>();
+
+function standardOutputLines(): { write(line: string): unknown } {
+  const sink = new SonicBoom({ fd: 1, sync: true, minLength: LINE_BUFFER_BYTES, maxWrite: 4 * LINE_BUFFER_BYTES, contentMode: 'buffer', periodicFlush: LOG_FLUSH_INTERVAL_MS });
+  process.once('exit', () => sink.flushSync());
+  return { write: (line: string) => sink.write(Buffer.from(line) as unknown as string) };
 }
 
 /** The last millisecond's ISO time, as pino's isoTime writes it: one Date per millisecond, not one per line. */
@@ -43,15 +67,17 @@ function isoNow(): string {
  * Info lines the caller has serialised itself, written to `logger`'s own destination in its own format: level, time,
  * the logger's bindings (pid, name and a child's), the caller's fields (`,"key":value...`, JSON already), `msg`.
  * For a line written thousands of times a second (the access log): pino's serialisation of a fields object cost
- * about 4 us per line here, this about a tenth of that. Lines share the logger's buffer, so they stay in order with
- * its other lines and are flushed with them at exit. Undefined when the logger does not write info lines.
+ * about 4 us per line here, this about a tenth of that. A logger made by createLogger for standard output has a
+ * buffer of bytes for these lines (lineSinks); any other writes them to its own destination. Undefined when the
+ * logger does not write info lines.
  */
 export function infoLineWriter(logger: Logger): ((fields: string, msg: string) => void) | undefined {
   if (!logger.isLevelEnabled('info')) return undefined;
   const internals = logger as unknown as Record<symbol, unknown>;
-  const stream = internals[pino.symbols.streamSym] as { write(line: string): unknown } | undefined;
+  const destination = internals[pino.symbols.streamSym] as { write(line: string): unknown } | undefined;
   const bindings = internals[pino.symbols.chindingsSym];
-  if (typeof stream?.write !== 'function' || typeof bindings !== 'string') return undefined;
+  if (typeof destination?.write !== 'function' || typeof bindings !== 'string') return undefined;
+  const stream = lineSinks.get(destination) ?? destination;
   return (fields, msg) => {
     stream.write(`{"level":30,"time":"${isoNow()}"${bindings}${fields},"msg":${JSON.stringify(msg)}}\n`);
   };
