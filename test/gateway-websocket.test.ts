@@ -73,15 +73,27 @@ function connect(host: string, protocols: string[] = [], options: { perMessageDe
 
 function opened(ws: WebSocket): Promise<void> {
   return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve());
+    ws.once('open', () => {
+      ws.off('error', reject);
+      resolve();
+    });
     ws.once('error', reject);
   });
 }
 
+/** The next message, or the socket's error; either way no listener is left behind (a test reads thousands). */
 function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve, reject) => {
-    ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary }));
-    ws.once('error', reject);
+    const onMessage = (data: unknown, isBinary: boolean) => {
+      ws.off('error', onError);
+      resolve({ data: data as Buffer, isBinary });
+    };
+    const onError = (err: Error) => {
+      ws.off('message', onMessage);
+      reject(err);
+    };
+    ws.once('message', onMessage);
+    ws.once('error', onError);
   });
 }
 
