@@ -25,7 +25,7 @@ const LOG_FLUSH_INTERVAL_MS = 100;
  */
 export function createLogger(name: string, level: LogLevel, destination?: pino.DestinationStream): Logger {
   const stream = destination ?? standardOutput();
-  if (destination === undefined) lineSinks.set(stream, standardOutputLines());
+  if (destination === undefined) toStandardOutput.add(stream);
   return pino({ name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
 }
 
@@ -36,19 +36,26 @@ function standardOutput(): pino.DestinationStream {
 /** Bytes of pre-serialised lines gathered before they are written. */
 const LINE_BUFFER_BYTES = 16 * 1024;
 
-/**
- * Where infoLineWriter's lines go, by the logger's destination: for standard output, a buffer of bytes of its own.
- * sonic-boom keeps pino's lines as strings it appends to one another, and writing the joined string cost about 3 us
- * per access line (measured in isolation, BENCHMARKS.md); bytes appended to a buffer and written synchronously once
- * LINE_BUFFER_BYTES wait, or after LOG_FLUSH_INTERVAL_MS, cost about 0.4 us. Written on exit like pino's own (SIGTERM
- * ends in process.exit). Its lines are whole but may reach the output up to LOG_FLUSH_INTERVAL_MS apart from pino's.
- */
-const lineSinks = new WeakMap<object, { write(line: string): unknown }>();
+/** The destinations createLogger made for standard output: infoLineWriter sends their lines to standardOutputLines. */
+const toStandardOutput = new WeakSet<object>();
 
-function standardOutputLines(): { write(line: string): unknown } {
+type LineSink = { write(line: string): unknown };
+let standardOutputSink: LineSink | undefined;
+
+/**
+ * Where infoLineWriter's lines for standard output go: a buffer of bytes, one per process, made on first use (only
+ * a gateway with access lines has one). sonic-boom keeps pino's lines as strings it appends to one another, and
+ * writing the joined string cost about 3 us per access line (measured in isolation, BENCHMARKS.md); bytes appended
+ * to a buffer and written synchronously once LINE_BUFFER_BYTES wait, or after LOG_FLUSH_INTERVAL_MS, cost about
+ * 0.4 us. Written on exit like pino's own (SIGTERM ends in process.exit). Its lines are whole but may reach the
+ * output up to LOG_FLUSH_INTERVAL_MS apart from pino's.
+ */
+function standardOutputLines(): LineSink {
+  if (standardOutputSink) return standardOutputSink;
   const sink = new SonicBoom({ fd: 1, sync: true, minLength: LINE_BUFFER_BYTES, maxWrite: 4 * LINE_BUFFER_BYTES, contentMode: 'buffer', periodicFlush: LOG_FLUSH_INTERVAL_MS });
   process.once('exit', () => sink.flushSync());
-  return { write: (line: string) => sink.write(Buffer.from(line) as unknown as string) };
+  standardOutputSink = { write: (line: string) => sink.write(Buffer.from(line) as unknown as string) };
+  return standardOutputSink;
 }
 
 /** The last millisecond's ISO time, as pino's isoTime writes it: one Date per millisecond, not one per line. */
@@ -68,7 +75,7 @@ function isoNow(): string {
  * the logger's bindings (pid, name and a child's), the caller's fields (`,"key":value...`, JSON already), `msg`.
  * For a line written thousands of times a second (the access log): pino's serialisation of a fields object cost
  * about 4 us per line here, this about a tenth of that. A logger made by createLogger for standard output has a
- * buffer of bytes for these lines (lineSinks); any other writes them to its own destination. Undefined when the
+ * buffer of bytes for these lines (standardOutputLines); any other writes them to its own destination. Undefined when the
  * logger does not write info lines.
  */
 export function infoLineWriter(logger: Logger): ((fields: string, msg: string) => void) | undefined {
@@ -77,7 +84,7 @@ export function infoLineWriter(logger: Logger): ((fields: string, msg: string) =
   const destination = internals[pino.symbols.streamSym] as { write(line: string): unknown } | undefined;
   const bindings = internals[pino.symbols.chindingsSym];
   if (typeof destination?.write !== 'function' || typeof bindings !== 'string') return undefined;
-  const stream = lineSinks.get(destination) ?? destination;
+  const stream = toStandardOutput.has(destination) ? standardOutputLines() : destination;
   return (fields, msg) => {
     stream.write(`{"level":30,"time":"${isoNow()}"${bindings}${fields},"msg":${JSON.stringify(msg)}}\n`);
   };
