@@ -8,16 +8,20 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
-/** A logger at `level` and the lines it wrote so far, parsed. */
-export function capturedLogger(level: string): { log: Logger; logs: LogLine[] } {
-  const logs: LogLine[] = [];
-  const sink = new Writable({
+/** A destination that hands each line written to it (without its newline) to `onLine`. */
+export function lineSink(onLine: (line: string) => void): Writable {
+  return new Writable({
     write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      for (const line of String(chunk).split('\n')) if (line) onLine(line);
       done();
     },
   });
-  return { log: pino({ level }, sink), logs };
+}
+
+/** A logger at `level` and the lines it wrote so far, parsed. */
+export function capturedLogger(level: string): { log: Logger; logs: LogLine[] } {
+  const logs: LogLine[] = [];
+  return { log: pino({ level }, lineSink((line) => logs.push(JSON.parse(line)))), logs };
 }
 
 /** The settings of an in-process test gateway: every listener on 127.0.0.1 port 0, access lines off. */
