@@ -3,7 +3,9 @@
 // req/s and requests per CPU-second of the gateway process, with ACCESS_LOG=false and =true; then WebSocket echo
 // messages/s through each gateway and directly (32 clients, 64-byte messages, as bench/run.ts).
 // Usage: node bench/ab.ts <checkout A> <checkout B>   (BENCH_SECONDS, BENCH_ROUNDS as for bench/run.ts;
-// BENCH_PROFILE=1 also profiles B's gateway, access log off and on, with node --cpu-prof into bench/profiles/)
+// BENCH_PROFILE=1 also profiles B's gateway, access log off and on, with node --cpu-prof into bench/profiles/;
+// AB_NODE_FLAGS_A, AB_NODE_FLAGS_B: space-separated Node flags for that side's gateways, after those of its own
+// package.json's `gateway` script, so one checkout given twice compares a V8 setting)
 import { mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +16,7 @@ import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { BENCH_BODY, proxyConfig, startNginx, upstreamConfig } from './nginx.ts';
 import { Children, freePort, httpGet, pinned, treeCpuSeconds, waitServing } from './processes.ts';
+import { gatewayNodeFlags } from './launch.ts';
 import { percentile } from './stats.ts';
 import { runWrk } from './wrk.ts';
 
@@ -35,6 +38,10 @@ if (!argA || !argB || !Number.isFinite(SECONDS) || !Number.isFinite(ROUNDS)) {
 }
 const rootA = resolve(argA);
 const rootB = resolve(argB);
+const nodeFlags = (side: 'A' | 'B', root: string): string[] => [
+  ...gatewayNodeFlags(root),
+  ...(process.env[`AB_NODE_FLAGS_${side}`] ?? '').split(/\s+/).filter((f) => f !== ''),
+];
 
 const children = new Children();
 const tmp = mkdtempSync(join(tmpdir(), 'podgate-ab-'));
@@ -45,6 +52,7 @@ interface Target {
   port: number;
   pid: number;
   rps: number[];
+  p99: number[];
   requests: number;
   cpu: number;
 }
@@ -60,7 +68,7 @@ async function gateway(name: string, root: string, redisUrl: string, env: Record
   closeSync(out);
   await waitFor(async () => (await httpGet(adminPort, 'localhost', '/readyz'))?.status === 200, { timeoutMs: 30_000, intervalMs: 100, what: `${name} ready` });
   await waitServing(port, HOST, name, BENCH_BODY);
-  return { name, port, pid: child.pid!, rps: [], requests: 0, cpu: 0, child };
+  return { name, port, pid: child.pid!, rps: [], p99: [], requests: 0, cpu: 0, child };
 }
 
 async function main(): Promise<void> {
@@ -89,10 +97,10 @@ async function main(): Promise<void> {
   const nginxDir = join(tmp, 'nginx');
   const nginx = startNginx(children, 'nginx', nginxDir, proxyConfig(nginxDir, { listenPort: nginxPort, upstreamPort, workers: 1, accessLog: false }), PROXY);
   await waitServing(nginxPort, HOST, 'nginx', BENCH_BODY);
-  const targets: Target[] = [{ name: 'nginx', port: nginxPort, pid: nginx.pid!, rps: [], requests: 0, cpu: 0 }];
+  const targets: Target[] = [{ name: 'nginx', port: nginxPort, pid: nginx.pid!, rps: [], p99: [], requests: 0, cpu: 0 }];
   for (const [label, root] of [['A', rootA], ['B', rootB]] as const) {
-    targets.push(await gateway(`${label}`, root, redis.url, {}));
-    targets.push(await gateway(`${label} + ACCESS_LOG`, root, redis.url, { ACCESS_LOG: 'true' }));
+    targets.push(await gateway(`${label}`, root, redis.url, {}, nodeFlags(label, root)));
+    targets.push(await gateway(`${label} + ACCESS_LOG`, root, redis.url, { ACCESS_LOG: 'true' }, nodeFlags(label, root)));
   }
   const wrk = (port: number, seconds: number) => runWrk(children, { url: `http://127.0.0.1:${port}/`, host: HOST, connections: CONNECTIONS, seconds, cores: LOAD });
   for (const t of targets) await wrk(t.port, 1);
@@ -103,6 +111,7 @@ async function main(): Promise<void> {
       const r = await wrk(t.port, SECONDS);
       const cpu = treeCpuSeconds(t.pid) - before;
       t.rps.push(r.requestsPerSecond);
+      t.p99.push(r.p99Ms);
       t.requests += r.requests;
       t.cpu += cpu;
       line.push(`${t.name} ${Math.round(r.requestsPerSecond)} (${Math.round(r.requests / cpu)}/CPU-s)`);
@@ -110,10 +119,10 @@ async function main(): Promise<void> {
     process.stdout.write(`round ${round}: ${line.join(', ')}\n`);
   }
   const nginxPerCpu = targets[0]!.requests / targets[0]!.cpu;
-  process.stdout.write(`\nA = ${rootA}\nB = ${rootB}\n\n| case | req/s (median) | req/CPU-s | × nginx per CPU-s |\n| --- | ---: | ---: | ---: |\n`);
+  process.stdout.write(`\nA = ${rootA}\nB = ${rootB}\n\n| case | req/s (median) | req/CPU-s | × nginx per CPU-s | p99 ms (median) |\n| --- | ---: | ---: | ---: | ---: |\n`);
   for (const t of targets) {
     const perCpu = t.requests / t.cpu;
-    process.stdout.write(`| ${t.name} | ${Math.round(percentile(t.rps, 50))} | ${Math.round(perCpu)} | ${(perCpu / nginxPerCpu).toFixed(2)} |\n`);
+    process.stdout.write(`| ${t.name} | ${Math.round(percentile(t.rps, 50))} | ${Math.round(perCpu)} | ${(perCpu / nginxPerCpu).toFixed(2)} | ${percentile(t.p99, 50).toFixed(2)} |\n`);
   }
   const wsLoad = async (port: number): Promise<number> => {
     const argv = pinned(LOAD, [process.execPath, join(ROOT, 'bench/ws-load.ts'), `ws://127.0.0.1:${port}/`, WS_HOST, '32', String(SECONDS), '64']);

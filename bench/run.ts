@@ -22,7 +22,8 @@
 // BENCH_ONLY (comma-separated sections to run: http, h2, ws, route, memory; default all),
 // BENCH_IDLE_CONNECTIONS (idle connections of each memory case, default 10000),
 // BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/),
-// BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, e.g.
+// BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, after those of
+// package.json's `gateway` script, which every gateway here runs with; e.g.
 // `--max-semi-space-size=16`: a V8 setting's effect measured against the same peers),
 // BENCH_KEEP=1 (keep the temporary directory: the gateways' logs, so `--trace-gc` output can be read afterwards).
 import type { ChildProcess } from 'node:child_process';
@@ -37,6 +38,7 @@ import type { Route } from '../shared/route.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
 import { runH2load } from './h2load.ts';
+import { gatewayNodeFlags } from './launch.ts';
 import { measureIdleMemory, type IdleMemoryResult, type IdleMode } from './memory.ts';
 import { BENCH_BODY, proxyConfig, startNginx, upstreamConfig } from './nginx.ts';
 import { peerMissing, startPeer, type PeerKind } from './peers.ts';
@@ -53,11 +55,13 @@ const SECONDS = boundedNumber('BENCH_SECONDS', 3, 1, 60);
 const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
 const KEEP = process.env.BENCH_KEEP === '1';
-const GATEWAY_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
-if (GATEWAY_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
+const EXTRA_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+if (EXTRA_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
   process.stderr.write('BENCH_GATEWAY_NODE_FLAGS: Node flags only (each starting with --)\n');
   process.exit(2);
 }
+// A flag given twice counts as its last value, so the extra flags can override production's.
+const GATEWAY_NODE_FLAGS = [...gatewayNodeFlags(ROOT), ...EXTRA_NODE_FLAGS];
 const SECTIONS = ['http', 'h2', 'ws', 'route', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 const ONLY = sectionsToRun();
@@ -151,6 +155,24 @@ interface GatewayOptions {
   fdLimit?: number;
 }
 
+/**
+ * The gateway runs as `npm run gateway` runs it: with the module compile cache scripts/node-env.sh sets up, so its
+ * memory is not that of Node's TypeScript stripper (about 20 MiB, loaded only when a module is not in the cache).
+ */
+const COMPILE_CACHE_ENV: Record<string, string> = process.env.NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE } : {};
+
+/** Loads the gateway's modules once without starting it, so the first gateway measured finds them all cached. */
+function warmCompileCache(): void {
+  if (!COMPILE_CACHE_ENV.NODE_COMPILE_CACHE) return;
+  const entry = JSON.stringify(join(ROOT, 'gateway/main.ts'));
+  const tls = JSON.stringify(join(ROOT, 'gateway/tls/index.ts'));
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${entry}); await import(${tls});`], {
+    env: { PATH: process.env.PATH ?? '', ...COMPILE_CACHE_ENV },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`loading the gateway's modules failed: ${r.stderr}`);
+}
+
 /** `node gateway/main.ts` as a child, reading routes from the bench's Redis; resolves once it serves the bench route. */
 async function startGateway(redisUrl: string, o: GatewayOptions): Promise<GatewayRun> {
   const [port, adminPort] = [await freePort(), await freePort()];
@@ -173,6 +195,7 @@ async function startGateway(redisUrl: string, o: GatewayOptions): Promise<Gatewa
       REDIS_URL: redisUrl,
       REDIS_PREFIX,
       ACCESS_LOG: 'false',
+      ...COMPILE_CACHE_ENV,
       ...o.env,
     },
   });
@@ -508,6 +531,7 @@ async function main(): Promise<void> {
 
   const writerClient = { current: undefined as ReturnType<typeof createRedis> | undefined };
   try {
+    warmCompileCache();
     redis = await startRedis();
     writerClient.current = createRedis(redis.url);
     await waitReady(writerClient.current);
