@@ -4,8 +4,8 @@
 // messages/s through each gateway and directly (32 clients, 64-byte messages, as bench/run.ts).
 // Usage: node bench/ab.ts <checkout A> <checkout B>   (BENCH_SECONDS, BENCH_ROUNDS as for bench/run.ts;
 // BENCH_PROFILE=1 also profiles B's gateway, access log off and on, with node --cpu-prof into bench/profiles/;
-// AB_NODE_FLAGS_A, AB_NODE_FLAGS_B: space-separated Node flags for that side's gateways, after those of its own
-// package.json's `gateway` script, so one checkout given twice compares a V8 setting)
+// AB_NODE_FLAGS_A, AB_NODE_FLAGS_B: space-separated Node flags for that side's gateways, so one checkout given twice
+// compares a V8 setting)
 import { mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,7 +16,6 @@ import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { BENCH_BODY, proxyConfig, startNginx, upstreamConfig } from './nginx.ts';
 import { Children, freePort, httpGet, pinned, treeCpuSeconds, waitServing } from './processes.ts';
-import { gatewayNodeFlags } from './launch.ts';
 import { percentile } from './stats.ts';
 import { runWrk } from './wrk.ts';
 
@@ -38,10 +37,7 @@ if (!argA || !argB || !Number.isFinite(SECONDS) || !Number.isFinite(ROUNDS)) {
 }
 const rootA = resolve(argA);
 const rootB = resolve(argB);
-const nodeFlags = (side: 'A' | 'B', root: string): string[] => [
-  ...gatewayNodeFlags(root),
-  ...(process.env[`AB_NODE_FLAGS_${side}`] ?? '').split(/\s+/).filter((f) => f !== ''),
-];
+const nodeFlags = (side: 'A' | 'B'): string[] => (process.env[`AB_NODE_FLAGS_${side}`] ?? '').split(/\s+/).filter((f) => f !== '');
 
 const children = new Children();
 const tmp = mkdtempSync(join(tmpdir(), 'podgate-ab-'));
@@ -99,8 +95,8 @@ async function main(): Promise<void> {
   await waitServing(nginxPort, HOST, 'nginx', BENCH_BODY);
   const targets: Target[] = [{ name: 'nginx', port: nginxPort, pid: nginx.pid!, rps: [], p99: [], requests: 0, cpu: 0 }];
   for (const [label, root] of [['A', rootA], ['B', rootB]] as const) {
-    targets.push(await gateway(`${label}`, root, redis.url, {}, nodeFlags(label, root)));
-    targets.push(await gateway(`${label} + ACCESS_LOG`, root, redis.url, { ACCESS_LOG: 'true' }, nodeFlags(label, root)));
+    targets.push(await gateway(`${label}`, root, redis.url, {}, nodeFlags(label)));
+    targets.push(await gateway(`${label} + ACCESS_LOG`, root, redis.url, { ACCESS_LOG: 'true' }, nodeFlags(label)));
   }
   const wrk = (port: number, seconds: number) => runWrk(children, { url: `http://127.0.0.1:${port}/`, host: HOST, connections: CONNECTIONS, seconds, cores: LOAD });
   for (const t of targets) await wrk(t.port, 1);

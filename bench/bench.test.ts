@@ -1,11 +1,7 @@
 // The benchmark's pure parts: wrk and h2load report parsing, nginx/Caddy/HAProxy configs, /proc parsing, statistics,
 // profile grouping. (The benchmark itself is `npm run bench`; it is not run by the test suite.)
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { latencyFromLog, parseH2loadOutput } from './h2load.ts';
-import { gatewayNodeFlags, nodeFlagsOf } from './launch.ts';
 import { BENCH_BODY, PORT_PATH, proxyConfig, upstreamConfig } from './nginx.ts';
 import { caddyConfig, haproxyConfig } from './peers.ts';
 import { parseProcStat, parseVmRss, pinned } from './processes.ts';
@@ -202,31 +198,5 @@ describe('profile grouping', () => {
     expect(componentOf('parserOnHeadersComplete', 'node:_http_common')).toBe('node: http');
     expect(componentOf('handleRequest', 'file:///work/main/gateway/gateway.ts')).toBe('podgate: gateway/gateway.ts');
     expect(componentOf('decideFor', 'file:///work/main/gateway/access/guard.ts')).toBe('podgate: gateway/access/guard.ts');
-  });
-});
-
-describe('how the gateway is launched', () => {
-  const root = dirname(dirname(fileURLToPath(import.meta.url)));
-  const read = (path: string) => readFileSync(join(root, path), 'utf8');
-
-  it('takes the Node flags between the launcher and the entry', () => {
-    expect(nodeFlagsOf('bash scripts/node.sh --max-semi-space-size=4 gateway/main.ts', 'gateway/main.ts')).toEqual(['--max-semi-space-size=4']);
-    expect(nodeFlagsOf('bash scripts/node.sh gateway/main.ts', 'gateway/main.ts')).toEqual([]);
-    expect(() => nodeFlagsOf('bash scripts/node.sh main.ts', 'gateway/main.ts')).toThrow(/does not run gateway\/main.ts/);
-  });
-
-  // The bench measures the gateway with package.json's flags: every other way production starts it must use them too.
-  it('gives every production launch of the gateway the same Node flags as `npm run gateway`', () => {
-    const flags = gatewayNodeFlags(root);
-    expect(flags).toContain('--max-semi-space-size=4');
-    const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
-    expect(nodeFlagsOf(scripts.start!, 'main.ts')).toEqual(flags);
-    const commands = [...read('docker-compose.yml').matchAll(/command: \[("node".*"gateway\/main\.ts")\]/g)].map((m) => m[1]!);
-    expect(commands.length).toBe(2);
-    for (const c of commands) expect(JSON.parse(`[${c}]`).slice(1, -1)).toEqual(flags);
-    for (const file of ['docker/Dockerfile.app', 'docker/Dockerfile.podgate']) {
-      const cmd = /^CMD (\[.*\])$/m.exec(read(file))?.[1];
-      expect(JSON.parse(cmd ?? '[]'), file).toEqual(['node', ...flags, 'main.ts']);
-    }
   });
 });

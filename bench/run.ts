@@ -22,8 +22,7 @@
 // BENCH_ONLY (comma-separated sections to run: http, h2, ws, route, memory; default all),
 // BENCH_IDLE_CONNECTIONS (idle connections of each memory case, default 10000),
 // BENCH_PROFILE=1 (also run the 1-worker gateway under `node --cpu-prof`, profile written to bench/profiles/),
-// BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, after those of
-// package.json's `gateway` script, which every gateway here runs with; e.g.
+// BENCH_GATEWAY_NODE_FLAGS (space-separated Node flags for every gateway the bench starts, e.g.
 // `--max-semi-space-size=16`: a V8 setting's effect measured against the same peers),
 // BENCH_KEEP=1 (keep the temporary directory: the gateways' logs, so `--trace-gc` output can be read afterwards).
 import type { ChildProcess } from 'node:child_process';
@@ -38,7 +37,6 @@ import type { Route } from '../shared/route.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { createSelfSignedCertificate } from '../gateway/tls/self-signed.ts';
 import { runH2load } from './h2load.ts';
-import { gatewayNodeFlags } from './launch.ts';
 import { measureIdleMemory, type IdleMemoryResult, type IdleMode } from './memory.ts';
 import { BENCH_BODY, proxyConfig, startNginx, upstreamConfig } from './nginx.ts';
 import { peerMissing, startPeer, type PeerKind } from './peers.ts';
@@ -55,13 +53,11 @@ const SECONDS = boundedNumber('BENCH_SECONDS', 3, 1, 60);
 const ROUNDS = boundedNumber('BENCH_ROUNDS', 3, 1, 10);
 const PROFILE = process.env.BENCH_PROFILE === '1';
 const KEEP = process.env.BENCH_KEEP === '1';
-const EXTRA_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
-if (EXTRA_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
+const GATEWAY_NODE_FLAGS = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+if (GATEWAY_NODE_FLAGS.some((f) => !f.startsWith('--'))) {
   process.stderr.write('BENCH_GATEWAY_NODE_FLAGS: Node flags only (each starting with --)\n');
   process.exit(2);
 }
-// A flag given twice counts as its last value, so the extra flags can override production's.
-const GATEWAY_NODE_FLAGS = [...gatewayNodeFlags(ROOT), ...EXTRA_NODE_FLAGS];
 const SECTIONS = ['http', 'h2', 'ws', 'route', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 const ONLY = sectionsToRun();

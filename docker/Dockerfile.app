@@ -22,6 +22,5 @@ WORKDIR /app
 ENV NODE_ENV=production
 # Owned by root and read-only for the process: a compromised gateway cannot rewrite its own code.
 USER podgate
-# All-in-one by default; `node --max-semi-space-size=4 gateway/main.ts` or `node orchestrator/main.ts` for one role.
-# The young generation is held to 4 MiB per semi-space (README.md, "Memory", says why).
-CMD ["node", "--max-semi-space-size=4", "main.ts"]
+# All-in-one by default; `node gateway/main.ts` or `node orchestrator/main.ts` for one role.
+CMD ["node", "main.ts"]
