@@ -1,8 +1,10 @@
 # The podgate application image for docker-compose.yml: gateway and orchestrator from one image (the command picks
 # the role), built offline by `docker/build-image.sh --compose` on podgate/base:bookworm, the pod image's
 # debootstrapped base. Its build context (assembled under /var/cache/podgate/) holds Debian .debs resolved against
-# that base, Node 24's binary from the npm registry, the production node_modules and the project's sources (no tests,
-# no .env): nothing below downloads anything. docker/Dockerfile.podgate builds the same application from
+# that base, Node 24's binary from the npm registry, the production node_modules and the application as JavaScript
+# (tsc -p tsconfig.build.json: no tests, no .env): nothing below downloads anything. JavaScript, because Node's
+# TypeScript stripper costs each process about 22 MB, and the compile cache that spares a checkout from it needs a
+# directory the process can write, which this read-only code must not have. docker/Dockerfile.podgate builds the same application from
 # node:24-bookworm-slim where Docker Hub is reachable.
 ARG BASE=podgate/base:bookworm
 FROM ${BASE}
@@ -22,5 +24,5 @@ WORKDIR /app
 ENV NODE_ENV=production
 # Owned by root and read-only for the process: a compromised gateway cannot rewrite its own code.
 USER podgate
-# All-in-one by default; `node gateway/main.ts` or `node orchestrator/main.ts` for one role.
-CMD ["node", "main.ts"]
+# All-in-one by default; `node gateway/main.js` or `node orchestrator/main.js` for one role.
+CMD ["node", "main.js"]

@@ -55,7 +55,7 @@ APP_NODE_MAJOR=24
 # iptables: the orchestrator installs the pod egress policy in the host's firewall.
 APP_PACKAGES="iptables"
 REDIS_PACKAGES="redis-server"
-APP_SOURCES=(main.ts package.json package-lock.json shared gateway orchestrator config)
+APP_SOURCES=(main.ts package.json package-lock.json tsconfig.json tsconfig.build.json shared gateway orchestrator config)
 CACHE_DIR="${PODGATE_CACHE_DIR:-/var/cache/podgate}"
 MIRROR="${PODGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
@@ -590,14 +590,18 @@ build_app_image() {
   find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'app-modules-*' ! -name "$(basename "$modules")" -exec rm -rf {} +
   local debs context="$CACHE_DIR/app-context"
   debs="$(debs_for app "$APP_PACKAGES")"
-  # The build context: node_modules and the .debs hard-linked from the cache, the sources copied.
+  # The build context: node_modules and the .debs hard-linked from the cache; the application as JavaScript
+  # (tsconfig.build.json: the image's processes never load Node's TypeScript stripper) and its other files copied.
+  [ -x "$root/node_modules/.bin/tsc" ] || die "the TypeScript compiler is missing: run npm ci (scripts/setup.sh does)"
   rm -rf "$context"
   mkdir -p "$context/modules" "$context/app"
   cp "$here/Dockerfile.app" "$context/Dockerfile"
   cp -al "$debs" "$context/debs" 2>/dev/null || cp -a "$debs" "$context/debs"
   cp -al "$modules/node_modules" "$context/modules/" 2>/dev/null || cp -a "$modules/node_modules" "$context/modules/"
   cp "$(readlink -f "$(command -v node)")" "$context/node"
-  (cd "$root" && app_source_files | xargs -0 cp --parents -t "$context/app")
+  (cd "$root" && app_source_files | grep -zv -e '\.ts$' -e '^tsconfig' | xargs -0 cp --parents -t "$context/app")
+  (cd "$root" && node_modules/.bin/tsc -p tsconfig.build.json --outDir "$context/app") >"$CACHE_DIR/app-tsc.log" 2>&1 ||
+    die "tsc -p tsconfig.build.json failed; see $CACHE_DIR/app-tsc.log"
   log "building $APP_IMAGE from docker/Dockerfile.app"
   local args=(--file "$context/Dockerfile" --tag "$APP_IMAGE" --label "$POD_LABEL=$hash" --build-arg "BASE=$BASE_IMAGE")
   [ "$force" = 0 ] || args+=(--no-cache)

@@ -356,12 +356,12 @@ describe('docker-compose.yml on this machine', () => {
       }
     }));
 
-  it('the app image holds the sources and the production dependencies, no tests, no dev tools, no .env', async () => {
+  it('the app image holds the application as JavaScript and the production dependencies, no tests, no dev tools, no .env', async () => {
     const image = process.env.PODGATE_APP_IMAGE ?? 'podgate/app:dev';
     const script = [
       'ls -A /app',
       'echo ---',
-      'find /app -path /app/node_modules -prune -o -name "*.test.ts" -print',
+      'find /app -path /app/node_modules -prune -o \\( -name "*.ts" -o -name "*.test.*" -o -name "*.contract.*" \\) -print',
       'echo ---',
       'ls /app/node_modules/hono /app/node_modules/vitest /app/node_modules/typescript 2>&1 | grep -c "No such file"',
       'id -un',
@@ -369,7 +369,7 @@ describe('docker-compose.yml on this machine', () => {
     const r = await exec('docker', ['run', '--rm', '--network', 'none', image, 'sh', '-c', script], 60_000);
     expect(r.code, r.stderr).toBe(0);
     const [listing, tests, rest] = r.stdout.split('---\n');
-    expect(listing!.split('\n').filter(Boolean).sort()).toEqual(['config', 'gateway', 'main.ts', 'node_modules', 'orchestrator', 'package-lock.json', 'package.json', 'shared']);
+    expect(listing!.split('\n').filter(Boolean).sort()).toEqual(['config', 'gateway', 'main.js', 'node_modules', 'orchestrator', 'package-lock.json', 'package.json', 'shared']);
     expect(tests).toBe('');
     // hono there; vitest and typescript (devDependencies) not; the process is not root.
     expect(rest!.trim().split('\n')).toEqual(['2', 'podgate']);
