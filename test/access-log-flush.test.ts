@@ -1,5 +1,7 @@
 // The access log is written through an asynchronous, buffered destination: a gateway process that is stopped with
-// SIGTERM right after answering must still have written one access line per request it answered.
+// SIGTERM right after answering must still have written one access line per request it answered. And when whatever
+// reads the gateway's standard output goes away (a log collector that dies, `| head`), the gateway goes on serving
+// and still stops on SIGTERM: its lines are dropped, never retried forever.
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,5 +85,33 @@ describe('access log on SIGTERM', () => {
     const paths = new Set(gw.logs.filter((l) => l.msg === 'request' && String(l.path).startsWith('/n/')).map((l) => l.path));
     expect(paths.size).toBe(REQUESTS);
     expect(gw.otherStdout).toEqual([]);
+  });
+});
+
+/** `promise`, or a failure naming `what` after `ms`: a stalled gateway fails the test at once, not at its timeout. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe('standard output that nobody reads any more', () => {
+  it('leaves the gateway serving, and stopping on SIGTERM', { timeout: 90_000 }, async () => {
+    gw = await spawnGateway({ REDIS_URL: redis.url, ACCESS_LOG: 'true', ACCESS_CONCEAL_PODS: 'false' });
+    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    await waitFor(async () => (await get(gw!.url, '/ready', agent)) === 200, { timeoutMs: 30_000, what: 'the route in the gateway' });
+    // The reading end of the gateway's stdout pipe closes: every write to it now fails with EPIPE.
+    gw.child.stdout!.destroy();
+    const statuses: number[] = [];
+    // Spread over more than one flush interval (100 ms), so buffered lines are written, and fail, in between.
+    for (let round = 0; round < 5; round++) {
+      const answers = Promise.all(Array.from({ length: 40 }, (_, i) => get(gw!.url, `/after/${round}/${i}`, agent)));
+      statuses.push(...(await within(10_000, `round ${round} of requests after stdout closed`, answers)));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    agent.destroy();
+    expect(statuses.filter((s) => s === 200)).toHaveLength(200);
+    gw.child.kill('SIGTERM');
+    expect(await within(15_000, 'the gateway exiting on SIGTERM', gw.exited)).toEqual({ code: 0, signal: null });
   });
 });
