@@ -1,4 +1,5 @@
 // Structured JSON logs (pino), one logger per process; modules take a child with their name.
+import { writeSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import sonicBoom, { type SonicBoom as SonicBoomClass } from 'sonic-boom';
 
@@ -94,7 +95,8 @@ class StandardOutput {
     this.broken = true;
     clearInterval(this.timer);
     try {
-      process.stderr.write(`podgate: standard output cannot be written (${err.code ?? err.message}): its log lines are dropped from now on\n`);
+      // Not process.stderr: a stream that fails emits an error event later, which nothing here would catch.
+      writeSync(2, `podgate: standard output cannot be written (${err.code ?? err.message}): its log lines are dropped from now on\n`);
     } catch {
       // standard error is gone as well
     }

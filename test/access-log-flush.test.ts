@@ -96,12 +96,15 @@ function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
 }
 
 describe('standard output that nobody reads any more', () => {
-  it('leaves the gateway serving, and stopping on SIGTERM', { timeout: 90_000 }, async () => {
+  it.each(['stdout', 'stdout and stderr'])('leaves the gateway serving, and stopping on SIGTERM (%s gone)', { timeout: 90_000 }, async (gone) => {
+    await gw?.kill();
     gw = await spawnGateway({ REDIS_URL: redis.url, ACCESS_LOG: 'true', ACCESS_CONCEAL_PODS: 'false' });
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     await waitFor(async () => (await get(gw!.url, '/ready', agent)) === 200, { timeoutMs: 30_000, what: 'the route in the gateway' });
-    // The reading end of the gateway's stdout pipe closes: every write to it now fails with EPIPE.
+    // The reading end of the gateway's stdout pipe closes: every write to it now fails with EPIPE. Its note about
+    // that goes to stderr, which may be gone too.
     gw.child.stdout!.destroy();
+    if (gone.includes('stderr')) gw.child.stderr!.destroy();
     const statuses: number[] = [];
     // Spread over more than one flush interval (100 ms), so buffered lines are written, and fail, in between.
     for (let round = 0; round < 5; round++) {
@@ -113,5 +116,6 @@ describe('standard output that nobody reads any more', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(200);
     gw.child.kill('SIGTERM');
     expect(await within(15_000, 'the gateway exiting on SIGTERM', gw.exited)).toEqual({ code: 0, signal: null });
+    if (gone === 'stdout') expect(gw.stderr()).toContain('standard output cannot be written (EPIPE): its log lines are dropped from now on');
   });
 });
