@@ -19,7 +19,7 @@ if ! podgate_node_ok; then
   podgate_node_ok || { echo "podgate: could not get Node >= 22.19" >&2; exit 1; }
 fi
 # Node's module compile cache keeps each module's transpiled TypeScript and compiled code between runs. With it warm,
-# Node never loads its TypeScript stripper: about 20 MiB less resident memory per process (each gateway worker too)
+# Node never loads its TypeScript stripper: about 22 MB less resident memory per process (each gateway worker too)
 # and a faster start. It lives in the checkout (git-ignored), as trusted as the code beside it: a cache somebody else
 # can write holds code they can make us run. NODE_COMPILE_CACHE picks another place; NODE_DISABLE_COMPILE_CACHE=1
 # turns it off. Node writes each entry to a temporary file and renames it, so concurrent processes may share it.

@@ -103,9 +103,9 @@ class StandardOutput {
   }
 }
 
-let standardOutputLines: StandardOutput | undefined;
+let processStandardOutput: StandardOutput | undefined;
 function standardOutput(): StandardOutput {
-  return (standardOutputLines ??= new StandardOutput());
+  return (processStandardOutput ??= new StandardOutput());
 }
 
 /** The last millisecond's ISO time, as pino's isoTime writes it: one Date per millisecond, not one per line. */
@@ -125,7 +125,7 @@ function isoNow(): string {
  * the logger's bindings (pid, name and a child's), the caller's fields (`,"key":value...`, JSON already), `msg`.
  * For a line written thousands of times a second (the access log): pino's serialisation of a fields object cost
  * about 4 us per line here, this about a tenth of that. A logger made by createLogger for standard output has a
- * buffer of bytes for these lines (standardOutputLines); any other writes them to its own destination. Undefined when the
+ * buffer of bytes for these lines (StandardOutput.accessLines); any other writes them to its own destination. Undefined when the
  * logger does not write info lines.
  */
 export function infoLineWriter(logger: Logger): ((fields: string, msg: string) => void) | undefined {
@@ -134,7 +134,7 @@ export function infoLineWriter(logger: Logger): ((fields: string, msg: string) =
   const destination = internals[pino.symbols.streamSym] as { write(line: string): unknown } | undefined;
   const bindings = internals[pino.symbols.chindingsSym];
   if (typeof destination?.write !== 'function' || typeof bindings !== 'string') return undefined;
-  const stream = standardOutputLines && destination === standardOutputLines.pinoLines ? standardOutputLines.accessLines : destination;
+  const stream = processStandardOutput && destination === processStandardOutput.pinoLines ? processStandardOutput.accessLines : destination;
   return (fields, msg) => {
     stream.write(`{"level":30,"time":"${isoNow()}"${bindings}${fields},"msg":${JSON.stringify(msg)}}\n`);
   };
