@@ -125,8 +125,8 @@ function isoNow(): string {
  * the logger's bindings (pid, name and a child's), the caller's fields (`,"key":value...`, JSON already), `msg`.
  * For a line written thousands of times a second (the access log): pino's serialisation of a fields object cost
  * about 4 us per line here, this about a tenth of that. A logger made by createLogger for standard output has a
- * buffer of bytes for these lines (StandardOutput.accessLines); any other writes them to its own destination. Undefined when the
- * logger does not write info lines.
+ * buffer of bytes for these lines (StandardOutput.accessLines); any other writes them to its own destination.
+ * Undefined when the logger does not write info lines.
  */
 export function infoLineWriter(logger: Logger): ((fields: string, msg: string) => void) | undefined {
   if (!logger.isLevelEnabled('info')) return undefined;
