@@ -25,6 +25,8 @@ let open = 0;
 let failed = 0;
 let holding = false;
 let closedWhileHeld = 0;
+/** Why connections failed to open, counted: the status line's code, `error <code>`, or `closed` before an answer. */
+const failures: Record<string, number> = {};
 
 function request(): string {
   if (mode === 'http') return `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
@@ -38,11 +40,14 @@ function openOne(): Promise<boolean> {
     const s = connect({ host: '127.0.0.1', port });
     let head = '';
     let settled = false;
-    const done = (ok: boolean) => {
+    const done = (ok: boolean, why = '') => {
       if (settled) return;
       settled = true;
       if (ok) sockets.push(s);
-      else s.destroy();
+      else {
+        failures[why] = (failures[why] ?? 0) + 1;
+        s.destroy();
+      }
       resolve(ok);
     };
     s.setNoDelay(true);
@@ -52,15 +57,15 @@ function openOne(): Promise<boolean> {
       head += d.toString('latin1');
       const end = head.indexOf('\r\n\r\n');
       if (end === -1) return;
-      const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
-      if (mode === 'ws') return done(status === '101');
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
+      if (mode === 'ws') return done(status === '101', `status ${status ?? 'unreadable'}`);
       const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head.slice(0, end))?.[1] ?? NaN);
       if (status === '200' && head.length - end - 4 >= length) done(true);
-      else if (status !== '200') done(false);
+      else if (status !== '200') done(false, `status ${status ?? 'unreadable'}`);
     });
-    s.on('error', () => done(false));
+    s.on('error', (err: NodeJS.ErrnoException) => done(false, `error ${err.code ?? err.message}`));
     s.on('close', () => {
-      if (!settled) done(false);
+      if (!settled) done(false, 'closed');
       else if (holding) closedWhileHeld++;
     });
   });
@@ -79,7 +84,7 @@ async function worker(): Promise<void> {
 await Promise.all(Array.from({ length: Math.min(OPENING, count) }, worker));
 failed += count - open - failed; // not attempted before the deadline
 holding = true;
-process.stdout.write(`${JSON.stringify({ open, failed, seconds: (performance.now() - started) / 1000 })}\n`);
+process.stdout.write(`${JSON.stringify({ open, failed, failures, seconds: (performance.now() - started) / 1000 })}\n`);
 
 function finish(): void {
   process.stdout.write(`${JSON.stringify({ closedWhileHeld })}\n`);

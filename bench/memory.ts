@@ -21,6 +21,8 @@ export interface IdleMemoryResult {
   requested: number;
   open: number;
   failed: number;
+  /** Why they failed, counted (`status 502`, `error ECONNRESET`, `closed`): empty when none did. */
+  failures: Record<string, number>;
   /** Seconds the clients took to open them. */
   openSeconds: number;
   rssBeforeBytes: number;
@@ -48,14 +50,23 @@ export interface IdleMemoryOptions {
 }
 
 /** Lines of JSON the client prints, in order. */
-function readJsonLines(child: ChildProcess, onLine: (value: Record<string, number>) => void): void {
+/** What bench/idle-clients.ts reports: once opened, then once stopped. */
+interface ClientsLine {
+  open?: number;
+  failed?: number;
+  failures?: Record<string, number>;
+  seconds?: number;
+  closedWhileHeld?: number;
+}
+
+function readJsonLines(child: ChildProcess, onLine: (value: ClientsLine) => void): void {
   let buf = '';
   child.stdout?.on('data', (d: Buffer) => {
     buf += d;
     for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
       const line = buf.slice(0, nl).trim();
       buf = buf.slice(nl + 1);
-      if (line) onLine(JSON.parse(line) as Record<string, number>);
+      if (line) onLine(JSON.parse(line) as ClientsLine);
     }
   });
 }
@@ -65,7 +76,7 @@ export async function measureIdleMemory(children: Children, o: IdleMemoryOptions
   const fdsBefore = fdCount(o.pid);
   const argv = [process.execPath, join(o.root, 'bench/idle-clients.ts'), o.mode, String(o.port), o.host, String(o.count), String(OPEN_SECONDS), String(HOLD_SECONDS)];
   const child = children.start(`idle ${o.mode} clients`, pinned(o.cores, o.wrap(argv)), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, number>[] = [];
+  const lines: ClientsLine[] = [];
   let wake: (() => void) | undefined;
   readJsonLines(child, (v) => {
     lines.push(v);
@@ -94,6 +105,7 @@ export async function measureIdleMemory(children: Children, o: IdleMemoryOptions
       requested: o.count,
       open,
       failed: opened.failed ?? 0,
+      failures: opened.failures ?? {},
       openSeconds: Math.round((opened.seconds ?? 0) * 10) / 10,
       rssBeforeBytes: rssBefore,
       rssAfterBytes: rssAfter,

@@ -105,6 +105,7 @@ export interface MemoryRow {
   fdsAfter: number;
   closedWhileHeld: number;
   failed: number;
+  failures?: Record<string, number>;
 }
 
 const mb = (bytes: number) => fmt(bytes / 1_048_576, 1);
@@ -113,7 +114,8 @@ export function memoryTable(rows: MemoryRow[]): string {
   const header = `${pad('case', 42)} ${pad('open', 7, true)} ${pad('RSS before MB', 14, true)} ${pad('RSS after MB', 13, true)} ${pad('per conn KB', 12, true)} ${pad('fds', 7, true)}`;
   const lines = rows.map((r) => {
     const per = r.perConnectionBytes === undefined ? '?' : fmt(r.perConnectionBytes / 1024, 1);
-    const bad = r.failed || r.closedWhileHeld ? `  (!) ${r.failed} failed to open, ${r.closedWhileHeld} closed while held` : '';
+    const why = Object.entries(r.failures ?? {}).map(([k, n]) => `${n} ${k}`).join(', ');
+    const bad = r.failed || r.closedWhileHeld ? `  (!) ${r.failed} failed to open${why ? ` (${why})` : ''}, ${r.closedWhileHeld} closed while held` : '';
     return `${pad(r.name, 42)} ${pad(`${fmt(r.open)}`, 7, true)} ${pad(mb(r.rssBeforeBytes), 14, true)} ${pad(mb(r.rssAfterBytes), 13, true)} ${pad(per, 12, true)} ${pad(fmt(r.fdsAfter), 7, true)}${bad}`;
   });
   return [header, '-'.repeat(header.length), ...lines].join('\n');
