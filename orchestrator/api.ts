@@ -129,6 +129,6 @@ export function createApi(deps: ApiDeps): Hono {
   // stays closed to anyone without the token).
   app.get(OPENAPI_PATH, openApiRouteDoc, openApiHandler(app, ORCHESTRATOR_API_INFO));
   if (deps.accessApi) app.route('/', deps.accessApi);
-  app.route(DASHBOARD_PATH, createDashboard({ api: app, adminToken: deps.adminToken, gateway: deps.gatewayAdmin }));
+  app.route(DASHBOARD_PATH, createDashboard({ api: app, adminToken: deps.adminToken, logger: deps.logger, gateway: deps.gatewayAdmin }));
   return app;
 }

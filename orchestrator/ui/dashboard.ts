@@ -16,6 +16,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { adminTokenDigest } from '../../shared/admin-token.ts';
+import type { Logger } from '../../shared/log.ts';
 import type { GatewayAdmin } from '../config.ts';
 import type { PodState } from '../route-builder.ts';
 import { crossSiteRefusal, isTls, ownOrigin, securityHeaders, SignInLimiter } from './guard.ts';
@@ -39,6 +40,8 @@ export interface DashboardDeps {
   /** The admin API (api.ts's app): the dashboard calls its handlers with the admin token. */
   api: { request(path: string, init: RequestInit): Response | Promise<Response> };
   adminToken: string;
+  /** The orchestrator's logger: an unexpected error is one error line there, as the admin API writes its own. */
+  logger: Logger;
   /** A gateway's certificates API; without it the certificates page says how to configure one. */
   gateway?: GatewayAdmin | undefined;
   sessions?: SessionStore;
@@ -155,7 +158,7 @@ export function createDashboard(deps: DashboardDeps): Hono<Env> {
 
   app.onError((err, c) => {
     if (err instanceof ApiFailure) return refuse(c, err.status, err.message);
-    console.error('dashboard: unexpected error', err);
+    deps.logger.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'dashboard: unexpected error');
     return refuse(c, 500, 'internal error');
   });
 
