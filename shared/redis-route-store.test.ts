@@ -31,7 +31,8 @@ describe('RedisRouteStore specifics', () => {
 
   it('subscribes while Redis is down without waiting for it, and hears events once it is back', async () => {
     const store = await newStore();
-    const writer = new RedisRouteStore(await redisServer.client(), { prefix: `t${n}:` });
+    const writerClient = await redisServer.client();
+    const writer = new RedisRouteStore(writerClient, { prefix: `t${n}:` });
     await redisServer.server.kill();
     const events: string[] = [];
     let resyncs = 0;
@@ -40,6 +41,8 @@ describe('RedisRouteStore specifics', () => {
     await redisServer.server.restart();
     // Told to re-read (what was published before the subscription is missed), then hears what comes after.
     await waitFor(() => resyncs > 0, { what: 'a resync once subscribed', timeoutMs: 15_000 });
+    // The writer reconnects on its own schedule: a put before it has would fail (no offline queue), not be missed.
+    await waitFor(() => writerClient.status === 'ready', { what: 'the writer reconnected', timeoutMs: 15_000 });
     await waitFor(async () => {
       await writer.put(route(`late${events.length}`, Date.now()));
       return events.length > 0;
