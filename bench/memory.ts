@@ -49,7 +49,6 @@ export interface IdleMemoryOptions {
   wrap: (argv: string[]) => string[];
 }
 
-/** Lines of JSON the client prints, in order. */
 /** What bench/idle-clients.ts reports: once opened, then once stopped. */
 interface ClientsLine {
   open?: number;
@@ -59,6 +58,7 @@ interface ClientsLine {
   closedWhileHeld?: number;
 }
 
+/** Lines of JSON the client prints, in order. */
 function readJsonLines(child: ChildProcess, onLine: (value: ClientsLine) => void): void {
   let buf = '';
   child.stdout?.on('data', (d: Buffer) => {
